@@ -1,0 +1,1 @@
+"""Readers, dataset registry, low-resource sampling and fetching."""

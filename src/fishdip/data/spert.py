@@ -1,0 +1,80 @@
+"""Reader for the SpERT JSON format (CoNLL04, ADE, SciERC releases).
+
+A file is a JSON list of ``{"tokens": [...], "entities": [{"type", "start", "end"}],
+"relations": [{"type", "head", "tail"}]}``; entity ends are exclusive and relations
+point at entities by index. The types file maps type keys to verbose names.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from fishdip.errors import DataError
+from fishdip.formats.entity_relation import Entity, Example, Relation, Schema
+
+
+def _load_json(path: Path):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: line {exc.lineno}, column {exc.colno}: invalid JSON ({exc.msg})") from None
+
+
+def read_types(path: Path) -> Schema:
+    """``{"entities": {key: {"verbose": ...}}, "relations": {...}}`` -> Schema (names lower-cased)."""
+    data = _load_json(path)
+    if not isinstance(data, dict) or "entities" not in data:
+        raise DataError(f"{path}: expected an object with 'entities' (and 'relations')")
+    try:
+        entities = {k: v["verbose"].lower() for k, v in data["entities"].items()}
+        relations = {k: v["verbose"].lower() for k, v in data.get("relations", {}).items()}
+    except (KeyError, AttributeError, TypeError) as exc:
+        raise DataError(f"{path}: every type needs a 'verbose' name ({exc})") from None
+    return Schema(entities, relations)
+
+
+def _parse_example(raw: dict, schema: Schema, where: str, index: int) -> Example:
+    tokens = raw.get("tokens")
+    if not isinstance(tokens, list) or not tokens or not all(isinstance(t, str) for t in tokens):
+        raise DataError(f"{where}: 'tokens' must be a non-empty list of strings")
+    entities: list[Entity] = []
+    for j, ent in enumerate(raw.get("entities", [])):
+        try:
+            start, end, etype = int(ent["start"]), int(ent["end"]), ent["type"]
+        except (KeyError, TypeError, ValueError):
+            raise DataError(f"{where}: entity {j} needs 'type', 'start' and 'end'") from None
+        if not 0 <= start < end <= len(tokens):
+            raise DataError(f"{where}: entity {j} has span [{start}, {end}) outside the {len(tokens)} tokens")
+        if etype not in schema.entity_types:
+            raise DataError(f"{where}: entity {j} has unknown type {etype!r}")
+        entities.append(Entity(start, end, etype))
+    relations: list[Relation] = []
+    for j, rel in enumerate(raw.get("relations", [])):
+        try:
+            head, tail, rtype = int(rel["head"]), int(rel["tail"]), rel["type"]
+        except (KeyError, TypeError, ValueError):
+            raise DataError(f"{where}: relation {j} needs 'type', 'head' and 'tail'") from None
+        for role, k in (("head", head), ("tail", tail)):
+            if not 0 <= k < len(entities):
+                raise DataError(f"{where}: relation {j} {role} points at missing entity {k}")
+        if rtype not in schema.relation_types:
+            raise DataError(f"{where}: relation {j} has unknown type {rtype!r}")
+        relations.append(Relation(rtype, entities[head], entities[tail]))
+    return Example(tokens, entities, relations, id=str(raw.get("orig_id", index)))
+
+
+def read_spert(path: Path, schema: Schema) -> list[Example]:
+    """Read and validate one SpERT JSON file; errors name the file and example index."""
+    data = _load_json(path)
+    if not isinstance(data, list):
+        raise DataError(f"{path}: expected a JSON list of examples")
+    examples = []
+    for i, raw in enumerate(data):
+        if not isinstance(raw, dict):
+            raise DataError(f"{path}: example {i}: expected an object")
+        examples.append(_parse_example(raw, schema, f"{path}: example {i}", i))
+    return examples

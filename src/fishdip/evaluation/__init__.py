@@ -1,0 +1,1 @@
+"""Prediction (batched generation + decoding) and metrics."""

@@ -1,0 +1,73 @@
+"""Metrics as TANL defines them for joint entity and relation extraction.
+
+- entity: exact span and type; entity (no type): exact span.
+- relation: relation type, and both entities' exact spans and types;
+  relation (no type): relation type and both exact spans, entity types ignored.
+All micro-averaged over the evaluation set.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import Counter
+
+from fishdip.formats.entity_relation import Decoded, Entity, Example, Relation
+
+
+def prf(correct: int, predicted: int, gold: int) -> dict[str, float]:
+    precision = correct / predicted if predicted else 0.0
+    recall = correct / gold if gold else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1}
+
+
+def _untyped_entity(e: Entity) -> tuple[int, int]:
+    return (e.start, e.end)
+
+
+def _untyped_relation(r: Relation) -> tuple:
+    return (r.type, _untyped_entity(r.head), _untyped_entity(r.tail))
+
+
+def joint_er_scores(golds: list[Example], preds: list[Decoded]) -> dict:
+    """Micro P/R/F1 for entities and relations, with and without entity types, plus error counts."""
+    if len(golds) != len(preds):
+        raise ValueError(f"{len(golds)} gold examples but {len(preds)} predictions")
+    counts: Counter = Counter()
+    errors: Counter = Counter()
+    for gold, pred in zip(golds, preds):
+        views = {
+            "entity": (set(gold.entities), pred.entities),
+            "entity_no_type": ({_untyped_entity(e) for e in gold.entities},
+                               {_untyped_entity(e) for e in pred.entities}),
+            "relation": (set(gold.relations), pred.relations),
+            "relation_no_type": ({_untyped_relation(r) for r in gold.relations},
+                                 {_untyped_relation(r) for r in pred.relations}),
+        }
+        for name, (g, p) in views.items():
+            counts[name, "gold"] += len(g)
+            counts[name, "predicted"] += len(p)
+            counts[name, "correct"] += len(g & p)
+        errors.update(pred.errors)
+    metrics: dict = {"num_examples": len(golds)}
+    for name in ("entity", "relation", "entity_no_type", "relation_no_type"):
+        scores = prf(counts[name, "correct"], counts[name, "predicted"], counts[name, "gold"])
+        prefix = name.replace("_no_type", "")
+        suffix = "_no_type" if name.endswith("_no_type") else ""
+        for key, value in scores.items():
+            metrics[f"{prefix}_{key}{suffix}"] = value
+    metrics["errors"] = dict(sorted(errors.items()))
+    return metrics
+
+
+def aggregate(per_episode: list[dict]) -> dict[str, dict[str, float]]:
+    """Mean and sample standard deviation (0 for one episode) of every numeric metric."""
+    keys = [k for k, v in per_episode[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    out = {}
+    for key in keys:
+        values = [float(m[key]) for m in per_episode if key in m]
+        std = statistics.stdev(values) if len(values) > 1 else 0.0
+        out[key] = {"mean": statistics.fmean(values), "std": 0.0 if math.isnan(std) else std,
+                    "n": len(values)}
+    return out

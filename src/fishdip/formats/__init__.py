@@ -1,0 +1,1 @@
+"""Text <-> structures: TANL augmented natural language for each task family."""

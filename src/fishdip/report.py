@@ -1,0 +1,66 @@
+"""Human-readable summaries of results: tables and loss plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fishdip.io import write_json_atomic, write_text_atomic
+
+TABLE_METRICS = ("entity_f1", "relation_f1", "entity_f1_no_type", "relation_f1_no_type")
+
+
+def _cell(stat: dict | None) -> str:
+    if stat is None:
+        return "-"
+    if stat.get("n", 1) > 1:
+        return f"{100 * stat['mean']:.1f} ± {100 * stat['std']:.1f}"
+    return f"{100 * stat['mean']:.1f}"
+
+
+def comparison_table(results: dict[str, dict]) -> str:
+    """Markdown table, one row per method: F1 scores (x100), steps and wall time."""
+    header = ["method", *TABLE_METRICS, "format errors", "train s/episode", "wall s/episode"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for method, res in results.items():
+        agg = res["aggregate"]
+        eps = res["episodes"]
+        errors = sum(sum(e["metrics"]["errors"].values()) for e in eps) / len(eps)
+        train_s = sum(e["train"]["seconds"] for e in eps) / len(eps)
+        wall_s = sum(e["seconds"] for e in eps) / len(eps)
+        row = [method, *(_cell(agg.get(m)) for m in TABLE_METRICS), f"{errors:.1f}",
+               f"{train_s:.0f}", f"{wall_s:.0f}"]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_losses(results: dict[str, dict], path: Path) -> None:
+    """Training loss per optimizer step, one line per method (first episode)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method, res in results.items():
+        losses = res["episodes"][0]["train"]["losses"]
+        ax.plot([x["step"] for x in losses], [x["loss"] for x in losses], label=method)
+        for refresh in res["episodes"][0]["train"]["refreshes"][1:]:
+            ax.axvline(refresh["step"], color="grey", alpha=0.2, lw=0.8)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("training loss")
+    ax.legend()
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def write_comparison(results: dict[str, dict], out: Path) -> str:
+    table = comparison_table(results)
+    write_text_atomic(out / "comparison.md", table)
+    write_json_atomic(out / "comparison.json",
+                      {m: {"aggregate": r["aggregate"], "episodes": len(r["episodes"])}
+                       for m, r in results.items()})
+    plot_losses(results, out / "losses.png")
+    return table

@@ -1,0 +1,1 @@
+"""Fisher scores, regressing-sample selection, sparse masks and mask-respecting optimizers."""

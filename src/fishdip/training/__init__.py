@@ -1,0 +1,1 @@
+"""Training loop (full, fish, fish-dip, random) and the experiment runner."""

@@ -1,0 +1,74 @@
+"""Configuration dataclasses; every field's help text is shown by the CLI and saved with runs."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+METHODS = ("full", "fish", "fish-dip", "random")
+OPTIMIZERS = ("adamw", "adafactor")
+
+
+def _f(default, help: str):
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class TrainConfig:
+    method: str = _f("fish-dip", "full: all parameters learn; fish: one Fisher mask before training; "
+                     "fish-dip: Fisher mask refreshed on the most regressing samples; random: random mask")
+    epochs: int = _f(3, "passes over the training subset")
+    batch_size: int = _f(8, "sentences per micro-batch")
+    grad_accum_steps: int = _f(1, "micro-batches per optimizer step")
+    lr: float = _f(1e-4, "peak learning rate (linear decay to 0)")
+    warmup_ratio: float = _f(0.0, "fraction of optimizer steps with linear warm-up")
+    optimizer: str = _f("adamw", "adamw or adafactor")
+    weight_decay: float = _f(0.0, "decoupled weight decay (never touches masked entries)")
+    max_grad_norm: float = _f(1.0, "gradient clipping over the trainable entries; 0 disables")
+    max_length: int = _f(256, "maximum tokens of a source and of a target")
+    sparsity: float = _f(0.01, "fraction of parameter entries that learn (sparse methods)")
+    refresh_steps: int = _f(100, "fish-dip: recompute the mask every N optimizer steps")
+    regressing_samples: int | None = _f(None, "fish-dip: samples the mask is computed on "
+                                        "(default: 10 % of batches per epoch, clamped to 3..25)")
+    fisher: str = _f("square", "Fisher score per entry: sum of squared (square) or absolute (abs) "
+                     "per-sample gradients")
+    fish_samples: int = _f(128, "fish: training samples the one fixed mask is computed on")
+    seed: int = _f(0, "seed for shuffling, dropout and random masks")
+
+    def validate(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"--method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.fisher not in ("square", "abs"):
+            raise ValueError(f"--fisher must be square or abs, got {self.fisher!r}")
+        if not 0 < self.sparsity <= 1:
+            raise ValueError(f"--sparsity must be in (0, 1], got {self.sparsity}")
+        for name in ("epochs", "batch_size", "grad_accum_steps", "refresh_steps", "max_length"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ExperimentConfig:
+    task: str = _f("conll04", "dataset / task name")
+    model: str = _f("embedded", "hub name, local path, or 'embedded' (SmolLM2-135M-Instruct, offline)")
+    data_dir: str | None = _f(None, "folder holding <task>/ (else $FISHDIP_DATA_DIR, else the cache)")
+    fold: int = _f(0, "cross-validation fold, for datasets that ship folds (ade)")
+    train_fraction: float | None = _f(None, "use this fraction of the training split")
+    train_size: int | None = _f(None, "use this many training sentences")
+    episodes: list[int] = field(default_factory=lambda: [1], metadata={"help": "episode numbers; "
+                                "episode i samples its subset with seed i"})
+    eval_split: str = _f("test", "dev or test")
+    eval_limit: int | None = _f(None, "evaluate on the first N sentences only")
+    eval_batch_size: int = _f(16, "sentences per generation batch")
+    num_beams: int = _f(1, "1 = greedy decoding")
+    output_dir: str = _f("runs/latest", "where config, results, predictions and the model go")
+    save_model: bool = _f(True, "save the trained model(s)")
+    device: str = _f("auto", "auto, cpu, cuda, cuda:1, mps ...")
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)

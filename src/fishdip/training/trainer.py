@@ -1,0 +1,176 @@
+"""The training loop, with the mask schedule of each method.
+
+- full:     every parameter learns (torch AdamW / transformers Adafactor).
+- fish:     one Fisher mask, computed before training on ``fish_samples`` samples.
+- fish-dip: before training and every ``refresh_steps`` optimizer steps, rank all
+            training samples by loss, take the most regressing (highest loss),
+            and keep the top ``sparsity`` fraction of entries by Fisher score on them.
+- random:   one uniformly random mask of the same size.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+from transformers.optimization import Adafactor
+
+from fishdip.models.loading import LoadedModel
+from fishdip.models.text2text import collate, per_sample_loss
+from fishdip.sparse.fisher import fisher_scores
+from fishdip.sparse.masks import SparseMask, num_to_keep, random_mask, top_k_mask
+from fishdip.sparse.optimizers import SparseAdafactor, SparseAdamW
+from fishdip.sparse.selection import default_num_regressing, most_regressing, sample_losses
+from fishdip.training.config import TrainConfig
+
+SPARSE_METHODS = ("fish", "fish-dip", "random")
+
+
+@dataclass
+class TrainResult:
+    steps: int = 0
+    seconds: float = 0.0
+    total_params: int = 0
+    trainable_params: int = 0
+    losses: list[dict] = field(default_factory=list)  # {"step", "loss", "lr"} per optimizer step
+    refreshes: list[dict] = field(default_factory=list)  # one per mask computation
+    optimizer_state_bytes: int = 0
+
+
+def build_optimizer(cfg: TrainConfig, params: dict[str, torch.nn.Parameter]) -> torch.optim.Optimizer:
+    clip = cfg.max_grad_norm or None
+    if cfg.method in SPARSE_METHODS:
+        if cfg.optimizer == "adamw":
+            return SparseAdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, max_grad_norm=clip)
+        return SparseAdafactor(params, lr=cfg.lr, relative_step=False, scale_parameter=False,
+                               weight_decay=cfg.weight_decay, max_grad_norm=clip)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params.values(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return Adafactor(list(params.values()), lr=cfg.lr, relative_step=False, scale_parameter=False,
+                     warmup_init=False, weight_decay=cfg.weight_decay)
+
+
+class Trainer:
+    """Trains one model on one list of (source, target) pairs."""
+
+    def __init__(self, loaded: LoadedModel, pairs: list[tuple[str, str]], cfg: TrainConfig,
+                 progress: bool = True):
+        cfg.validate()
+        if not pairs:
+            raise ValueError("no training examples")
+        self.loaded, self.pairs, self.cfg, self.progress = loaded, pairs, cfg, progress
+        self.params = {n: p for n, p in loaded.model.named_parameters() if p.requires_grad}
+        self.micro_batches_per_epoch = math.ceil(len(pairs) / cfg.batch_size)
+        self.steps_per_epoch = math.ceil(self.micro_batches_per_epoch / cfg.grad_accum_steps)
+        self.total_steps = self.steps_per_epoch * cfg.epochs
+        self.num_keep = num_to_keep(sum(p.numel() for p in self.params.values()), cfg.sparsity)
+        self.result = TrainResult(total_params=sum(p.numel() for p in self.params.values()))
+        self.mask: SparseMask | None = None
+
+    # -- losses -------------------------------------------------------------
+    def batch_loss(self, ids: list[int]) -> torch.Tensor:
+        batch = collate(self.loaded, [self.pairs[i] for i in ids], self.cfg.max_length)
+        return per_sample_loss(self.loaded, batch)
+
+    # -- masks --------------------------------------------------------------
+    def _fisher_mask(self, samples: list[int]) -> SparseMask:
+        model = self.loaded.model
+        was_training = model.training
+        model.eval()  # no dropout: the same samples always give the same mask
+        for p in self.params.values():
+            p.requires_grad_(True)
+        scores = fisher_scores(self.params, lambda i: self.batch_loss([i])[0], samples, self.cfg.fisher)
+        model.train(was_training)
+        return top_k_mask(scores, self.num_keep)
+
+    def compute_mask(self, step: int) -> SparseMask:
+        cfg, started = self.cfg, time.perf_counter()
+        info: dict = {"step": step}
+        if cfg.method == "random":
+            sizes = {n: p.numel() for n, p in self.params.items()}
+            mask = random_mask(sizes, self.num_keep, seed=cfg.seed)
+        elif cfg.method == "fish":
+            order = torch.randperm(len(self.pairs), generator=torch.Generator().manual_seed(cfg.seed))
+            samples = sorted(order[: cfg.fish_samples].tolist())
+            mask, info["samples"] = self._fisher_mask(samples), samples
+        else:  # fish-dip
+            model = self.loaded.model
+            was_training = model.training
+            model.eval()
+            losses = sample_losses(self.batch_loss, len(self.pairs), self.cfg.batch_size)
+            model.train(was_training)
+            n = cfg.regressing_samples or default_num_regressing(self.micro_batches_per_epoch)
+            samples = most_regressing(losses, n)
+            mask = self._fisher_mask(samples)
+            info.update(samples=samples, sample_losses=[round(float(losses[i]), 4) for i in samples],
+                        mean_train_loss=round(float(losses.mean()), 4))
+        if self.mask is not None:
+            info["overlap_with_previous"] = mask.overlap(self.mask) / self.num_keep
+        info["seconds"] = round(time.perf_counter() - started, 3)
+        self.result.refreshes.append(info)
+        return mask
+
+    def _install(self, mask: SparseMask, optimizer: torch.optim.Optimizer) -> None:
+        self.mask = mask
+        optimizer.set_mask(mask)
+
+    # -- loop ---------------------------------------------------------------
+    def train(self) -> TrainResult:
+        cfg, model = self.cfg, self.loaded.model
+        torch.manual_seed(cfg.seed)
+        started = time.perf_counter()
+        optimizer = build_optimizer(cfg, self.params)
+        warmup = round(cfg.warmup_ratio * self.total_steps)
+        scheduler = get_linear_schedule_with_warmup(optimizer, warmup, self.total_steps)
+        if cfg.method in SPARSE_METHODS:
+            self._install(self.compute_mask(step=0), optimizer)
+        self.result.trainable_params = self.num_keep if self.mask else self.result.total_params
+
+        model.train()
+        shuffler = torch.Generator().manual_seed(cfg.seed)
+        step = 0
+        bar = tqdm(total=self.total_steps, desc=f"train {cfg.method}", disable=not self.progress)
+        for epoch in range(cfg.epochs):
+            order = torch.randperm(len(self.pairs), generator=shuffler).tolist()
+            batches = [order[i : i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
+            for group_start in range(0, len(batches), cfg.grad_accum_steps):
+                group = batches[group_start : group_start + cfg.grad_accum_steps]
+                n_samples = sum(len(b) for b in group)
+                total = 0.0
+                for ids in group:  # loss = mean over samples of the optimizer step
+                    loss = self.batch_loss(ids).sum() / n_samples
+                    loss.backward()
+                    total += float(loss)
+                if cfg.method not in SPARSE_METHODS and cfg.max_grad_norm:
+                    torch.nn.utils.clip_grad_norm_(self.params.values(), cfg.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                self.result.losses.append({"step": step, "epoch": epoch, "loss": round(total, 5),
+                                           "lr": scheduler.get_last_lr()[0]})
+                bar.update(1)
+                bar.set_postfix(loss=f"{total:.4f}")
+                if cfg.method == "fish-dip" and step % cfg.refresh_steps == 0 and step < self.total_steps:
+                    self._install(self.compute_mask(step), optimizer)
+        bar.close()
+        if hasattr(optimizer, "num_state_bytes"):
+            self.result.optimizer_state_bytes = optimizer.num_state_bytes()
+        else:
+            self.result.optimizer_state_bytes = sum(
+                t.numel() * t.element_size() for s in optimizer.state.values() for t in s.values()
+                if isinstance(t, torch.Tensor))
+        for p in self.params.values():  # leave the model as we found it
+            p.requires_grad_(True)
+        self.result.steps = step
+        self.result.seconds = round(time.perf_counter() - started, 3)
+        return self.result
+
+
+def train(loaded: LoadedModel, pairs: list[tuple[str, str]], cfg: TrainConfig,
+          progress: bool = True) -> TrainResult:
+    return Trainer(loaded, pairs, cfg, progress).train()

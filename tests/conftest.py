@@ -1,0 +1,54 @@
+"""Shared fixtures: tiny random models that need no download, and the real data folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import ByT5Tokenizer, LlamaConfig, LlamaForCausalLM, T5Config, T5ForConditionalGeneration
+
+from fishdip.models.loading import LoadedModel, prepare
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def real_data_dir() -> Path | None:
+    """``$FISHDIP_DATA_DIR`` or ``../shared/data`` beside the checkout, if it holds CoNLL04."""
+    for candidate in (os.environ.get("FISHDIP_DATA_DIR"), REPO.parent / "shared" / "data"):
+        if candidate and (Path(candidate) / "conll04" / "conll04_types.json").is_file():
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    found = real_data_dir()
+    if found is None:
+        pytest.skip("real data not found: set FISHDIP_DATA_DIR or place shared/data beside the repo")
+    return found
+
+
+def make_tiny_t5(seed: int = 0) -> LoadedModel:
+    torch.manual_seed(seed)
+    tok = ByT5Tokenizer()  # byte-level: needs no vocabulary file
+    config = T5Config(vocab_size=len(tok), d_model=32, d_ff=64, d_kv=8, num_layers=2, num_decoder_layers=2,
+                      num_heads=4, decoder_start_token_id=tok.pad_token_id, pad_token_id=tok.pad_token_id,
+                      eos_token_id=tok.eos_token_id)
+    return prepare(T5ForConditionalGeneration(config), tok, "tiny-t5")
+
+
+def make_tiny_llama(seed: int = 0) -> LoadedModel:
+    torch.manual_seed(seed)
+    tok = ByT5Tokenizer()
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                         pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=None)
+    return prepare(LlamaForCausalLM(config), tok, "tiny-llama")
+
+
+@pytest.fixture(params=["t5", "llama"])
+def tiny_model(request) -> LoadedModel:
+    return make_tiny_t5() if request.param == "t5" else make_tiny_llama()

@@ -1,0 +1,38 @@
+from collections import Counter
+
+import pytest
+
+from fishdip.evaluation.metrics import aggregate, joint_er_scores, prf
+from fishdip.formats.entity_relation import Decoded, Entity, Example, Relation
+
+A, B, C = Entity(0, 1, "Peop"), Entity(2, 4, "Loc"), Entity(5, 6, "Org")
+
+
+def test_prf_hand_computed():
+    assert prf(2, 4, 5) == pytest.approx({"precision": 0.5, "recall": 0.4, "f1": 2 * 0.5 * 0.4 / 0.9})
+    assert prf(0, 0, 3) == {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+
+
+def test_joint_er_scores_hand_computed():
+    gold = [Example(list("abcdef"), [A, B, C], [Relation("Live_In", A, B), Relation("Work_For", A, C)])]
+    # B predicted with the wrong type; C missing; one extra entity; relation to B has right spans only
+    wrong_b = Entity(2, 4, "Org")
+    extra = Entity(4, 5, "Loc")
+    pred = [Decoded({A, wrong_b, extra}, {Relation("Live_In", A, wrong_b)}, Counter(missing_tail=1))]
+    m = joint_er_scores(gold, pred)
+    # entities: correct {A} of 3 predicted, 3 gold
+    assert m["entity_precision"] == pytest.approx(1 / 3) and m["entity_recall"] == pytest.approx(1 / 3)
+    # untyped: A and (2,4) correct
+    assert m["entity_precision_no_type"] == pytest.approx(2 / 3)
+    assert m["relation_f1"] == 0.0
+    # untyped relation: (Live_In, (0,1), (2,4)) matches; 1 predicted, 2 gold
+    assert m["relation_precision_no_type"] == 1.0 and m["relation_recall_no_type"] == 0.5
+    assert m["errors"] == {"missing_tail": 1}
+
+
+def test_aggregate_mean_and_std():
+    agg = aggregate([{"f1": 0.5, "errors": {}}, {"f1": 0.7, "errors": {}}])
+    assert agg["f1"]["mean"] == pytest.approx(0.6)
+    assert agg["f1"]["std"] == pytest.approx(0.1414213562)
+    assert "errors" not in agg
+    assert aggregate([{"f1": 0.5}])["f1"]["std"] == 0.0
