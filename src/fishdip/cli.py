@@ -64,7 +64,7 @@ def train(
     epochs: Annotated[int, typer.Option(help=_help(TrainConfig, "epochs"))] = _T.epochs,
     batch_size: Annotated[int, typer.Option(help=_help(TrainConfig, "batch_size"))] = _T.batch_size,
     grad_accum_steps: Annotated[int, typer.Option(help=_help(TrainConfig, "grad_accum_steps"))] = 1,
-    lr: Annotated[float, typer.Option(help=_help(TrainConfig, "lr"))] = _T.lr,
+    lr: Annotated[Optional[float], typer.Option(help=_help(TrainConfig, "lr"))] = None,
     warmup_ratio: Annotated[float, typer.Option(help=_help(TrainConfig, "warmup_ratio"))] = 0.0,
     optimizer: Annotated[str, typer.Option(help=_help(TrainConfig, "optimizer"))] = _T.optimizer,
     weight_decay: Annotated[float, typer.Option(help=_help(TrainConfig, "weight_decay"))] = 0.0,

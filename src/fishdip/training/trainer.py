@@ -45,12 +45,12 @@ def build_optimizer(cfg: TrainConfig, params: dict[str, torch.nn.Parameter]) -> 
     clip = cfg.max_grad_norm or None
     if cfg.method in SPARSE_METHODS:
         if cfg.optimizer == "adamw":
-            return SparseAdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, max_grad_norm=clip)
-        return SparseAdafactor(params, lr=cfg.lr, relative_step=False, scale_parameter=False,
+            return SparseAdamW(params, lr=cfg.effective_lr, weight_decay=cfg.weight_decay, max_grad_norm=clip)
+        return SparseAdafactor(params, lr=cfg.effective_lr, relative_step=False, scale_parameter=False,
                                weight_decay=cfg.weight_decay, max_grad_norm=clip)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params.values(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return Adafactor(list(params.values()), lr=cfg.lr, relative_step=False, scale_parameter=False,
+        return torch.optim.AdamW(params.values(), lr=cfg.effective_lr, weight_decay=cfg.weight_decay)
+    return Adafactor(list(params.values()), lr=cfg.effective_lr, relative_step=False, scale_parameter=False,
                      warmup_init=False, weight_decay=cfg.weight_decay)
 
 
@@ -144,7 +144,7 @@ class Trainer:
                 for ids in group:  # loss = mean over samples of the optimizer step
                     loss = self.batch_loss(ids).sum() / n_samples
                     loss.backward()
-                    total += float(loss)
+                    total += float(loss.detach())
                 if cfg.method not in SPARSE_METHODS and cfg.max_grad_norm:
                     torch.nn.utils.clip_grad_norm_(self.params.values(), cfg.max_grad_norm)
                 optimizer.step()

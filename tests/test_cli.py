@@ -1,0 +1,89 @@
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from fishdip.cli import app, parse_episodes, tokenize
+from tests.conftest import make_tiny_t5
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def tiny_model_dir(tmp_path):
+    loaded = make_tiny_t5()
+    folder = tmp_path / "tiny-t5"
+    loaded.model.save_pretrained(folder)
+    loaded.tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_parse_episodes():
+    assert parse_episodes("1-3") == [1, 2, 3]
+    assert parse_episodes("1,4,7") == [1, 4, 7]
+
+
+def test_tokenize():
+    assert tokenize("Booth, who shot Lincoln in the U.S.") == ["Booth", ",", "who", "shot", "Lincoln", "in",
+                                                               "the", "U.S", "."]
+
+
+def test_train_compare_evaluate_predict_end_to_end(tmp_path, tiny_model_dir, data_dir):
+    out = tmp_path / "run"
+    result = runner.invoke(app, [
+        "train", "--task", "conll04", "--method", "full,fish-dip", "--model", str(tiny_model_dir),
+        "--data-dir", str(data_dir), "--train-size", "4", "--epochs", "1", "--eval-limit", "3",
+        "--episodes", "1-2", "--batch-size", "2", "--max-length", "64", "--output-dir", str(out), "--quiet",
+    ])
+    assert result.exit_code == 0, result.output
+    assert "| fish-dip |" in result.output and "| full |" in result.output
+    for method in ("full", "fish-dip"):
+        folder = out / method
+        config = json.loads((folder / "config.json").read_text())
+        assert config["train"]["method"] == method and config["episodes"] == [1, 2]
+        results = json.loads((folder / "results.json").read_text())
+        assert results["complete"] and len(results["episodes"]) == 2
+        assert set(results["aggregate"]["entity_f1"]) == {"mean", "std", "n"}
+        assert "relation_f1" in results["aggregate"]
+        rows = [json.loads(line) for line in (folder / "predictions.jsonl").read_text().splitlines()]
+        assert len(rows) == 6 and {"input", "generated", "predicted", "gold"} <= set(rows[0])
+        assert (folder / "models" / "episode-2" / "fishdip.json").is_file()
+    # both methods saw the same subsets
+    full = json.loads((out / "full" / "results.json").read_text())
+    dip = json.loads((out / "fish-dip" / "results.json").read_text())
+    assert [e["train_indices"] for e in full["episodes"]] == [e["train_indices"] for e in dip["episodes"]]
+    assert (out / "comparison.md").is_file() and (out / "losses.png").stat().st_size > 0
+
+    model_dir = out / "fish-dip" / "models" / "episode-1"
+    result = runner.invoke(app, ["evaluate", "--model", str(model_dir), "--data-dir", str(data_dir),
+                                 "--eval-limit", "2", "--output", str(tmp_path / "m.json")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "m.json").read_text())["num_examples"] == 2
+
+    result = runner.invoke(app, ["predict", "--model", str(model_dir), "John lives in Rome ."])
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.stdout.strip().splitlines()[-1])
+    assert row["tokens"] == ["John", "lives", "in", "Rome", "."] and "entities" in row
+
+
+def test_single_method_writes_into_output_dir(tmp_path, tiny_model_dir):
+    from tests.conftest import FIXTURES
+
+    out = tmp_path / "run"
+    result = runner.invoke(app, [
+        "train", "--task", "ade", "--fold", "1", "--method", "fish", "--model", str(tiny_model_dir),
+        "--data-dir", str(FIXTURES), "--epochs", "1", "--max-length", "64", "--output-dir", str(out),
+        "--quiet", "--no-save-model",
+    ])
+    assert result.exit_code == 0, result.output
+    assert (out / "results.json").is_file() and not (out / "model").exists()
+
+
+def test_bad_input_is_one_clear_line(tmp_path, tiny_model_dir, monkeypatch):
+    monkeypatch.delenv("FISHDIP_DATA_DIR", raising=False)
+    monkeypatch.setenv("FISHDIP_CACHE_DIR", str(tmp_path))
+    result = runner.invoke(app, ["train", "--data-dir", str(tmp_path), "--model", str(tiny_model_dir)])
+    assert result.exit_code == 2
+    assert "error: dataset conll04" in result.output and "Traceback" not in result.output
+    result = runner.invoke(app, ["train", "--method", "lora", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "--method must be one of" in result.output

@@ -1,0 +1,100 @@
+import json
+import urllib.error
+
+import pytest
+
+from fishdip.data import fetch as fetch_mod
+from fishdip.data.datasets import load_split
+from fishdip.data.sampling import sample_indices, subset_size
+from fishdip.data.spert import read_spert, read_types
+from fishdip.errors import DataError
+from tests.conftest import FIXTURES
+
+TYPES = FIXTURES / "ade" / "ade_types.json"
+
+
+def _write(tmp_path, data, name="bad.json"):
+    path = tmp_path / name
+    path.write_text(data if isinstance(data, str) else json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize("example,message", [
+    ({"tokens": ["a", "b"], "entities": [{"type": "Drug", "start": 1, "end": 3}]}, r"example 1: entity 0 has span"),
+    ({"tokens": ["a", "b"], "entities": [{"type": "Pill", "start": 0, "end": 1}]}, r"example 1: entity 0 has unknown"),
+    ({"tokens": ["a", "b"], "entities": [{"type": "Drug", "start": 0, "end": 1}],
+      "relations": [{"type": "Adverse-Effect", "head": 0, "tail": 4}]}, r"relation 0 tail points at missing entity 4"),
+    ({"tokens": ["a"], "relations": [], "entities": [{"start": 0}]}, r"entity 0 needs"),
+    ({"tokens": []}, r"example 1: 'tokens' must be"),
+])
+def test_validation_names_file_example_and_problem(tmp_path, example, message):
+    good = {"tokens": ["x"], "entities": [], "relations": []}
+    path = _write(tmp_path, [good, example])
+    schema = read_types(TYPES)
+    with pytest.raises(DataError, match=message) as info:
+        read_spert(path, schema)
+    assert str(path) in str(info.value)
+
+
+def test_invalid_json_names_line(tmp_path):
+    path = _write(tmp_path, '[\n{"tokens": ["a"]},\n{oops}\n]')
+    with pytest.raises(DataError, match=r"bad.json: line 3"):
+        read_spert(path, read_types(TYPES))
+
+
+def test_missing_data_dir_gives_guidance(tmp_path, monkeypatch):
+    monkeypatch.delenv("FISHDIP_DATA_DIR", raising=False)
+    monkeypatch.setenv("FISHDIP_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(DataError, match="fishdip data fetch conll04"):
+        load_split("conll04", "train", tmp_path)
+
+
+def test_ade_has_folds_and_no_dev_split():
+    train, schema = load_split("ade", "train", FIXTURES, fold=1)
+    assert len(train) == 1 and schema.relation_types == {"Adverse-Effect": "adverse-effect"}
+    with pytest.raises(DataError, match="no 'dev' split"):
+        load_split("ade", "dev", FIXTURES)
+    with pytest.raises(DataError, match="--fold must be in 0..9"):
+        load_split("ade", "train", FIXTURES, fold=12)
+
+
+def test_env_data_dir_is_used(monkeypatch):
+    monkeypatch.setenv("FISHDIP_DATA_DIR", str(FIXTURES))
+    assert len(load_split("ade", "test", None, fold=0)[0]) == 1
+
+
+def test_subsets_are_seeded_by_episode():
+    a, b, c = (sample_indices(922, e, size=46) for e in (1, 1, 2))
+    assert a == b and a != c and len(a) == 46 and a == sorted(a)
+    assert subset_size(3394, fraction=0.05) == 170
+    assert sample_indices(10, 1) == list(range(10))
+    with pytest.raises(ValueError):
+        subset_size(10, fraction=0.1, size=3)
+
+
+def test_fetch_verifies_checksums(tmp_path, monkeypatch):
+    source = tmp_path / "remote.json"
+    source.write_text("[]")
+    good = fetch_mod.RemoteFile("x.json", source.as_uri(), fetch_mod.sha256(source))
+    monkeypatch.setitem(fetch_mod.SOURCES, "toy", [good])
+    folder = fetch_mod.fetch("toy", tmp_path / "data")
+    assert (folder / "x.json").read_text() == "[]"
+    bad = fetch_mod.RemoteFile("y.json", source.as_uri(), "0" * 64)
+    monkeypatch.setitem(fetch_mod.SOURCES, "toy", [bad])
+    with pytest.raises(DataError, match="checksum mismatch"):
+        fetch_mod.fetch("toy", tmp_path / "data")
+    assert not (folder / "y.json").exists() and not list(folder.glob(".*part"))
+
+
+def test_fetch_offline_says_what_to_do(tmp_path, monkeypatch):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(fetch_mod.urllib.request, "urlopen", offline)
+    with pytest.raises(DataError, match="offline.*FISHDIP_DATA_DIR"):
+        fetch_mod.fetch("conll04", tmp_path)
+
+
+def test_fetch_sources_match_shared_data(data_dir):
+    for remote in fetch_mod.SOURCES["conll04"]:
+        assert fetch_mod.sha256(data_dir / "conll04" / remote.name) == remote.sha256

@@ -1,0 +1,145 @@
+import pytest
+import torch
+
+from fishdip.evaluation.predict import predict
+from fishdip.formats import entity_relation as er
+from fishdip.models.text2text import collate, generate, per_sample_loss
+from fishdip.tasks import JointERTask
+from fishdip.training.config import TrainConfig
+from fishdip.training.trainer import Trainer, train
+from tests.conftest import make_tiny_llama, make_tiny_t5
+
+SCHEMA = er.Schema({"Peop": "people", "Loc": "location"}, {"Live_In": "live in"})
+TASK = JointERTask("toy", SCHEMA)
+
+
+def _examples(n=10):
+    out = []
+    for i in range(n):
+        tokens = f"Ann{i} lives in Rome{i % 3} now .".split()
+        ann, rome = er.Entity(0, 1, "Peop"), er.Entity(3, 4, "Loc")
+        out.append(er.Example(tokens, [ann, rome], [er.Relation("Live_In", ann, rome)] if i % 2 else []))
+    return out
+
+
+PAIRS = [(TASK.source(ex), TASK.target(ex)) for ex in _examples()]
+
+
+def _cfg(**kw):
+    base = dict(method="fish-dip", epochs=2, batch_size=4, lr=1e-2, sparsity=0.05, refresh_steps=2,
+                max_length=96, seed=3)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_causal_labels_cover_only_the_target(tiny_model):
+    batch = collate(tiny_model, PAIRS[:2], max_length=96)
+    labels = batch["labels"]
+    tok = tiny_model.tokenizer
+    for row in range(2):
+        target_ids = labels[row][labels[row] != -100].tolist()
+        text = tok.decode(target_ids, skip_special_tokens=True).strip()
+        assert text == PAIRS[row][1]
+
+
+def test_per_sample_loss_ignores_padding(tiny_model):
+    tiny_model.model.eval()
+    alone = per_sample_loss(tiny_model, collate(tiny_model, PAIRS[:1], 96))
+    padded = per_sample_loss(tiny_model, collate(tiny_model, [PAIRS[0], (PAIRS[0][0] + " x" * 20, "y" * 60)], 96))
+    assert torch.allclose(alone[0], padded[0], atol=1e-5)
+
+
+def _snapshot(model):
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "adafactor"])
+@pytest.mark.parametrize("make", [make_tiny_t5, make_tiny_llama], ids=["t5", "llama"])
+def test_fish_dip_mask_is_exact_and_frozen_entries_never_move(make, optimizer):
+    loaded = make()
+    cfg = _cfg(optimizer=optimizer, weight_decay=0.1)
+    trainer = Trainer(loaded, PAIRS, cfg, progress=False)
+    masks_seen = []
+    original_install = trainer._install
+
+    def spy(mask, opt):
+        # check the entries the *previous* mask froze stayed put until this refresh
+        masks_seen.append((mask, _snapshot(loaded.model)))
+        original_install(mask, opt)
+
+    trainer._install = spy
+    start = _snapshot(loaded.model)
+    result = trainer.train()
+    end = _snapshot(loaded.model)
+    assert result.steps == trainer.total_steps == 6
+    assert len(result.refreshes) == 3  # before training, after steps 2 and 4
+    for mask, _ in masks_seen:
+        assert mask.num_trainable == trainer.num_keep
+    # union of all masks: anything outside never moved, bit for bit
+    names = dict(loaded.model.named_parameters())
+    for name, p in names.items():
+        touched = torch.zeros(p.numel(), dtype=torch.bool)
+        for mask, _ in masks_seen:
+            touched[mask.indices[name]] = True
+        frozen = ~touched.view_as(p)
+        assert torch.equal(end[name][frozen], start[name][frozen]), name
+    # between refreshes, entries outside the current mask stay put even though they learned before
+    for (mask_a, snap_a), (_, snap_b) in zip(masks_seen, masks_seen[1:]):
+        for name, p in names.items():
+            frozen = ~mask_a.dense(name, p)
+            assert torch.equal(snap_a[name][frozen], snap_b[name][frozen]), name
+    assert any(not torch.equal(start[n], end[n]) for n in names)
+
+
+def test_same_seed_same_mask_and_no_state_leaks_between_runs():
+    results = []
+    for _ in range(2):
+        loaded = make_tiny_t5()
+        trainer = Trainer(loaded, PAIRS, _cfg(), progress=False)
+        res = trainer.train()
+        results.append((res, trainer.mask, _snapshot(loaded.model)))
+    (r1, m1, s1), (r2, m2, s2) = results
+    assert [x["loss"] for x in r1.losses] == [x["loss"] for x in r2.losses]
+    assert r1.refreshes[1]["samples"] == r2.refreshes[1]["samples"]
+    assert all(torch.equal(m1.indices[n], m2.indices[n]) for n in m1.indices)
+    assert all(torch.equal(s1[n], s2[n]) for n in s1)
+
+
+@pytest.mark.parametrize("method", ["full", "fish", "random"])
+def test_other_methods_train(method):
+    loaded = make_tiny_llama()
+    res = train(loaded, PAIRS, _cfg(method=method), progress=False)
+    assert res.steps == 6
+    assert res.trainable_params == (res.total_params if method == "full" else
+                                    round(res.total_params * 0.05))
+    assert len(res.refreshes) == (0 if method == "full" else 1)
+
+
+def test_refresh_steps_count_optimizer_steps_not_micro_batches():
+    loaded = make_tiny_t5()
+    res = train(loaded, PAIRS, _cfg(batch_size=2, grad_accum_steps=2, epochs=2, refresh_steps=2),
+                progress=False)
+    # 10 samples / 2 per micro-batch = 5 micro-batches -> 3 optimizer steps per epoch
+    assert res.steps == 6
+    assert [r["step"] for r in res.refreshes] == [0, 2, 4]
+
+
+def test_full_training_lowers_loss_on_tiny_data():
+    loaded = make_tiny_t5()
+    res = train(loaded, PAIRS[:4], _cfg(method="full", epochs=25, lr=1e-2), progress=False)
+    assert res.losses[-1]["loss"] < 0.5 * res.losses[0]["loss"]
+
+
+def test_generation_and_prediction_run_for_both_kinds(tiny_model):
+    texts = generate(tiny_model, [p[0] for p in PAIRS[:3]], max_length=40)
+    assert len(texts) == 3 and all(isinstance(t, str) for t in texts)
+    examples = _examples(3)
+    texts, decoded = predict(tiny_model, TASK, examples, batch_size=2, max_length=40, progress=False)
+    assert len(decoded) == 3
+
+
+def test_invalid_config_is_rejected():
+    with pytest.raises(ValueError, match="method"):
+        TrainConfig(method="lora").validate()
+    with pytest.raises(ValueError, match="sparsity"):
+        TrainConfig(sparsity=2.0).validate()
