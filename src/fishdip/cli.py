@@ -56,6 +56,9 @@ def train(
     episodes: Annotated[str, typer.Option(help="episodes, e.g. 1-3; episode i samples with seed i")] = "1",
     eval_split: Annotated[str, typer.Option(help=_help(ExperimentConfig, "eval_split"))] = _E.eval_split,
     eval_limit: Annotated[Optional[int], typer.Option(help=_help(ExperimentConfig, "eval_limit"))] = None,
+    n_way: Annotated[int, typer.Option(help=_help(ExperimentConfig, "n_way"))] = _E.n_way,
+    k_shot: Annotated[int, typer.Option(help=_help(ExperimentConfig, "k_shot"))] = _E.k_shot,
+    queries: Annotated[int, typer.Option(help=_help(ExperimentConfig, "n_queries"))] = _E.n_queries,
     eval_batch_size: Annotated[int, typer.Option(help=_help(ExperimentConfig, "eval_batch_size"))] = _E.eval_batch_size,
     num_beams: Annotated[int, typer.Option(help=_help(ExperimentConfig, "num_beams"))] = 1,
     output_dir: Annotated[str, typer.Option(help=_help(ExperimentConfig, "output_dir"))] = _E.output_dir,
@@ -91,7 +94,8 @@ def train(
     cfg = ExperimentConfig(
         task=task, model=model, data_dir=data_dir, fold=fold, train_fraction=train_fraction,
         train_size=train_size, episodes=parse_episodes(episodes), eval_split=eval_split,
-        eval_limit=eval_limit, eval_batch_size=eval_batch_size, num_beams=num_beams,
+        eval_limit=eval_limit, n_way=n_way, k_shot=k_shot, n_queries=queries,
+        eval_batch_size=eval_batch_size, num_beams=num_beams,
         output_dir=output_dir, save_model=save_model, device=device, train=base_train)
     try:
         for m in methods:
@@ -182,6 +186,28 @@ def predict_cmd(
         typer.echo(json.dumps({"input": line, "tokens": ex.tokens, "generated": generated,
                                **task_obj.to_json(ex.tokens, pred.entities, pred.relations),
                                "errors": dict(pred.errors)}, ensure_ascii=False))
+
+
+@app.command()
+def tasks(
+    data_dir: Annotated[Optional[str], typer.Option(help="also report which datasets are found here")] = None,
+) -> None:
+    """List tasks and datasets: family, expected files, where the data comes from."""
+    from fishdip.data.datasets import DATASETS, dataset_dir
+
+    for spec in DATASETS.values():
+        try:
+            found = f"found in {dataset_dir(spec, data_dir)}"
+        except FishdipError:
+            found = "not found"
+        files = "; ".join(f"{split}: {' or '.join(names)}" for split, names in spec.splits.items())
+        typer.echo(f"{spec.name}  [{spec.family}]  ({found})")
+        typer.echo(f"    files   {files}" + (f"; types: {spec.types_file}" if spec.types_file else ""))
+        if spec.folds:
+            typer.echo(f"    folds   0..{spec.folds - 1} (--fold)")
+        typer.echo(f"    source  {spec.source}")
+        if spec.notes:
+            typer.echo(f"    notes   {spec.notes}")
 
 
 @data_app.command("fetch")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from fishdip.io import write_json_atomic, write_text_atomic
 
-TABLE_METRICS = ("entity_f1", "relation_f1", "entity_f1_no_type", "relation_f1_no_type")
+ALL_METRICS = ("entity_f1", "relation_f1", "entity_f1_no_type", "relation_f1_no_type", "accuracy")
 
 
 def _cell(stat: dict | None) -> str:
@@ -18,8 +18,9 @@ def _cell(stat: dict | None) -> str:
 
 
 def comparison_table(results: dict[str, dict]) -> str:
-    """Markdown table, one row per method: F1 scores (x100), steps and wall time."""
-    header = ["method", *TABLE_METRICS, "format errors", "train s/episode", "wall s/episode"]
+    """Markdown table, one row per method: scores (x100, mean ± std over episodes) and times."""
+    shown = [m for m in ALL_METRICS if any(m in r["aggregate"] for r in results.values())]
+    header = ["method", *shown, "format errors", "train s/episode", "wall s/episode"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for method, res in results.items():
         agg = res["aggregate"]
@@ -27,7 +28,7 @@ def comparison_table(results: dict[str, dict]) -> str:
         errors = sum(sum(e["metrics"]["errors"].values()) for e in eps) / len(eps)
         train_s = sum(e["train"]["seconds"] for e in eps) / len(eps)
         wall_s = sum(e["seconds"] for e in eps) / len(eps)
-        row = [method, *(_cell(agg.get(m)) for m in TABLE_METRICS), f"{errors:.1f}",
+        row = [method, *(_cell(agg.get(m)) for m in shown), f"{errors:.1f}",
                f"{train_s:.0f}", f"{wall_s:.0f}"]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"

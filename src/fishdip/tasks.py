@@ -1,27 +1,56 @@
-"""A task ties a dataset to its text format and metrics.
+"""A task ties a dataset to its text format, its episodes and its metrics.
 
-Training sees only (source, target) strings; evaluation decodes generated text
-back into structures and scores them. Adding a task family means adding one
-class with these five methods.
+Training sees only (source, target) strings; evaluation turns model output back
+into structures and scores them. The experiment runner calls only the methods of
+``Task``; adding a task family means adding one subclass.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from fishdip.data.datasets import get_spec, load_schema, load_split
+from fishdip.data.datasets import DatasetSpec, dataset_dir, get_spec, load_schema, load_split
+from fishdip.data.sampling import sample_indices
 from fishdip.evaluation.metrics import joint_er_scores
 from fishdip.formats import entity_relation as er
+from fishdip.formats import relation_classification as rc
 
 
 @dataclass
-class JointERTask:
-    """Joint entity and relation extraction (also NER, with no relation types)."""
-
+class Task:
     dataset: str
-    schema: er.Schema
-    family: str = "joint_er"
+    family: str
+
+    def episode_data(self, episode: int, cfg) -> tuple[list, list, dict]:
+        """Training subset and evaluation examples of one episode, plus what to record about it."""
+        train_all, _ = load_split(self.dataset, "train", cfg.data_dir, cfg.fold)
+        eval_examples, _ = load_split(self.dataset, cfg.eval_split, cfg.data_dir, cfg.fold)
+        if cfg.eval_limit is not None:
+            eval_examples = eval_examples[: cfg.eval_limit]
+        indices = sample_indices(len(train_all), episode, fraction=cfg.train_fraction, size=cfg.train_size)
+        return [train_all[i] for i in indices], eval_examples, {"train_indices": indices}
+
+    def pairs(self, examples: list) -> list[tuple[str, str]]:
+        return [(self.source(ex), self.target(ex)) for ex in examples]
+
+    def predict(self, loaded, examples: list, cfg, context: dict | None = None,
+                progress: bool = True) -> tuple[list[str], list]:
+        """Generated texts and decoded structures; ``context`` is what episode_data recorded."""
+        from fishdip.evaluation.predict import predict
+
+        return predict(loaded, self, examples, cfg.eval_batch_size, cfg.train.max_length, cfg.num_beams,
+                       progress=progress)
+
+    def metadata(self) -> dict:
+        return {"task": self.dataset, "family": self.family}
+
+
+@dataclass
+class JointERTask(Task):
+    """Joint entity and relation extraction; NER is the same format with no relation types."""
+
+    schema: er.Schema = field(default_factory=lambda: er.Schema({}))
 
     def source(self, example: er.Example) -> str:
         return er.sentence(example.tokens)
@@ -33,30 +62,107 @@ class JointERTask:
         return er.decode(text, example.tokens, self.schema)
 
     def score(self, golds: list[er.Example], preds: list[er.Decoded]) -> dict:
-        return joint_er_scores(golds, preds)
+        metrics = joint_er_scores(golds, preds)
+        if self.family == "ner":  # no relations: their scores would be meaningless zeros
+            metrics = {k: v for k, v in metrics.items() if not k.startswith("relation_")}
+        return metrics
+
+    def prediction_row(self, ex: er.Example, generated: str, pred: er.Decoded) -> dict:
+        return {"id": ex.id, "input": self.source(ex), "generated": generated,
+                "predicted": self.to_json(ex.tokens, pred.entities, pred.relations),
+                "gold": self.to_json(ex.tokens, ex.entities, ex.relations), "errors": dict(pred.errors)}
 
     def to_json(self, tokens: list[str], entities, relations) -> dict:
-        """Structures as plain JSON (text, type, token span) for predictions files."""
+        """Structures as plain JSON (text, type, token span)."""
         def entity(e: er.Entity) -> dict:
             return {"text": " ".join(tokens[e.start : e.end]), "type": e.type, "start": e.start, "end": e.end}
 
-        return {
-            "entities": [entity(e) for e in sorted(entities)],
-            "relations": [{"type": r.type, "head": entity(r.head), "tail": entity(r.tail)}
-                          for r in sorted(relations)],
-        }
+        out = {"entities": [entity(e) for e in sorted(entities)]}
+        if self.family != "ner":
+            out["relations"] = [{"type": r.type, "head": entity(r.head), "tail": entity(r.tail)}
+                                for r in sorted(relations)]
+        return out
 
     def metadata(self) -> dict:
-        return {"task": self.dataset, "family": self.family, "schema": self.schema.to_dict()}
+        return {**super().metadata(), "schema": self.schema.to_dict()}
 
 
-def load_task(name: str, data_dir: Path | str | None = None) -> JointERTask:
+@dataclass
+class FewShotRCTask(Task):
+    """N-way K-shot relation classification (FewRel): train on the support set, classify queries
+    by scoring every candidate relation's output with the model's loss and taking the lowest."""
+
+    names: dict[str, str] = field(default_factory=dict)  # relation id -> natural name
+    folder: Path | None = None
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    def _data(self, split: str, spec: DatasetSpec):
+        from fishdip.data.datasets import find_file
+        from fishdip.data.fewrel import read_fewrel, relation_names
+
+        if split not in self._cache:
+            self._cache[split] = read_fewrel(find_file(spec, self.folder, split))
+            self.names = {**relation_names(self._cache[split], self.names), **self.names}
+        return self._cache[split]
+
+    def episode_data(self, episode: int, cfg) -> tuple[list, list, dict]:
+        from fishdip.data.fewrel import sample_episode
+
+        data = self._data(cfg.eval_split, get_spec(self.dataset))
+        ep = sample_episode(data, cfg.n_way, cfg.k_shot, cfg.n_queries, seed=episode)
+        query = ep.query[: cfg.eval_limit] if cfg.eval_limit else ep.query
+        return ep.support, query, {"relations": ep.relations, "support": [ex.id for ex in ep.support]}
+
+    def source(self, ex: rc.RCExample) -> str:
+        return rc.source(ex)
+
+    def target(self, ex: rc.RCExample) -> str:
+        return rc.target(ex, self.names[ex.relation])
+
+    def decode(self, text: str, ex: rc.RCExample) -> rc.RCDecoded:
+        return rc.decode(text, self.names)
+
+    def predict(self, loaded, examples: list, cfg, context: dict | None = None,
+                progress: bool = True) -> tuple[list[str], list]:
+        from fishdip.evaluation.predict import rank_candidates
+
+        # the episode's N relations are the candidates; without an episode, those in the examples
+        candidates = (context or {}).get("relations") or sorted({ex.relation for ex in examples})
+        choice = rank_candidates(loaded, [self.source(ex) for ex in examples],
+                                 [[rc.target(ex, self.names[r]) for r in candidates] for ex in examples],
+                                 cfg.eval_batch_size, cfg.train.max_length, progress)
+        texts = [rc.target(ex, self.names[candidates[c]]) for ex, c in zip(examples, choice)]
+        return texts, [rc.RCDecoded(candidates[c]) for c in choice]
+
+    def score(self, golds: list[rc.RCExample], preds: list[rc.RCDecoded]) -> dict:
+        correct = sum(g.relation == p.relation for g, p in zip(golds, preds))
+        errors: dict[str, int] = {}
+        for p in preds:
+            for k, v in p.errors.items():
+                errors[k] = errors.get(k, 0) + v
+        return {"num_examples": len(golds), "accuracy": correct / len(golds) if golds else 0.0,
+                "errors": errors}
+
+    def prediction_row(self, ex: rc.RCExample, generated: str, pred: rc.RCDecoded) -> dict:
+        return {"id": ex.id, "input": self.source(ex), "generated": generated,
+                "predicted": pred.relation, "gold": ex.relation, "errors": dict(pred.errors)}
+
+    def metadata(self) -> dict:
+        return {**super().metadata(), "relation_names": self.names}
+
+
+def load_task(name: str, data_dir: Path | str | None = None) -> Task:
     spec = get_spec(name)
-    return JointERTask(name, load_schema(name, data_dir), family=spec.family)
+    if spec.family == "fewshot_rc":
+        from fishdip.data.fewrel import read_relation_names
+
+        folder = dataset_dir(spec, data_dir)
+        return FewShotRCTask(name, spec.family, names=read_relation_names(folder / spec.types_file),
+                             folder=folder)
+    return JointERTask(name, spec.family, schema=load_schema(name, data_dir))
 
 
-def task_from_metadata(meta: dict) -> JointERTask:
-    return JointERTask(meta["task"], er.Schema.from_dict(meta["schema"]), family=meta["family"])
-
-
-__all__ = ["JointERTask", "load_task", "task_from_metadata", "load_split"]
+def task_from_metadata(meta: dict) -> Task:
+    if meta["family"] == "fewshot_rc":
+        return FewShotRCTask(meta["task"], meta["family"], names=meta["relation_names"])
+    return JointERTask(meta["task"], meta["family"], schema=er.Schema.from_dict(meta["schema"]))

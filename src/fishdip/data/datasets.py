@@ -2,87 +2,208 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import random
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from fishdip.data.conll import read_conll
 from fishdip.data.spert import read_spert, read_types
 from fishdip.errors import DataError
 from fishdip.formats.entity_relation import Example, Schema
 from fishdip.paths import data_roots
 
+SPLITS = ("train", "dev", "test")
+
 
 @dataclass(frozen=True)
 class DatasetSpec:
     name: str
-    family: str  # task family, selects format and metrics
-    splits: dict[str, str]  # split -> file name; "{fold}" is filled from --fold
-    types_file: str
+    family: str  # task family: selects format and metrics
+    splits: dict[str, tuple[str, ...]]  # split -> candidate file names, first found wins; "{fold}" from --fold
     source: str  # where the public files come from
+    reader: str = "spert"  # spert | conll
+    types_file: str | None = None  # spert: the *_types.json file
+    scheme: str = "auto"  # conll: tagging scheme
     folds: int = 0  # >0: the dataset ships cross-validation folds 0..folds-1
+    # conll datasets without an official split: one file, split by document with a fixed seed
+    split_by_document: tuple[float, float, float] | None = None
+    notes: str = ""
+    aliases: dict[str, str] = field(default_factory=dict)
 
-    def file_name(self, split: str, fold: int = 0) -> str:
+    def candidates(self, split: str, fold: int = 0) -> tuple[str, ...]:
         if split not in self.splits:
-            raise DataError(
-                f"dataset {self.name} has no {split!r} split (it has: {', '.join(self.splits)})"
-            )
+            raise DataError(f"dataset {self.name} has no {split!r} split (it has: {', '.join(self.splits)})")
         if self.folds and not 0 <= fold < self.folds:
             raise DataError(f"dataset {self.name}: --fold must be in 0..{self.folds - 1}, got {fold}")
-        return self.splits[split].format(fold=fold)
+        return tuple(name.format(fold=fold) for name in self.splits[split])
 
+    def file_name(self, split: str, fold: int = 0) -> str:
+        return self.candidates(split, fold)[0]
+
+    @property
+    def marker(self) -> str:
+        """The file whose presence identifies the dataset folder."""
+        return self.types_file or next(iter(self.splits.values()))[0]
+
+
+def _conll(name: str, source: str, files=None, scheme="iob2", **kw) -> DatasetSpec:
+    files = files or {s: (f"{s}.txt",) for s in SPLITS}
+    return DatasetSpec(name=name, family="ner", splits=files, source=source, reader="conll", scheme=scheme, **kw)
+
+
+CROSSNER_DOMAINS = ("ai", "literature", "music", "politics", "science")
 
 DATASETS: dict[str, DatasetSpec] = {
     spec.name: spec
     for spec in [
         DatasetSpec(
-            name="conll04",
-            family="joint_er",
-            splits={s: f"conll04_{s}.json" for s in ("train", "dev", "test")},
-            types_file="conll04_types.json",
-            source="SpERT release of CoNLL04 (Roth & Yih 2004), 922/231/288 sentences",
+            name="conll04", family="joint_er", types_file="conll04_types.json",
+            splits={s: (f"conll04_{s}.json",) for s in SPLITS},
+            source="SpERT release of CoNLL04 (Roth & Yih 2004), 922/231/288 sentences; `fishdip data fetch conll04`",
         ),
         DatasetSpec(
-            name="ade",
-            family="joint_er",
-            splits={"train": "ade_split_{fold}_train.json", "test": "ade_split_{fold}_test.json"},
-            types_file="ade_types.json",
-            source="SpERT release of ADE (Gurulingappa et al. 2012), 10 folds, no dev split",
-            folds=10,
+            name="ade", family="joint_er", types_file="ade_types.json", folds=10,
+            splits={"train": ("ade_split_{fold}_train.json",), "test": ("ade_split_{fold}_test.json",)},
+            source="SpERT release of ADE (Gurulingappa et al. 2012): 10 folds, no dev split",
         ),
+        _conll("conll03", "CoNLL-2003 English NER (Reuters; license from NIST/Reuters, not redistributable)",
+               files={"train": ("train.txt",), "dev": ("dev.txt", "valid.txt", "testa.txt"),
+                      "test": ("test.txt", "testb.txt")}, scheme="auto"),
+        _conll("ontonotes", "OntoNotes 5.0 NER in CoNLL columns (LDC2013T19, licensed)", scheme="auto"),
+        _conll("wnut17", "WNUT-17 emerging entities (CC-BY 4.0), github.com/leondz/emerging_entities_17",
+               files={"train": ("wnut17train.conll",), "dev": ("emerging.dev.conll",),
+                      "test": ("emerging.test.annotated",)},
+               notes="test = emerging.test.annotated (emerging.test.conll has comma-joined labels)"),
+        *[_conll(f"crossner_{d}", f"CrossNER {d} domain (MIT), github.com/zliucr/CrossNER ner_data/{d}",
+                 aliases={"folder": f"crossner/{d}"}) for d in CROSSNER_DOMAINS],
+        _conll("wikigold", "wikigold (CC-BY 4.0): 145 Wikipedia articles, CoNLL-2003 types, IOB1",
+               files={s: ("wikigold.conll.txt",) for s in SPLITS}, scheme="iob1",
+               split_by_document=(0.7, 0.15, 0.15),
+               notes="no official split: articles shuffled with seed 0, 70/15/15 % of articles"),
+        DatasetSpec(
+            name="fewrel", family="fewshot_rc", reader="fewrel", types_file="pid2name.json",
+            splits={"train": ("train_wiki.json",), "dev": ("val_wiki.json",), "test": ("val_wiki.json",)},
+            source="FewRel 1.0 (MIT), github.com/thunlp/FewRel data/: val_wiki.json, pid2name.json",
+            notes="the FewRel test set was never released: test = val_wiki.json (16 relations x 700), "
+                  "as in the literature; episodes: --n-way, --k-shot, --queries",
+        ),
+        DatasetSpec(
+            name="fewrel_pubmed", family="fewshot_rc", reader="fewrel", types_file="pid2name.json",
+            splits={"dev": ("val_pubmed.json",), "test": ("val_pubmed.json",)}, aliases={"folder": "fewrel"},
+            source="FewRel 2.0 domain adaptation set (MIT): val_pubmed.json, 10 relations x 100",
+        ),
+        _conll("conll", "your own folder of CoNLL column files: train.txt, dev.txt, test.txt", scheme="auto",
+               notes="types come from the data; any of IOB1/IOB2/IOBES/BILOU (detected)"),
     ]
 }
+
+# Natural-language names the model reads and writes for common NER type keys.
+NATURAL_NAMES = {
+    "per": "person", "loc": "location", "org": "organization", "misc": "miscellaneous",
+    "gpe": "geopolitical entity", "norp": "nationality or religious or political group",
+    "fac": "facility", "work_of_art": "work of art", "programlang": "programming language",
+    "politicalparty": "political party", "musicalartist": "musical artist", "musicgenre": "music genre",
+    "astronomicalobject": "astronomical object", "chemicalcompound": "chemical compound",
+    "academicjournal": "academic journal", "literarygenre": "literary genre",
+    "chemicalelement": "chemical element", "musicalinstrument": "musical instrument",
+    "creative-work": "creative work",
+}
+
+
+def natural_name(key: str) -> str:
+    low = key.lower()
+    if low in NATURAL_NAMES:
+        return NATURAL_NAMES[low]
+    return re.sub(r"[-_]+", " ", low).strip()
 
 
 def get_spec(name: str) -> DatasetSpec:
     if name not in DATASETS:
-        raise DataError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}")
+        raise DataError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)} (see `fishdip tasks`)")
     return DATASETS[name]
 
 
 def dataset_dir(spec: DatasetSpec, data_dir: Path | str | None = None) -> Path:
-    """The first ``<root>/<dataset>/`` that holds the types file."""
+    """The first folder holding the dataset's marker file: ``<root>/<dataset>/`` (or the root itself
+    for the generic ``conll`` task)."""
     roots = data_roots(data_dir)
+    sub = spec.aliases.get("folder", spec.name)
+    looked = []
     for root in roots:
-        if (root / spec.name / spec.types_file).is_file():
-            return root / spec.name
-    looked = ", ".join(str(r / spec.name) for r in roots)
+        options = [root / spec.name, root / sub] + ([root] if spec.name == "conll" else [])
+        for folder in options:
+            looked.append(str(folder))
+            if (folder / spec.marker).is_file():
+                return folder
     raise DataError(
-        f"dataset {spec.name}: {spec.types_file} not found (looked in {looked}). "
-        f"Pass --data-dir DIR (holding {spec.name}/), set FISHDIP_DATA_DIR, "
-        f"or run `fishdip data fetch {spec.name}`."
+        f"dataset {spec.name}: {spec.marker} not found (looked in {', '.join(dict.fromkeys(looked))}). "
+        f"Pass --data-dir DIR (holding {sub}/), set FISHDIP_DATA_DIR"
+        + (f", or run `fishdip data fetch {spec.name}`." if spec.name == "conll04" else ".")
     )
+
+
+def find_file(spec: DatasetSpec, folder: Path, split: str, fold: int = 0) -> Path:
+    names = spec.candidates(split, fold)
+    for name in names:
+        if (folder / name).is_file():
+            return folder / name
+    raise DataError(f"dataset {spec.name}: no {split} file in {folder} (looked for {', '.join(names)})")
+
+
+def _conll_examples(spec: DatasetSpec, folder: Path, split: str) -> list[Example]:
+    parsed = read_conll(find_file(spec, folder, split, 0), spec.scheme)
+    if spec.split_by_document is None:
+        return parsed.examples
+    # no official split: shuffle whole documents with a fixed seed, so no article spans two splits
+    order = sorted(set(parsed.documents))
+    random.Random(0).shuffle(order)
+    cut1 = round(len(order) * spec.split_by_document[0])
+    cut2 = cut1 + round(len(order) * spec.split_by_document[1])
+    chosen = set({"train": order[:cut1], "dev": order[cut1:cut2], "test": order[cut2:]}[split])
+    return [ex for ex, doc in zip(parsed.examples, parsed.documents) if doc in chosen]
+
+
+def _ner_schema(spec: DatasetSpec, folder: Path) -> Schema:
+    """NER types come from the data: every type in any split present, sorted."""
+    types: set[str] = set()
+    for split in spec.splits:
+        try:
+            path = find_file(spec, folder, split, 0)
+        except DataError:
+            continue
+        types.update(e.type for ex in read_conll(path, spec.scheme).examples for e in ex.entities)
+    names = {t: natural_name(t) for t in sorted(types)}
+    if len(set(names.values())) < len(names):  # two keys with one natural name: keep the keys
+        names = {t: t.lower() for t in sorted(types)}
+    return Schema(names)
 
 
 def load_schema(name: str, data_dir: Path | str | None = None) -> Schema:
     spec = get_spec(name)
-    return read_types(dataset_dir(spec, data_dir) / spec.types_file)
+    folder = dataset_dir(spec, data_dir)
+    if spec.reader == "spert":
+        return read_types(folder / spec.types_file)
+    return _ner_schema(spec, folder)
 
 
-def load_split(
-    name: str, split: str, data_dir: Path | str | None = None, fold: int = 0
-) -> tuple[list[Example], Schema]:
+def load_split(name: str, split: str, data_dir: Path | str | None = None, fold: int = 0
+               ) -> tuple[list[Example], Schema]:
     """Read one split of a dataset, validated, with its schema."""
     spec = get_spec(name)
-    file_name = spec.file_name(split, fold)
+    if spec.reader == "fewrel":
+        raise DataError(f"{name} is read as N-way K-shot episodes, not as a split (see fishdip.data.fewrel)")
+    spec.candidates(split, fold)  # validates split and fold before touching files
     folder = dataset_dir(spec, data_dir)
-    schema = read_types(folder / spec.types_file)
-    return read_spert(folder / file_name, schema), schema
+    schema = load_schema(name, data_dir)
+    if spec.reader == "spert":
+        return read_spert(find_file(spec, folder, split, fold), schema), schema
+    return _conll_examples(spec, folder, split), schema
+
+
+def data_files(name: str, data_dir: Path | str | None, splits: list[str], fold: int = 0) -> list[Path]:
+    """The files a run reads (for checksums in config.json)."""
+    spec = get_spec(name)
+    folder = dataset_dir(spec, data_dir)
+    files = [folder / spec.types_file] if spec.types_file else []
+    return files + [find_file(spec, folder, s, fold) for s in dict.fromkeys(splits)]

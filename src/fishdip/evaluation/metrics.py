@@ -57,8 +57,25 @@ def joint_er_scores(golds: list[Example], preds: list[Decoded]) -> dict:
         suffix = "_no_type" if name.endswith("_no_type") else ""
         for key, value in scores.items():
             metrics[f"{prefix}_{key}{suffix}"] = value
+    metrics["per_type"] = per_type_scores(golds, preds)
     metrics["errors"] = dict(sorted(errors.items()))
     return metrics
+
+
+def per_type_scores(golds: list[Example], preds: list[Decoded]) -> dict[str, dict[str, float]]:
+    """Entity P/R/F1 (exact span and type) for each entity type, with gold support."""
+    counts: Counter = Counter()
+    for gold, pred in zip(golds, preds):
+        g, p = set(gold.entities), pred.entities
+        for e in g:
+            counts[e.type, "gold"] += 1
+        for e in p:
+            counts[e.type, "predicted"] += 1
+        for e in g & p:
+            counts[e.type, "correct"] += 1
+    types = sorted({t for t, _ in counts})
+    return {t: {**prf(counts[t, "correct"], counts[t, "predicted"], counts[t, "gold"]),
+                "support": counts[t, "gold"]} for t in types}
 
 
 def aggregate(per_episode: list[dict]) -> dict[str, dict[str, float]]:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import torch
 from tqdm.auto import tqdm
 
 from fishdip.models.loading import LoadedModel
-from fishdip.models.text2text import generate
+from fishdip.models.text2text import collate, generate, per_sample_loss
 
 
 def predict(loaded: LoadedModel, task, examples: list, batch_size: int = 16, max_length: int = 256,
@@ -23,3 +24,24 @@ def predict(loaded: LoadedModel, task, examples: list, batch_size: int = 16, max
         bar.update(len(ids))
     bar.close()
     return texts, [task.decode(text, ex) for text, ex in zip(texts, examples)]
+
+
+@torch.no_grad()
+def rank_candidates(loaded: LoadedModel, sources: list[str], candidates: list[list[str]], batch_size: int = 16,
+                    max_length: int = 256, progress: bool = True) -> list[int]:
+    """For each source, the index of the candidate target with the lowest loss."""
+    pairs = [(s, t) for s, targets in zip(sources, candidates) for t in targets]
+    model = loaded.model
+    was_training = model.training
+    model.eval()
+    losses = []
+    for start in tqdm(range(0, len(pairs), batch_size), desc="score", disable=not progress):
+        batch = collate(loaded, pairs[start : start + batch_size], max_length)
+        losses += per_sample_loss(loaded, batch).tolist()
+    model.train(was_training)
+    choice, pos = [], 0
+    for targets in candidates:
+        scores = losses[pos : pos + len(targets)]
+        choice.append(min(range(len(targets)), key=scores.__getitem__))
+        pos += len(targets)
+    return choice

@@ -70,6 +70,9 @@ class ExperimentConfig:
     episodes: list[int] = field(default_factory=lambda: [1], metadata={"help": "episode numbers; "
                                 "episode i samples its subset with seed i"})
     eval_split: str = _f("test", "dev or test")
+    n_way: int = _f(5, "few-shot tasks: relations per episode")
+    k_shot: int = _f(1, "few-shot tasks: training instances per relation")
+    n_queries: int = _f(5, "few-shot tasks: query instances per relation")
     eval_limit: int | None = _f(None, "evaluate on the first N sentences only")
     eval_batch_size: int = _f(16, "sentences per generation batch")
     num_beams: int = _f(1, "1 = greedy decoding")

@@ -1,4 +1,4 @@
-"""One experiment: for each episode, sample a subset, train a fresh model, evaluate, save.
+"""One experiment: for each episode, take its training subset, train a fresh model, evaluate, save.
 
 Files in ``output_dir``:
   config.json         everything needed to rerun (written first)
@@ -16,11 +16,9 @@ from pathlib import Path
 import torch
 
 from fishdip import __version__
-from fishdip.data.datasets import get_spec, load_split
+from fishdip.data.datasets import data_files
 from fishdip.data.fetch import sha256
-from fishdip.data.sampling import sample_indices
 from fishdip.evaluation.metrics import aggregate
-from fishdip.evaluation.predict import predict
 from fishdip.io import write_json_atomic, write_jsonl_atomic
 from fishdip.models.loading import load_model, save_model
 from fishdip.models.text2text import PROMPT
@@ -32,65 +30,43 @@ from fishdip.training.trainer import train
 def pick_device(name: str) -> torch.device:
     if name != "auto":
         return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    return torch.device("cpu")
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _data_files(cfg: ExperimentConfig) -> dict[str, str]:
+def _data_files(cfg: ExperimentConfig, family: str) -> dict[str, str]:
     """Checksums of the data files used, so a rerun can tell it reads the same data."""
-    from fishdip.data.datasets import dataset_dir
-
-    spec = get_spec(cfg.task)
-    folder = dataset_dir(spec, cfg.data_dir)
-    names = [spec.types_file, spec.file_name("train", cfg.fold), spec.file_name(cfg.eval_split, cfg.fold)]
-    return {str(folder / n): sha256(folder / n) for n in names}
+    splits = [cfg.eval_split] if family == "fewshot_rc" else ["train", cfg.eval_split]
+    return {str(path): sha256(path) for path in data_files(cfg.task, cfg.data_dir, splits, cfg.fold)}
 
 
 def run_experiment(cfg: ExperimentConfig, progress: bool = True, log=print) -> dict:
     cfg.train.validate()
     out = Path(cfg.output_dir)
     task = load_task(cfg.task, cfg.data_dir)
-    train_all, _ = load_split(cfg.task, "train", cfg.data_dir, cfg.fold)
-    eval_examples, _ = load_split(cfg.task, cfg.eval_split, cfg.data_dir, cfg.fold)
-    if cfg.eval_limit is not None:
-        eval_examples = eval_examples[: cfg.eval_limit]
     device = pick_device(cfg.device)
     write_json_atomic(out / "config.json", {"fishdip_version": __version__, **cfg.to_dict(),
-                                            "data_files": _data_files(cfg)})
-
+                                            "data_files": _data_files(cfg, task.family)})
     episodes: list[dict] = []
-    prediction_rows: list[dict] = []
+    rows: list[dict] = []
     for episode in cfg.episodes:
         started = time.perf_counter()
-        indices = sample_indices(len(train_all), episode, fraction=cfg.train_fraction, size=cfg.train_size)
-        subset = [train_all[i] for i in indices]
-        log(f"[{cfg.train.method}] episode {episode}: {len(subset)} training / "
-            f"{len(eval_examples)} {cfg.eval_split} sentences on {device}")
+        train_examples, eval_examples, context = task.episode_data(episode, cfg)
+        log(f"[{cfg.train.method}] episode {episode}: {len(train_examples)} training / "
+            f"{len(eval_examples)} evaluation examples on {device}")
         loaded = load_model(cfg.model)
         loaded.model.to(device)
-        pairs = [(task.source(ex), task.target(ex)) for ex in subset]
         # the episode number seeds shuffling and random masks too: every method sees the same stream
-        result = train(loaded, pairs, replace(cfg.train, seed=episode), progress=progress)
-        texts, decoded = predict(loaded, task, eval_examples, cfg.eval_batch_size, cfg.train.max_length,
-                                 cfg.num_beams, progress=progress)
+        result = train(loaded, task.pairs(train_examples), replace(cfg.train, seed=episode), progress=progress)
+        texts, decoded = task.predict(loaded, eval_examples, cfg, context, progress=progress)
         metrics = task.score(eval_examples, decoded)
-        for ex, text, pred in zip(eval_examples, texts, decoded):
-            prediction_rows.append({
-                "episode": episode, "id": ex.id, "input": task.source(ex), "generated": text,
-                "predicted": task.to_json(ex.tokens, pred.entities, pred.relations),
-                "gold": task.to_json(ex.tokens, ex.entities, ex.relations),
-                "errors": dict(pred.errors),
-            })
+        rows += [{"episode": episode, **task.prediction_row(ex, text, pred)}
+                 for ex, text, pred in zip(eval_examples, texts, decoded)]
         if cfg.save_model:
             folder = out / "model" if len(cfg.episodes) == 1 else out / "models" / f"episode-{episode}"
             save_model(loaded, folder, {**task.metadata(), "prompt": PROMPT,
                                         "max_length": cfg.train.max_length, "base_model": cfg.model})
-        episodes.append({
-            "episode": episode, "train_indices": indices, "metrics": metrics,
-            "train": {k: v for k, v in vars(result).items()},
-            "seconds": round(time.perf_counter() - started, 1),
-        })
+        episodes.append({"episode": episode, **context, "metrics": metrics, "train": vars(result),
+                         "seconds": round(time.perf_counter() - started, 1)})
         results = {
             "task": cfg.task, "method": cfg.train.method, "model": cfg.model,
             "complete": len(episodes) == len(cfg.episodes),
@@ -98,7 +74,7 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True, log=print) -> d
             "aggregate": aggregate([e["metrics"] for e in episodes]),
         }
         # rewritten after every episode: an interrupted run keeps what it finished, never half a file
-        write_jsonl_atomic(out / "predictions.jsonl", prediction_rows)
+        write_jsonl_atomic(out / "predictions.jsonl", rows)
         write_json_atomic(out / "results.json", results)
         del loaded
     return results

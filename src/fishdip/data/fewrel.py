@@ -1,0 +1,93 @@
+"""FewRel files and N-way K-shot episodes.
+
+A FewRel file maps relation ids to instances:
+``{"P177": [{"tokens": [...], "h": [name, qid, [[idx, ...], ...]], "t": [...]}, ...]}``;
+``pid2name.json`` maps ids to ``[name, description]``. A mention may occur several
+times (several index lists); the first occurrence is marked.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from fishdip.errors import DataError
+from fishdip.formats.relation_classification import RCExample
+
+
+def _load(path: Path):
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: line {exc.lineno}, column {exc.colno}: invalid JSON ({exc.msg})") from None
+
+
+def _span(mention, n_tokens: int, where: str, role: str) -> tuple[int, int]:
+    try:
+        positions = [int(i) for i in mention[2][0]]
+    except (IndexError, TypeError, ValueError):
+        raise DataError(f"{where}: '{role}' must be [name, id, [[token indices]]]") from None
+    if not positions or min(positions) < 0 or max(positions) >= n_tokens:
+        raise DataError(f"{where}: '{role}' token indices {positions} outside the {n_tokens} tokens")
+    return min(positions), max(positions) + 1
+
+
+def read_fewrel(path: Path) -> dict[str, list[RCExample]]:
+    data = _load(path)
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected an object mapping relation ids to instance lists")
+    out: dict[str, list[RCExample]] = {}
+    for relation, instances in data.items():
+        out[relation] = []
+        for i, raw in enumerate(instances):
+            where = f"{path}: relation {relation}, instance {i}"
+            tokens = raw.get("tokens") if isinstance(raw, dict) else None
+            if not isinstance(tokens, list) or not tokens:
+                raise DataError(f"{where}: 'tokens' must be a non-empty list")
+            out[relation].append(RCExample(tokens, _span(raw.get("h"), len(tokens), where, "h"),
+                                           _span(raw.get("t"), len(tokens), where, "t"), relation,
+                                           id=f"{relation}:{i}"))
+    return out
+
+
+def read_relation_names(path: Path) -> dict[str, str]:
+    data = _load(path)
+    try:
+        return {pid: str(value[0]).lower() for pid, value in data.items()}
+    except (AttributeError, IndexError, TypeError):
+        raise DataError(f"{path}: expected {{relation id: [name, description]}}") from None
+
+
+def relation_names(data: dict[str, list[RCExample]], known: dict[str, str]) -> dict[str, str]:
+    """Names for every relation in ``data``: pid2name's when known (Wikidata ids), else the key
+    itself made readable (FewRel 2.0's PubMed keys are already names: ``gene_found_in_organism``)."""
+    return {r: known.get(r) or r.replace("_", " ").lower() for r in data}
+
+
+@dataclass
+class Episode:
+    relations: list[str]  # the N candidate relations
+    support: list[RCExample]  # N * K training instances
+    query: list[RCExample]  # N * Q instances to classify
+
+
+def sample_episode(data: dict[str, list[RCExample]], n_way: int, k_shot: int, n_queries: int,
+                   seed: int) -> Episode:
+    """Episode ``seed``: N relations, K support and Q query instances each, all distinct."""
+    if n_way > len(data):
+        raise DataError(f"{n_way}-way episodes need {n_way} relations; the file has {len(data)}")
+    rng = random.Random(seed)
+    relations = sorted(rng.sample(sorted(data), n_way))
+    support, query = [], []
+    for relation in relations:
+        if len(data[relation]) < k_shot + n_queries:
+            raise DataError(f"relation {relation} has {len(data[relation])} instances; "
+                            f"need {k_shot + n_queries}")
+        chosen = rng.sample(data[relation], k_shot + n_queries)
+        support += chosen[:k_shot]
+        query += chosen[k_shot:]
+    return Episode(relations, support, query)

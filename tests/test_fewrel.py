@@ -1,0 +1,86 @@
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from fishdip.cli import app
+from fishdip.data.fewrel import read_fewrel, read_relation_names, relation_names, sample_episode
+from fishdip.errors import DataError
+from fishdip.formats import relation_classification as rc
+from fishdip.tasks import FewShotRCTask, load_task
+from fishdip.training.config import ExperimentConfig
+from tests.conftest import make_tiny_t5
+
+EX = rc.RCExample("The Cape Girardeau Bridge crosses the Mississippi River .".split(), (1, 4), (6, 8), "P177")
+
+
+def test_tanl_relation_classification_format():
+    assert rc.source(EX) == ("The [ Cape Girardeau Bridge ] crosses the [ Mississippi River ] . The relationship "
+                             "between [ Cape Girardeau Bridge ] and [ Mississippi River ] is")
+    assert rc.target(EX, "crosses") == ("relationship between [ Cape Girardeau Bridge ] and "
+                                        "[ Mississippi River ] = crosses")
+
+
+def test_decode_counts_errors():
+    names = {"P177": "crosses", "P26": "spouse"}
+    assert rc.decode("relationship between [ a ] and [ b ] = Spouse", names).relation == "P26"
+    assert rc.decode("relationship between [ a ] and [ b ]", names).errors == {"format_error": 1}
+    assert rc.decode("x = married", names).errors == {"unknown_relation_type": 1}
+
+
+def test_round_trip_every_fewrel_instance(data_dir):
+    known = read_relation_names(data_dir / "fewrel" / "pid2name.json")
+    for file in ("val_wiki.json", "val_pubmed.json"):
+        data = read_fewrel(data_dir / "fewrel" / file)
+        names = relation_names(data, known)
+        for relation, instances in data.items():
+            for ex in instances:
+                assert rc.decode(rc.target(ex, names[relation]), names).relation == relation
+    assert sum(len(v) for v in read_fewrel(data_dir / "fewrel" / "val_wiki.json").values()) == 11200
+
+
+@pytest.mark.parametrize("n,k", [(5, 1), (5, 5), (10, 1), (10, 5)])
+def test_episodes_are_seeded_and_disjoint(data_dir, n, k):
+    data = read_fewrel(data_dir / "fewrel" / "val_wiki.json")
+    ep = sample_episode(data, n, k, 5, seed=3)
+    assert len(ep.relations) == n and len(ep.support) == n * k and len(ep.query) == n * 5
+    assert not {x.id for x in ep.support} & {x.id for x in ep.query}
+    assert [x.id for x in sample_episode(data, n, k, 5, seed=3).query] == [x.id for x in ep.query]
+    assert [x.id for x in sample_episode(data, n, k, 5, seed=4).query] != [x.id for x in ep.query]
+
+
+def test_bad_fewrel_file(tmp_path):
+    path = tmp_path / "f.json"
+    path.write_text(json.dumps({"P1": [{"tokens": ["a", "b"], "h": ["a", "Q1", [[0]]], "t": ["b", "Q2", [[5]]]}]}))
+    with pytest.raises(DataError, match=r"relation P1, instance 0: 't' token indices \[5\] outside"):
+        read_fewrel(path)
+    with pytest.raises(DataError, match="need 6"):
+        sample_episode({"P1": []}, 1, 1, 5, 0)
+
+
+def test_accuracy_and_candidate_scoring_with_tiny_model(data_dir):
+    task = load_task("fewrel", data_dir)
+    assert isinstance(task, FewShotRCTask)
+    cfg = ExperimentConfig(task="fewrel", data_dir=str(data_dir), n_way=3, k_shot=1, n_queries=2, eval_limit=None)
+    support, query, context = task.episode_data(1, cfg)
+    assert len(support) == 3 and len(query) == 6 and len(context["relations"]) == 3
+    texts, decoded = task.predict(make_tiny_t5(), query, cfg, context, progress=False)
+    assert all(d.relation in context["relations"] for d in decoded)
+    m = task.score(query, decoded)
+    assert m["accuracy"] == sum(q.relation == d.relation for q, d in zip(query, decoded)) / 6
+
+
+def test_fewrel_cli_runs_episodes(tmp_path, data_dir):
+    folder = tmp_path / "tiny"
+    loaded = make_tiny_t5()
+    loaded.model.save_pretrained(folder)
+    loaded.tokenizer.save_pretrained(folder)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, [
+        "train", "--task", "fewrel", "--method", "full,fish-dip", "--model", str(folder), "--data-dir",
+        str(data_dir), "--n-way", "5", "--k-shot", "1", "--queries", "1", "--episodes", "1-2", "--epochs", "1",
+        "--max-length", "128", "--output-dir", str(out), "--quiet", "--no-save-model"])
+    assert result.exit_code == 0, result.output
+    assert "accuracy" in result.output
+    res = json.loads((out / "fish-dip" / "results.json").read_text())
+    assert res["aggregate"]["accuracy"]["n"] == 2 and len(res["episodes"][0]["relations"]) == 5
