@@ -6,7 +6,8 @@ from pathlib import Path
 
 from fishdip.io import write_json_atomic, write_text_atomic
 
-ALL_METRICS = ("entity_f1", "relation_f1", "entity_f1_no_type", "relation_f1_no_type", "accuracy")
+ALL_METRICS = ("entity_f1", "relation_f1", "entity_f1_no_type", "relation_f1_no_type", "argument_f1",
+               "accuracy")
 
 
 def _cell(stat: dict | None) -> str:

@@ -78,13 +78,34 @@ class JointERTask(Task):
             return {"text": " ".join(tokens[e.start : e.end]), "type": e.type, "start": e.start, "end": e.end}
 
         out = {"entities": [entity(e) for e in sorted(entities)]}
-        if self.family != "ner":
+        if self.family == "joint_er":
             out["relations"] = [{"type": r.type, "head": entity(r.head), "tail": entity(r.tail)}
                                 for r in sorted(relations)]
         return out
 
     def metadata(self) -> dict:
         return {**super().metadata(), "schema": self.schema.to_dict()}
+
+
+@dataclass
+class SRLTask(JointERTask):
+    """Semantic role labeling: one example per predicate, marked in the input; the output tags
+    its arguments (the predicate itself is not an argument and is not scored)."""
+
+    def source(self, example) -> str:
+        words = [er.escape(t) for t in example.tokens]
+        words[example.predicate] = f"[ {words[example.predicate]} ]"
+        return " ".join(words)
+
+    def target(self, example) -> str:
+        return er.encode(er.Example(example.tokens, example.entities), self.schema)
+
+    def score(self, golds: list, preds: list[er.Decoded]) -> dict:
+        metrics = joint_er_scores(golds, preds)
+        return {k.replace("entity_", "argument_"): v for k, v in metrics.items() if not k.startswith("relation_")}
+
+    def prediction_row(self, ex, generated: str, pred: er.Decoded) -> dict:
+        return {**super().prediction_row(ex, generated, pred), "predicate": ex.predicate}
 
 
 @dataclass
@@ -159,10 +180,12 @@ def load_task(name: str, data_dir: Path | str | None = None) -> Task:
         folder = dataset_dir(spec, data_dir)
         return FewShotRCTask(name, spec.family, names=read_relation_names(folder / spec.types_file),
                              folder=folder)
-    return JointERTask(name, spec.family, schema=load_schema(name, data_dir))
+    task_class = SRLTask if spec.family == "srl" else JointERTask
+    return task_class(name, spec.family, schema=load_schema(name, data_dir))
 
 
 def task_from_metadata(meta: dict) -> Task:
     if meta["family"] == "fewshot_rc":
         return FewShotRCTask(meta["task"], meta["family"], names=meta["relation_names"])
-    return JointERTask(meta["task"], meta["family"], schema=er.Schema.from_dict(meta["schema"]))
+    task_class = SRLTask if meta["family"] == "srl" else JointERTask
+    return task_class(meta["task"], meta["family"], schema=er.Schema.from_dict(meta["schema"]))

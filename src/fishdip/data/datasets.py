@@ -9,6 +9,7 @@ from pathlib import Path
 
 from fishdip.data.conll import read_conll
 from fishdip.data.spert import read_spert, read_types
+from fishdip.data.srl import read_srl
 from fishdip.errors import DataError
 from fishdip.formats.entity_relation import Example, Schema
 from fishdip.paths import data_roots
@@ -42,9 +43,9 @@ class DatasetSpec:
         return self.candidates(split, fold)[0]
 
     @property
-    def marker(self) -> str:
-        """The file whose presence identifies the dataset folder."""
-        return self.types_file or next(iter(self.splits.values()))[0]
+    def markers(self) -> tuple[str, ...]:
+        """Files whose presence identifies the dataset folder (any one of them)."""
+        return (self.types_file,) if self.types_file else next(iter(self.splits.values()))
 
 
 def _conll(name: str, source: str, files=None, scheme="iob2", **kw) -> DatasetSpec:
@@ -93,6 +94,17 @@ DATASETS: dict[str, DatasetSpec] = {
             splits={"dev": ("val_pubmed.json",), "test": ("val_pubmed.json",)}, aliases={"folder": "fewrel"},
             source="FewRel 2.0 domain adaptation set (MIT): val_pubmed.json, 10 relations x 100",
         ),
+        DatasetSpec(
+            name="conll05", family="srl", reader="srl",
+            splits={"train": ("train.txt",), "dev": ("dev.txt",), "test": ("test.txt", "test.wsj.txt")},
+            source="CoNLL-2005 SRL (PropBank/WSJ, LDC-licensed): columns with bracketed propositions, or "
+                   "the 'words ||| BIO tags' line format of He et al. 2017",
+        ),
+        DatasetSpec(
+            name="conll12", family="srl", reader="srl",
+            splits={s: (f"{s}.txt", f"{s}.gold_conll") for s in SPLITS},
+            source="CoNLL-2012 SRL (OntoNotes 5.0, LDC-licensed): *_gold_conll columns or the line format",
+        ),
         _conll("conll", "your own folder of CoNLL column files: train.txt, dev.txt, test.txt", scheme="auto",
                notes="types come from the data; any of IOB1/IOB2/IOBES/BILOU (detected)"),
     ]
@@ -134,10 +146,10 @@ def dataset_dir(spec: DatasetSpec, data_dir: Path | str | None = None) -> Path:
         options = [root / spec.name, root / sub] + ([root] if spec.name == "conll" else [])
         for folder in options:
             looked.append(str(folder))
-            if (folder / spec.marker).is_file():
+            if any((folder / marker).is_file() for marker in spec.markers):
                 return folder
     raise DataError(
-        f"dataset {spec.name}: {spec.marker} not found (looked in {', '.join(dict.fromkeys(looked))}). "
+        f"dataset {spec.name}: {' or '.join(spec.markers)} not found (looked in {', '.join(dict.fromkeys(looked))}). "
         f"Pass --data-dir DIR (holding {sub}/), set FISHDIP_DATA_DIR"
         + (f", or run `fishdip data fetch {spec.name}`." if spec.name == "conll04" else ".")
     )
@@ -164,15 +176,37 @@ def _conll_examples(spec: DatasetSpec, folder: Path, split: str) -> list[Example
     return [ex for ex, doc in zip(parsed.examples, parsed.documents) if doc in chosen]
 
 
+_ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth")
+
+
+def srl_label_name(label: str) -> str:
+    """ARG0 -> first argument, R-ARG1 -> reference to second argument; modifiers keep their label."""
+    for prefix, words in (("R-", "reference to "), ("C-", "continuation of ")):
+        if label.startswith(prefix):
+            return words + srl_label_name(label[len(prefix):])
+    match = re.fullmatch(r"ARG(\d)", label)
+    if match and int(match.group(1)) < len(_ORDINALS):
+        return f"{_ORDINALS[int(match.group(1))]} argument"
+    return label.lower()
+
+
+def _read(spec: DatasetSpec, path: Path) -> list[Example]:
+    if spec.reader == "srl":
+        return read_srl(path)
+    return read_conll(path, spec.scheme).examples
+
+
 def _ner_schema(spec: DatasetSpec, folder: Path) -> Schema:
-    """NER types come from the data: every type in any split present, sorted."""
+    """NER types and SRL labels come from the data: every one in any split present, sorted."""
     types: set[str] = set()
-    for split in spec.splits:
+    for split in dict.fromkeys(spec.splits):
         try:
             path = find_file(spec, folder, split, 0)
         except DataError:
             continue
-        types.update(e.type for ex in read_conll(path, spec.scheme).examples for e in ex.entities)
+        types.update(e.type for ex in _read(spec, path) for e in ex.entities)
+    if spec.reader == "srl":
+        return Schema({t: srl_label_name(t) for t in sorted(types)})
     names = {t: natural_name(t) for t in sorted(types)}
     if len(set(names.values())) < len(names):  # two keys with one natural name: keep the keys
         names = {t: t.lower() for t in sorted(types)}
@@ -198,6 +232,8 @@ def load_split(name: str, split: str, data_dir: Path | str | None = None, fold: 
     schema = load_schema(name, data_dir)
     if spec.reader == "spert":
         return read_spert(find_file(spec, folder, split, fold), schema), schema
+    if spec.reader == "srl":
+        return read_srl(find_file(spec, folder, split, fold)), schema
     return _conll_examples(spec, folder, split), schema
 
 
