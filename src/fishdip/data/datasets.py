@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fishdip.data.ace_events import read_event_types, read_events
 from fishdip.data.conll import read_conll
 from fishdip.data.spert import read_spert, read_types
 from fishdip.data.srl import read_srl
@@ -93,6 +94,12 @@ DATASETS: dict[str, DatasetSpec] = {
             name="fewrel_pubmed", family="fewshot_rc", reader="fewrel", types_file="pid2name.json",
             splits={"dev": ("val_pubmed.json",), "test": ("val_pubmed.json",)}, aliases={"folder": "fewrel"},
             source="FewRel 2.0 domain adaptation set (MIT): val_pubmed.json, 10 relations x 100",
+        ),
+        DatasetSpec(
+            name="ace2005event", family="event", reader="ace_events", types_file="ace2005event_types.json",
+            splits={s: (f"ace2005event_{s}.json",) for s in SPLITS},
+            source="ACE2005 events (LDC2006T06, licensed) in TANL's JSON layout; also needs "
+                   "ace2005event_schema.json (roles allowed per event type)",
         ),
         DatasetSpec(
             name="conll05", family="srl", reader="srl",
@@ -213,11 +220,18 @@ def _ner_schema(spec: DatasetSpec, folder: Path) -> Schema:
     return Schema(names)
 
 
+def event_schemas(folder: Path):
+    """Trigger schema, role schema and allowed roles of an ACE2005-style event folder."""
+    return read_event_types(folder / "ace2005event_types.json", folder / "ace2005event_schema.json")
+
+
 def load_schema(name: str, data_dir: Path | str | None = None) -> Schema:
     spec = get_spec(name)
     folder = dataset_dir(spec, data_dir)
     if spec.reader == "spert":
         return read_types(folder / spec.types_file)
+    if spec.reader == "ace_events":
+        return event_schemas(folder)[0]
     return _ner_schema(spec, folder)
 
 
@@ -234,6 +248,9 @@ def load_split(name: str, split: str, data_dir: Path | str | None = None, fold: 
         return read_spert(find_file(spec, folder, split, fold), schema), schema
     if spec.reader == "srl":
         return read_srl(find_file(spec, folder, split, fold)), schema
+    if spec.reader == "ace_events":
+        triggers, roles, _ = event_schemas(folder)
+        return read_events(find_file(spec, folder, split, fold), triggers, roles), triggers
     return _conll_examples(spec, folder, split), schema
 
 
@@ -242,4 +259,6 @@ def data_files(name: str, data_dir: Path | str | None, splits: list[str], fold: 
     spec = get_spec(name)
     folder = dataset_dir(spec, data_dir)
     files = [folder / spec.types_file] if spec.types_file else []
+    if spec.reader == "ace_events":
+        files.append(folder / "ace2005event_schema.json")
     return files + [find_file(spec, folder, s, fold) for s in dict.fromkeys(splits)]

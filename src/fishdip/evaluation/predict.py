@@ -11,19 +11,31 @@ from fishdip.models.text2text import collate, generate, per_sample_loss
 
 def predict(loaded: LoadedModel, task, examples: list, batch_size: int = 16, max_length: int = 256,
             num_beams: int = 1, progress: bool = True) -> tuple[list[str], list]:
-    """Returns the generated texts and the decoded structures, in example order."""
+    """Generated texts and the structures decoded from them, in example order."""
+    texts = _generate_sorted(loaded, [task.source(ex) for ex in examples], batch_size, max_length, num_beams,
+                             progress, "generate")
+    return texts, [task.decode(text, ex) for text, ex in zip(texts, examples)]
+
+
+def _generate_sorted(loaded, sources, batch_size, max_length, num_beams, progress, desc) -> list[str]:
     # sort by length so a batch pads little; restore the order afterwards
-    order = sorted(range(len(examples)), key=lambda i: len(task.source(examples[i])))
-    texts: list[str] = [""] * len(examples)
-    bar = tqdm(total=len(examples), desc="generate", disable=not progress)
+    order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
+    texts = [""] * len(sources)
+    bar = tqdm(total=len(sources), desc=desc, disable=not progress)
     for start in range(0, len(order), batch_size):
         ids = order[start : start + batch_size]
-        outputs = generate(loaded, [task.source(examples[i]) for i in ids], max_length, num_beams)
-        for i, text in zip(ids, outputs):
+        for i, text in zip(ids, generate(loaded, [sources[i] for i in ids], max_length, num_beams)):
             texts[i] = text
         bar.update(len(ids))
     bar.close()
-    return texts, [task.decode(text, ex) for text, ex in zip(texts, examples)]
+    return texts
+
+
+def generate_texts(loaded: LoadedModel, sources: list[str], cfg, progress: bool = True,
+                   desc: str = "generate") -> list[str]:
+    """Generated text for each source with an experiment config's generation settings."""
+    return _generate_sorted(loaded, sources, cfg.eval_batch_size, cfg.train.max_length, cfg.num_beams,
+                            progress, desc)
 
 
 @torch.no_grad()

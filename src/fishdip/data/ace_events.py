@@ -1,0 +1,97 @@
+"""ACE2005 event extraction files in TANL's JSON layout.
+
+``ace2005event_{split}.json``: a list of sentences
+``{"tokens": [...], "entities": [{"type", "start", "end"}], "triggers": [{"type", "start", "end"}],
+"relations": [{"type": role, "head": entity index, "tail": trigger index}]}`` (ends exclusive);
+``ace2005event_types.json``: ``{"entities": {key: {"verbose"}}, "relations": {role: {"verbose"}}}``
+(trigger types are listed with the entity types); ``ace2005event_schema.json``: for each trigger
+type, the roles its arguments may take.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fishdip.errors import DataError
+from fishdip.formats.entity_relation import Entity, Relation, Schema
+
+
+@dataclass
+class EventExample:
+    tokens: list[str]
+    triggers: list[Entity] = field(default_factory=list)  # type = event type key
+    arguments: list[Relation] = field(default_factory=list)  # type = role, head = argument, tail = trigger
+    id: str = ""
+
+
+def _load(path: Path):
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: line {exc.lineno}, column {exc.colno}: invalid JSON ({exc.msg})") from None
+
+
+def read_event_types(types_path: Path, schema_path: Path) -> tuple[Schema, Schema, dict[str, set[str]]]:
+    """Trigger schema, role schema, and allowed roles per trigger type."""
+    types = _load(types_path)
+    try:
+        entity_names = {k: v["verbose"].lower() for k, v in types["entities"].items()}
+        role_names = {k: v["verbose"].lower() for k, v in types["relations"].items()}
+    except (KeyError, AttributeError, TypeError):
+        raise DataError(f"{types_path}: expected {{'entities': {{key: {{'verbose'}}}}, 'relations': ...}}") from None
+    allowed = _load(schema_path)
+    if not isinstance(allowed, dict):
+        raise DataError(f"{schema_path}: expected {{trigger type: [roles]}}")
+    for trigger, roles in allowed.items():
+        for role in roles:
+            if role not in role_names:
+                raise DataError(f"{schema_path}: trigger type {trigger!r} allows unknown role {role!r}")
+    return Schema(entity_names), Schema(role_names), {k: set(v) for k, v in allowed.items()}
+
+
+def _span(item, where: str, tokens: list[str], known: dict | None) -> Entity:
+    try:
+        start, end, kind = int(item["start"]), int(item["end"]), item["type"]
+    except (KeyError, TypeError, ValueError):
+        raise DataError(f"{where} needs 'type', 'start' and 'end'") from None
+    if not 0 <= start < end <= len(tokens):
+        raise DataError(f"{where} has span [{start}, {end}) outside the {len(tokens)} tokens")
+    if known is not None and kind not in known:
+        raise DataError(f"{where} has unknown type {kind!r}")
+    return Entity(start, end, kind)
+
+
+def read_events(path: Path, triggers: Schema, roles: Schema) -> list[EventExample]:
+    data = _load(path)
+    if not isinstance(data, list):
+        raise DataError(f"{path}: expected a JSON list of sentences")
+    out = []
+    for i, raw in enumerate(data):
+        where = f"{path}: example {i}"
+        tokens = raw.get("tokens") if isinstance(raw, dict) else None
+        if not isinstance(tokens, list) or not tokens:
+            raise DataError(f"{where}: 'tokens' must be a non-empty list")
+
+        entities = [_span(e, f"{where}: entity {j}", tokens, None) for j, e in enumerate(raw.get("entities", []))]
+        trigs = [_span(t, f"{where}: trigger {j}", tokens, triggers.entity_types)
+                 for j, t in enumerate(raw.get("triggers", []))]
+        args = []
+        for j, rel in enumerate(raw.get("relations", [])):
+            try:
+                head, tail, role = int(rel["head"]), int(rel["tail"]), rel["type"]
+            except (KeyError, TypeError, ValueError):
+                raise DataError(f"{where}: relation {j} needs 'type', 'head' and 'tail'") from None
+            if not 0 <= head < len(entities):
+                raise DataError(f"{where}: relation {j} head points at missing entity {head}")
+            if not 0 <= tail < len(trigs):
+                raise DataError(f"{where}: relation {j} tail points at missing trigger {tail}")
+            if role not in roles.entity_types:
+                raise DataError(f"{where}: relation {j} has unknown role {role!r}")
+            a = entities[head]
+            args.append(Relation(role, Entity(a.start, a.end, "argument"), trigs[tail]))
+        out.append(EventExample(tokens, trigs, args, id=str(i)))
+    return out
