@@ -7,7 +7,7 @@ from pathlib import Path
 from fishdip.io import write_json_atomic, write_text_atomic
 
 ALL_METRICS = ("entity_f1", "relation_f1", "entity_f1_no_type", "relation_f1_no_type", "argument_f1",
-               "accuracy")
+               "trigger_classification_f1", "argument_classification_f1", "joint_goal_accuracy", "accuracy")
 
 
 def _cell(stat: dict | None) -> str:

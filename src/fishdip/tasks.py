@@ -14,6 +14,7 @@ from pathlib import Path
 from fishdip.data.datasets import DatasetSpec, dataset_dir, event_schemas, get_spec, load_schema, load_split
 from fishdip.data.sampling import sample_indices
 from fishdip.evaluation.metrics import joint_er_scores, prf
+from fishdip.formats import dst
 from fishdip.formats import entity_relation as er
 from fishdip.formats import events as ev
 from fishdip.formats import relation_classification as rc
@@ -231,6 +232,39 @@ class EventTask(Task):
 
 
 @dataclass
+class DSTTask(Task):
+    """Dialogue state tracking: history in, the belief state of every active domain out."""
+
+    def episode_data(self, episode: int, cfg) -> tuple[list, list, dict]:
+        """Low-resource subsets are drawn over whole dialogues, not turns."""
+        train_all, _ = load_split(self.dataset, "train", cfg.data_dir, cfg.fold)
+        eval_examples, _ = load_split(self.dataset, cfg.eval_split, cfg.data_dir, cfg.fold)
+        if cfg.eval_limit is not None:
+            eval_examples = eval_examples[: cfg.eval_limit]
+        dialogues = list(dict.fromkeys(ex.dialogue for ex in train_all))
+        chosen = [dialogues[i] for i in sample_indices(len(dialogues), episode, fraction=cfg.train_fraction,
+                                                        size=cfg.train_size)]
+        keep = set(chosen)
+        return [ex for ex in train_all if ex.dialogue in keep], eval_examples, {"train_dialogues": chosen}
+
+    def source(self, ex) -> str:
+        return ex.history
+
+    def target(self, ex) -> str:
+        return dst.encode(ex.belief)
+
+    def decode(self, text: str, ex) -> dst.DSTDecoded:
+        return dst.decode(text)
+
+    def score(self, golds: list, preds: list) -> dict:
+        return dst.scores(golds, preds)
+
+    def prediction_row(self, ex, generated: str, pred) -> dict:
+        return {"id": ex.id, "input": ex.history, "generated": generated, "predicted": pred.belief,
+                "gold": ex.belief, "errors": dict(pred.errors)}
+
+
+@dataclass
 class FewShotRCTask(Task):
     """N-way K-shot relation classification (FewRel): train on the support set, classify queries
     by scoring every candidate relation's output with the model's loss and taking the lowest."""
@@ -302,6 +336,9 @@ def load_task(name: str, data_dir: Path | str | None = None) -> Task:
         folder = dataset_dir(spec, data_dir)
         return FewShotRCTask(name, spec.family, names=read_relation_names(folder / spec.types_file),
                              folder=folder)
+    if spec.family == "dst":
+        dataset_dir(spec, data_dir)  # fail early, with guidance, when the files are not there
+        return DSTTask(name, spec.family)
     if spec.family == "event":
         triggers, roles, allowed = event_schemas(dataset_dir(spec, data_dir))
         return EventTask(name, spec.family, triggers=triggers, roles=roles, allowed=allowed)
@@ -310,6 +347,8 @@ def load_task(name: str, data_dir: Path | str | None = None) -> Task:
 
 
 def task_from_metadata(meta: dict) -> Task:
+    if meta["family"] == "dst":
+        return DSTTask(meta["task"], meta["family"])
     if meta["family"] == "event":
         return EventTask(meta["task"], meta["family"], triggers=er.Schema.from_dict(meta["triggers"]),
                          roles=er.Schema.from_dict(meta["roles"]),

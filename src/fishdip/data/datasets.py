@@ -9,6 +9,7 @@ from pathlib import Path
 
 from fishdip.data.ace_events import read_event_types, read_events
 from fishdip.data.conll import read_conll
+from fishdip.data.multiwoz import read_multiwoz
 from fishdip.data.spert import read_spert, read_types
 from fishdip.data.srl import read_srl
 from fishdip.errors import DataError
@@ -100,6 +101,12 @@ DATASETS: dict[str, DatasetSpec] = {
             splits={s: (f"ace2005event_{s}.json",) for s in SPLITS},
             source="ACE2005 events (LDC2006T06, licensed) in TANL's JSON layout; also needs "
                    "ace2005event_schema.json (roles allowed per event type)",
+        ),
+        DatasetSpec(
+            name="multiwoz21", family="dst", reader="multiwoz",
+            splits={s: (f"{s}_dials.json",) for s in SPLITS},
+            source="MultiWOZ 2.1 preprocessed by TRADE (github.com/jasonwu0731/trade-dst): {train,dev,test}_dials.json",
+            notes="low-resource options sample whole dialogues; metrics over TRADE's 30 slots",
         ),
         DatasetSpec(
             name="conll05", family="srl", reader="srl",
@@ -228,6 +235,8 @@ def event_schemas(folder: Path):
 def load_schema(name: str, data_dir: Path | str | None = None) -> Schema:
     spec = get_spec(name)
     folder = dataset_dir(spec, data_dir)
+    if spec.reader == "multiwoz":
+        return Schema({})  # slots are fixed by TRADE's ontology (formats/dst.py)
     if spec.reader == "spert":
         return read_types(folder / spec.types_file)
     if spec.reader == "ace_events":
@@ -248,6 +257,8 @@ def load_split(name: str, split: str, data_dir: Path | str | None = None, fold: 
         return read_spert(find_file(spec, folder, split, fold), schema), schema
     if spec.reader == "srl":
         return read_srl(find_file(spec, folder, split, fold)), schema
+    if spec.reader == "multiwoz":
+        return read_multiwoz(find_file(spec, folder, split, fold)), Schema({})
     if spec.reader == "ace_events":
         triggers, roles, _ = event_schemas(folder)
         return read_events(find_file(spec, folder, split, fold), triggers, roles), triggers

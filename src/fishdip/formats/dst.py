@@ -1,0 +1,104 @@
+"""Dialogue state tracking (MultiWOZ 2.1, TRADE's 30 slots) as text-to-text.
+
+Input: the dialogue so far, ``[user] i need a cheap hotel [system] in which area ? [user] the north``.
+Output: every slot of each active domain, unfilled ones as ``none``:
+``[belief] hotel area north , hotel book day none , ... , hotel type none [belief]``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+BELIEF = "[belief]"
+NONE = "none"
+
+# TRADE's ontology: the 30 slots of the five domains it tracks (hospital and police are dropped)
+SLOTS: dict[str, tuple[str, ...]] = {
+    "attraction": ("area", "name", "type"),
+    "hotel": ("area", "book day", "book people", "book stay", "internet", "name", "parking", "pricerange",
+              "stars", "type"),
+    "restaurant": ("area", "book day", "book people", "book time", "food", "name", "pricerange"),
+    "taxi": ("arriveby", "departure", "destination", "leaveat"),
+    "train": ("arriveby", "book people", "day", "departure", "destination", "leaveat"),
+}
+ALL_SLOTS = tuple(f"{d}-{s}" for d, slots in SLOTS.items() for s in slots)
+_NATURAL = {"pricerange": "price range", "arriveby": "arrive by", "leaveat": "leave at"}
+_FROM_NATURAL = {v: k for k, v in _NATURAL.items()}
+
+
+@dataclass
+class DSTExample:
+    history: str  # "[user] ... [system] ... [user] ..."
+    belief: dict[str, str]  # "hotel-area" -> "north"; filled slots only
+    id: str = ""  # "<dialogue>:<turn>"
+    dialogue: str = ""
+
+
+@dataclass
+class DSTDecoded:
+    belief: dict[str, str]
+    errors: Counter = field(default_factory=Counter)
+
+
+def natural_slot(slot: str) -> str:
+    return _NATURAL.get(slot, slot)
+
+
+def encode(belief: dict[str, str]) -> str:
+    domains = sorted({slot.split("-", 1)[0] for slot in belief})
+    items = [f"{d} {natural_slot(s)} {belief.get(f'{d}-{s}', NONE)}" for d in domains for s in SLOTS[d]]
+    return " ".join([BELIEF, " , ".join(items), BELIEF]) if items else f"{BELIEF} {BELIEF}"
+
+
+def _match_slot(domain: str, rest: str) -> tuple[str, str] | None:
+    """Longest slot name of ``domain`` that starts ``rest``; returns (slot, value)."""
+    for slot in sorted(SLOTS[domain], key=lambda s: -len(natural_slot(s))):
+        name = natural_slot(slot)
+        if rest == name or rest.startswith(name + " "):
+            return slot, rest[len(name):].strip()
+    return None
+
+
+def decode(text: str) -> DSTDecoded:
+    errors: Counter = Counter()
+    match = re.search(re.escape(BELIEF) + r"(.*?)" + re.escape(BELIEF), text)
+    if match is None:
+        errors["format_error"] += 1
+        body = text.replace(BELIEF, " ")
+    else:
+        body = match.group(1)
+    belief: dict[str, str] = {}
+    for item in body.split(" , "):
+        words = " ".join(item.split())
+        if not words:
+            continue
+        domain, _, rest = words.partition(" ")
+        if domain not in SLOTS:
+            errors["unknown_domain"] += 1
+            continue
+        found = _match_slot(domain, rest)
+        if found is None:
+            errors["unknown_slot"] += 1
+            continue
+        slot, value = found
+        if not value:
+            errors["missing_value"] += 1
+        elif value != NONE:
+            belief[f"{domain}-{slot}"] = value
+    return DSTDecoded(belief, errors)
+
+
+def scores(golds: list[DSTExample], preds: list[DSTDecoded]) -> dict:
+    """Joint goal accuracy (filled slots equal as a set) and slot accuracy over TRADE's 30 slots."""
+    joint = sum(g.belief == p.belief for g, p in zip(golds, preds))
+    slot_correct = sum(g.belief.get(s, NONE) == p.belief.get(s, NONE)
+                       for g, p in zip(golds, preds) for s in ALL_SLOTS)
+    errors: Counter = Counter()
+    for p in preds:
+        errors.update(p.errors)
+    n = len(golds)
+    return {"num_examples": n, "joint_goal_accuracy": joint / n if n else 0.0,
+            "slot_accuracy": slot_correct / (n * len(ALL_SLOTS)) if n else 0.0,
+            "errors": dict(sorted(errors.items()))}
