@@ -87,3 +87,38 @@ def test_bad_input_is_one_clear_line(tmp_path, tiny_model_dir, monkeypatch):
     assert "error: dataset conll04" in result.output and "Traceback" not in result.output
     result = runner.invoke(app, ["train", "--method", "lora", "--data-dir", str(tmp_path)])
     assert result.exit_code == 2 and "--method must be one of" in result.output
+
+
+@pytest.mark.parametrize("task,extra", [
+    ("conll03", []), ("conll", []), ("conll05", []), ("conll12", []), ("ace2005event", []),
+    ("multiwoz21", ["--train-size", "1"]), ("ade", ["--fold", "0"]),
+])
+def test_every_fixture_task_trains_and_scores(tmp_path, tiny_model_dir, task, extra):
+    from tests.conftest import FIXTURES
+
+    out = tmp_path / "run"
+    result = runner.invoke(app, [
+        "train", "--task", task, "--method", "fish-dip", "--model", str(tiny_model_dir), "--data-dir",
+        str(FIXTURES), "--epochs", "1", "--max-length", "48", "--output-dir", str(out), "--quiet",
+        "--eval-split", "dev" if task != "ade" else "test", *extra])
+    assert result.exit_code == 0, result.output
+    results = json.loads((out / "results.json").read_text())
+    metrics = results["episodes"][0]["metrics"]
+    assert metrics["num_examples"] > 0 and "errors" in metrics
+    meta = json.loads((out / "model" / "fishdip.json").read_text())
+    assert meta["task"] == task
+    # a saved model evaluates without naming the task again
+    result = runner.invoke(app, ["evaluate", "--model", str(out / "model"), "--data-dir", str(FIXTURES),
+                                 "--eval-split", "dev" if task != "ade" else "test"])
+    assert result.exit_code == 0, result.output
+
+
+def test_tasks_lists_every_dataset(tmp_path):
+    from tests.conftest import FIXTURES
+
+    result = runner.invoke(app, ["tasks", "--data-dir", str(FIXTURES)])
+    assert result.exit_code == 0
+    for name in ("conll04", "ade", "wnut17", "crossner_ai", "wikigold", "fewrel", "conll05", "ace2005event",
+                 "multiwoz21", "conll"):
+        assert f"\n{name}  [" in "\n" + result.output
+    assert "conll03  [ner]  (found in" in result.output

@@ -157,3 +157,8 @@ def test_empty_mask_freezes_parameter_for_autograd():
     opt = SparseAdamW(params, lr=1e-2)
     opt.set_mask(SparseMask({"w": torch.tensor([0])}))
     assert params["w"].requires_grad and not params["b"].requires_grad
+
+
+def test_top_k_ties_go_to_lower_index():
+    mask = top_k_mask({"a": torch.tensor([1.0, 2.0, 2.0, 2.0]), "b": torch.tensor([2.0, 0.5])}, 2)
+    assert mask.indices["a"].tolist() == [1, 2] and mask.indices["b"].tolist() == []
