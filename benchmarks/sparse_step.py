@@ -37,7 +37,7 @@ def state_bytes(opt: torch.optim.Optimizer) -> int:
 
 def fake_grads(params, gen):
     for p in params.values():
-        p.grad = torch.randn(p.shape, generator=gen)
+        p.grad = torch.randn(p.shape, generator=gen).to(p.device)
 
 
 def time_steps(opt, params, steps, before_step=None) -> float:
@@ -49,6 +49,8 @@ def time_steps(opt, params, steps, before_step=None) -> float:
         if before_step:
             before_step()
         opt.step()
+        if next(iter(params.values())).is_cuda:
+            torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     return sorted(times)[len(times) // 2]  # median
 
@@ -57,17 +59,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sparsity", type=float, default=0.01)
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--device", default="cpu")
     parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "sparse_step.json")
     args = parser.parse_args()
 
+    device = torch.device(args.device)
     torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(**SMOLLM2))
+    model = LlamaForCausalLM(LlamaConfig(**SMOLLM2)).to(device)
     params = dict(model.named_parameters())
     total = sum(p.numel() for p in params.values())
     k = num_to_keep(total, args.sparsity)
 
     start = time.perf_counter()
-    scores = {n: torch.rand(p.shape) for n, p in params.items()}
+    scores = {n: torch.rand(p.shape, device=device) for n, p in params.items()}
     mask = top_k_mask(scores, k)
     topk_s = time.perf_counter() - start
     dense_masks = {n: mask.dense(n, p) for n, p in params.items()}
@@ -99,6 +103,7 @@ def main() -> None:
     rows.append({"optimizer": f"SparseAdamW ({args.sparsity:.0%})", "state_MiB": opt.num_state_bytes() / 2**20,
                  "step_s": t, "frozen_entries_moved": moved})
 
+    print(f"device: {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}")
     print(f"model: SmolLM2-135M shape, {total:,} parameters; mask keeps k={k:,}; "
           f"global top-k over all entries took {topk_s:.2f} s; median of {args.steps} steps\n")
     print(f"| {'optimizer':34} | state MiB | step s | frozen entries moved |")
@@ -107,7 +112,7 @@ def main() -> None:
         moved = r.get("frozen_entries_moved", "n/a")
         print(f"| {r['optimizer']:34} | {r['state_MiB']:9.1f} | {r['step_s']:6.3f} | {moved!s:>20} |")
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({"parameters": total, "k": k, "sparsity": args.sparsity,
+    args.output.write_text(json.dumps({"device": str(device), "parameters": total, "k": k, "sparsity": args.sparsity,
                                        "topk_seconds": topk_s, "rows": rows}, indent=2) + "\n")
     print(f"\nwrote {args.output}")
 

@@ -10,7 +10,7 @@ from fishdip.training.trainer import Trainer, train
 from tests.conftest import make_tiny_llama, make_tiny_t5
 
 SCHEMA = er.Schema({"Peop": "people", "Loc": "location"}, {"Live_In": "live in"})
-TASK = JointERTask("toy", SCHEMA)
+TASK = JointERTask("toy", "joint_er", SCHEMA)
 
 
 def _examples(n=10):

@@ -138,14 +138,15 @@ def evaluate(
 ) -> None:
     """Score a trained model on a split; prints metrics as JSON."""
     from fishdip.data.datasets import load_split
-    from fishdip.evaluation.predict import predict
     from fishdip.io import write_json_atomic
 
     try:
         loaded, task_obj, max_length = _load_trained(model, task, data_dir)
         examples, _ = load_split(task_obj.dataset, eval_split, data_dir, fold)
         examples = examples[:eval_limit] if eval_limit else examples
-        _, decoded = predict(loaded, task_obj, examples, batch_size, max_length, num_beams)
+        cfg = ExperimentConfig(eval_batch_size=batch_size, num_beams=num_beams,
+                               train=TrainConfig(max_length=max_length))
+        _, decoded = task_obj.predict(loaded, examples, cfg)  # events chain two passes, etc.
     except (FishdipError, ValueError) as exc:
         _fail(exc)
     metrics = task_obj.score(examples, decoded)
@@ -178,6 +179,9 @@ def predict_cmd(
         _fail(ValueError("give sentences as arguments or with --input"))
     try:
         loaded, task_obj, max_length = _load_trained(model, None, None)
+        if task_obj.family not in ("joint_er", "ner"):
+            raise FishdipError(f"predict annotates raw sentences for entity tasks (joint_er, ner); {model} was "
+                               f"trained for {task_obj.family}: use `fishdip evaluate` on a data file")
     except (FishdipError, ValueError) as exc:
         _fail(exc)
     examples = [Example(tokenize(line)) for line in lines]

@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from fishdip.errors import DataError
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -37,3 +39,16 @@ def write_json_atomic(path: Path | str, data: Any) -> None:
 
 def write_jsonl_atomic(path: Path | str, rows: list[dict]) -> None:
     write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+def read_json(path: Path | str) -> Any:
+    """Parse a JSON data file; problems become a DataError naming the file and line."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: line {exc.lineno}, column {exc.colno}: invalid JSON ({exc.msg})") from None

@@ -25,12 +25,15 @@ class Task:
     dataset: str
     family: str
 
-    def episode_data(self, episode: int, cfg) -> tuple[list, list, dict]:
-        """Training subset and evaluation examples of one episode, plus what to record about it."""
+    def splits(self, cfg) -> tuple[list, list]:
+        """The whole training split and the (limited) evaluation split."""
         train_all, _ = load_split(self.dataset, "train", cfg.data_dir, cfg.fold)
         eval_examples, _ = load_split(self.dataset, cfg.eval_split, cfg.data_dir, cfg.fold)
-        if cfg.eval_limit is not None:
-            eval_examples = eval_examples[: cfg.eval_limit]
+        return train_all, eval_examples[: cfg.eval_limit] if cfg.eval_limit is not None else eval_examples
+
+    def episode_data(self, episode: int, cfg) -> tuple[list, list, dict]:
+        """Training subset and evaluation examples of one episode, plus what to record about it."""
+        train_all, eval_examples = self.splits(cfg)
         indices = sample_indices(len(train_all), episode, fraction=cfg.train_fraction, size=cfg.train_size)
         return [train_all[i] for i in indices], eval_examples, {"train_indices": indices}
 
@@ -237,10 +240,7 @@ class DSTTask(Task):
 
     def episode_data(self, episode: int, cfg) -> tuple[list, list, dict]:
         """Low-resource subsets are drawn over whole dialogues, not turns."""
-        train_all, _ = load_split(self.dataset, "train", cfg.data_dir, cfg.fold)
-        eval_examples, _ = load_split(self.dataset, cfg.eval_split, cfg.data_dir, cfg.fold)
-        if cfg.eval_limit is not None:
-            eval_examples = eval_examples[: cfg.eval_limit]
+        train_all, eval_examples = self.splits(cfg)
         dialogues = list(dict.fromkeys(ex.dialogue for ex in train_all))
         chosen = [dialogues[i] for i in sample_indices(len(dialogues), episode, fraction=cfg.train_fraction,
                                                         size=cfg.train_size)]

@@ -10,12 +10,12 @@ type, the roles its arguments may take.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fishdip.errors import DataError
 from fishdip.formats.entity_relation import Entity, Relation, Schema
+from fishdip.io import read_json
 
 
 @dataclass
@@ -26,24 +26,15 @@ class EventExample:
     id: str = ""
 
 
-def _load(path: Path):
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: line {exc.lineno}, column {exc.colno}: invalid JSON ({exc.msg})") from None
-
-
 def read_event_types(types_path: Path, schema_path: Path) -> tuple[Schema, Schema, dict[str, set[str]]]:
     """Trigger schema, role schema, and allowed roles per trigger type."""
-    types = _load(types_path)
+    types = read_json(types_path)
     try:
         entity_names = {k: v["verbose"].lower() for k, v in types["entities"].items()}
         role_names = {k: v["verbose"].lower() for k, v in types["relations"].items()}
     except (KeyError, AttributeError, TypeError):
         raise DataError(f"{types_path}: expected {{'entities': {{key: {{'verbose'}}}}, 'relations': ...}}") from None
-    allowed = _load(schema_path)
+    allowed = read_json(schema_path)
     if not isinstance(allowed, dict):
         raise DataError(f"{schema_path}: expected {{trigger type: [roles]}}")
     for trigger, roles in allowed.items():
@@ -66,7 +57,7 @@ def _span(item, where: str, tokens: list[str], known: dict | None) -> Entity:
 
 
 def read_events(path: Path, triggers: Schema, roles: Schema) -> list[EventExample]:
-    data = _load(path)
+    data = read_json(path)
     if not isinstance(data, list):
         raise DataError(f"{path}: expected a JSON list of sentences")
     out = []

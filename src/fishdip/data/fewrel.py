@@ -8,22 +8,13 @@ times (several index lists); the first occurrence is marked.
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
 from fishdip.errors import DataError
 from fishdip.formats.relation_classification import RCExample
-
-
-def _load(path: Path):
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: line {exc.lineno}, column {exc.colno}: invalid JSON ({exc.msg})") from None
+from fishdip.io import read_json
 
 
 def _span(mention, n_tokens: int, where: str, role: str) -> tuple[int, int]:
@@ -37,7 +28,7 @@ def _span(mention, n_tokens: int, where: str, role: str) -> tuple[int, int]:
 
 
 def read_fewrel(path: Path) -> dict[str, list[RCExample]]:
-    data = _load(path)
+    data = read_json(path)
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected an object mapping relation ids to instance lists")
     out: dict[str, list[RCExample]] = {}
@@ -55,7 +46,7 @@ def read_fewrel(path: Path) -> dict[str, list[RCExample]]:
 
 
 def read_relation_names(path: Path) -> dict[str, str]:
-    data = _load(path)
+    data = read_json(path)
     try:
         return {pid: str(value[0]).lower() for pid, value in data.items()}
     except (AttributeError, IndexError, TypeError):

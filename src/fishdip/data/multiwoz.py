@@ -7,11 +7,11 @@ One example per turn; the belief state is cumulative. Slots outside TRADE's five
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from fishdip.errors import DataError
 from fishdip.formats.dst import ALL_SLOTS, DSTExample
+from fishdip.io import read_json
 
 
 def _belief(turn: dict, where: str) -> dict[str, str]:
@@ -28,12 +28,7 @@ def _belief(turn: dict, where: str) -> dict[str, str]:
 
 
 def read_multiwoz(path: Path) -> list[DSTExample]:
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: line {exc.lineno}, column {exc.colno}: invalid JSON ({exc.msg})") from None
+    data = read_json(path)
     if not isinstance(data, list):
         raise DataError(f"{path}: expected a list of dialogues")
     examples = []

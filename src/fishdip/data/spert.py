@@ -7,26 +7,16 @@ point at entities by index. The types file maps type keys to verbose names.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from fishdip.errors import DataError
 from fishdip.formats.entity_relation import Entity, Example, Relation, Schema
-
-
-def _load_json(path: Path):
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: line {exc.lineno}, column {exc.colno}: invalid JSON ({exc.msg})") from None
+from fishdip.io import read_json
 
 
 def read_types(path: Path) -> Schema:
     """``{"entities": {key: {"verbose": ...}}, "relations": {...}}`` -> Schema (names lower-cased)."""
-    data = _load_json(path)
+    data = read_json(path)
     if not isinstance(data, dict) or "entities" not in data:
         raise DataError(f"{path}: expected an object with 'entities' (and 'relations')")
     try:
@@ -69,7 +59,7 @@ def _parse_example(raw: dict, schema: Schema, where: str, index: int) -> Example
 
 def read_spert(path: Path, schema: Schema) -> list[Example]:
     """Read and validate one SpERT JSON file; errors name the file and example index."""
-    data = _load_json(path)
+    data = read_json(path)
     if not isinstance(data, list):
         raise DataError(f"{path}: expected a JSON list of examples")
     examples = []

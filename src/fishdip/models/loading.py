@@ -109,6 +109,8 @@ def prepare(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, name: st
         tokenizer.pad_token = tokenizer.eos_token
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
+    if model.config.is_encoder_decoder and getattr(model.config, "decoder_start_token_id", None) is None:
+        model.config.decoder_start_token_id = tokenizer.pad_token_id  # T5's convention
     return LoadedModel(model, tokenizer, name)
 
 

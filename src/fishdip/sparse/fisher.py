@@ -24,7 +24,8 @@ def fisher_scores(
     """
     if kind not in FISHER_KINDS:
         raise ValueError(f"--fisher must be one of {FISHER_KINDS}, got {kind!r}")
-    scores = {name: torch.zeros_like(p, dtype=torch.float32, device="cpu") for name, p in params.items()}
+    # accumulate where the gradients are: no host round trip per sample on a GPU
+    scores = {name: torch.zeros_like(p, dtype=torch.float32) for name, p in params.items()}
     for i in samples:
         for p in params.values():
             p.grad = None
@@ -33,7 +34,7 @@ def fisher_scores(
             if p.grad is None:
                 continue
             g = p.grad.detach().float()
-            scores[name] += (g * g if kind == "square" else g.abs()).cpu()
+            scores[name] += g * g if kind == "square" else g.abs()
     for p in params.values():
         p.grad = None
     return scores

@@ -30,7 +30,7 @@ class SparseMask:
 
     def dense(self, name: str, like: torch.Tensor) -> torch.Tensor:
         """Boolean mask shaped like the parameter (for inspection and tests)."""
-        flat = torch.zeros(like.numel(), dtype=torch.bool)
+        flat = torch.zeros(like.numel(), dtype=torch.bool, device=self.indices[name].device)
         flat[self.indices[name]] = True
         return flat.view_as(like)
 
@@ -45,22 +45,27 @@ def num_to_keep(total: int, sparsity: float) -> int:
 def top_k_mask(scores: dict[str, torch.Tensor], k: int) -> SparseMask:
     """Keep exactly the ``k`` highest-scoring entries across all parameters (global top-k).
 
-    A selection (kthvalue) plus a threshold scan is about twice as fast as ``torch.topk`` on a
-    135M-entry vector. Ties at the threshold go to the lower flat index, so masks are deterministic.
+    Only the k-th largest score is selected (on CPU ``kthvalue`` takes about half the time of
+    ``topk`` for 135M entries; on CUDA ``topk``'s radix select is the fast one), then one scan
+    keeps everything above it. Ties at the threshold go to the lower flat index, so masks are
+    deterministic on every device.
     """
     names = list(scores)
     sizes = [scores[n].numel() for n in names]
-    flat = torch.cat([scores[n].reshape(-1).float().cpu() for n in names])
+    flat = torch.cat([scores[n].reshape(-1).float() for n in names])
     k = min(k, flat.numel())
-    threshold = torch.kthvalue(flat, flat.numel() - k + 1).values
+    if flat.is_cuda:
+        threshold = torch.topk(flat, k, sorted=False).values.min()
+    else:
+        threshold = torch.kthvalue(flat, flat.numel() - k + 1).values
     above = (flat > threshold).nonzero().squeeze(1)
     ties = (flat == threshold).nonzero().squeeze(1)[: k - above.numel()]
     keep = torch.cat([above, ties]).sort().values
     del flat
-    bounds = torch.tensor([0] + sizes).cumsum(0)
+    bounds = torch.tensor([0] + sizes, device=keep.device).cumsum(0)
     indices = {}
     for i, name in enumerate(names):
-        lo, hi = torch.searchsorted(keep, bounds[i : i + 2])
+        lo, hi = torch.searchsorted(keep, bounds[i : i + 2]).tolist()
         indices[name] = keep[lo:hi] - bounds[i]
     return SparseMask(indices)
 

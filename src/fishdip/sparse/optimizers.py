@@ -98,27 +98,58 @@ class SparseOptimizer(torch.optim.Optimizer):
 
 
 class SparseAdamW(SparseOptimizer):
-    """AdamW (decoupled weight decay) on the masked entries only."""
+    """AdamW (decoupled weight decay) on the masked entries only.
+
+    The arithmetic runs as multi-tensor (``torch._foreach_*``) operations over all parameters
+    at once, as torch's own AdamW does: one gather and one scatter per parameter remain, but
+    not a dozen small kernels each, which matters on a GPU with hundreds of parameters.
+    """
 
     def __init__(self, named_params, lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  max_grad_norm: float | None = None):
         super().__init__(named_params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                                             max_grad_norm=max_grad_norm))
 
-    def _update(self, p, g, state, group) -> None:
-        idx, lr, (beta1, beta2) = state["idx"], group["lr"], group["betas"]
-        step, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
-        step.add_(1)
-        values = p.data.view(-1)[idx].float()
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = closure() if closure is not None else None
+        for group in self.param_groups:
+            grads = self._masked_grads(group)
+            self._clip(grads, group.get("max_grad_norm"))
+            if grads:
+                self._update_all(grads, group)
+        return loss
+
+    def _update_all(self, grads, group) -> None:
+        lr, (beta1, beta2) = group["lr"], group["betas"]
+        params = [p for p, _ in grads]
+        g = [g for _, g in grads]
+        states = [self.state[p] for p in params]
+        steps = [s["step"] for s in states]
+        m = [s["exp_avg"] for s in states]
+        v = [s["exp_avg_sq"] for s in states]
+        values = [p.data.view(-1)[s["idx"]].float() for p, s in zip(params, states)]
+        torch._foreach_add_(steps, 1)
         if group["weight_decay"]:
-            values.mul_(1 - lr * group["weight_decay"])
-        m.lerp_(g, 1 - beta1)
-        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-        bias1 = 1 - torch.pow(beta1, step)
-        bias2_sqrt = torch.sqrt(1 - torch.pow(beta2, step))
-        denom = (v.sqrt() / bias2_sqrt).add_(group["eps"])
-        values.addcdiv_(m, denom * bias1, value=-lr)
-        self._write(p, idx, values)
+            torch._foreach_mul_(values, 1 - lr * group["weight_decay"])
+        torch._foreach_lerp_(m, g, 1 - beta1)
+        torch._foreach_mul_(v, beta2)
+        torch._foreach_addcmul_(v, g, g, value=1 - beta2)
+        # per-entry bias corrections: entries that joined the mask later have smaller step counts
+        bias1 = torch._foreach_pow(beta1, steps)
+        torch._foreach_neg_(bias1)
+        torch._foreach_add_(bias1, 1)
+        bias2_sqrt = torch._foreach_pow(beta2, steps)
+        torch._foreach_neg_(bias2_sqrt)
+        torch._foreach_add_(bias2_sqrt, 1)
+        torch._foreach_sqrt_(bias2_sqrt)
+        denom = torch._foreach_sqrt(v)
+        torch._foreach_div_(denom, bias2_sqrt)
+        torch._foreach_add_(denom, group["eps"])
+        torch._foreach_mul_(denom, bias1)
+        torch._foreach_addcdiv_(values, m, denom, value=-lr)
+        for p, state, new in zip(params, states, values):
+            self._write(p, state["idx"], new)
 
 
 class SparseAdafactor(SparseOptimizer):

@@ -83,13 +83,19 @@ class Trainer:
         model.eval()  # no dropout: the same samples always give the same mask
         for p in self.params.values():
             p.requires_grad_(True)
+        started = time.perf_counter()
         scores = fisher_scores(self.params, lambda i: self.batch_loss([i])[0], samples, self.cfg.fisher)
         model.train(was_training)
-        return top_k_mask(scores, self.num_keep)
+        self._timing["fisher_seconds"] = round(time.perf_counter() - started, 3)
+        started = time.perf_counter()
+        mask = top_k_mask(scores, self.num_keep)
+        self._timing["top_k_seconds"] = round(time.perf_counter() - started, 3)
+        return mask
 
     def compute_mask(self, step: int) -> SparseMask:
         cfg, started = self.cfg, time.perf_counter()
         info: dict = {"step": step}
+        self._timing: dict = {}
         if cfg.method == "random":
             sizes = {n: p.numel() for n, p in self.params.items()}
             mask = random_mask(sizes, self.num_keep, seed=cfg.seed)
@@ -101,7 +107,9 @@ class Trainer:
             model = self.loaded.model
             was_training = model.training
             model.eval()
+            ranked = time.perf_counter()
             losses = sample_losses(self.batch_loss, len(self.pairs), self.cfg.batch_size)
+            self._timing["ranking_seconds"] = round(time.perf_counter() - ranked, 3)
             model.train(was_training)
             n = cfg.regressing_samples or default_num_regressing(self.micro_batches_per_epoch)
             samples = most_regressing(losses, n)
@@ -110,7 +118,7 @@ class Trainer:
                         mean_train_loss=round(float(losses.mean()), 4))
         if self.mask is not None:
             info["overlap_with_previous"] = mask.overlap(self.mask) / self.num_keep
-        info["seconds"] = round(time.perf_counter() - started, 3)
+        info.update(self._timing, seconds=round(time.perf_counter() - started, 3))
         self.result.refreshes.append(info)
         return mask
 
