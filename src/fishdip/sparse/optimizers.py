@@ -84,9 +84,14 @@ class SparseOptimizer(torch.optim.Optimizer):
         for group in self.param_groups:
             grads = self._masked_grads(group)
             self._clip(grads, group.get("max_grad_norm"))
-            for p, g in grads:
-                self._update(p, g, self.state[p], group)
+            if grads:
+                self._update_group(grads, group)
         return loss
+
+    def _update_group(self, grads: list[tuple[nn.Parameter, torch.Tensor]], group: dict) -> None:
+        """Update every parameter of a group; one at a time unless a subclass batches them."""
+        for p, g in grads:
+            self._update(p, g, self.state[p], group)
 
     def _update(self, p, g, state, group) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -110,17 +115,7 @@ class SparseAdamW(SparseOptimizer):
         super().__init__(named_params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                                             max_grad_norm=max_grad_norm))
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = closure() if closure is not None else None
-        for group in self.param_groups:
-            grads = self._masked_grads(group)
-            self._clip(grads, group.get("max_grad_norm"))
-            if grads:
-                self._update_all(grads, group)
-        return loss
-
-    def _update_all(self, grads, group) -> None:
+    def _update_group(self, grads, group) -> None:
         lr, (beta1, beta2) = group["lr"], group["betas"]
         params = [p for p, _ in grads]
         g = [g for _, g in grads]
