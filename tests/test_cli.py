@@ -122,3 +122,17 @@ def test_tasks_lists_every_dataset(tmp_path):
                  "multiwoz21", "conll"):
         assert f"\n{name}  [" in "\n" + result.output
     assert "conll03  [ner]  (found in" in result.output
+
+
+def test_strict_tags_reports_file_and_line(tmp_path, tiny_model_dir):
+    folder = tmp_path / "data" / "conll"
+    folder.mkdir(parents=True)
+    for split in ("train", "dev", "test"):
+        (folder / f"{split}.txt").write_text("Acme\tB-org\nCorp\tI-org\n\nsaid\tO\nBob\tI-per\n")
+    args = ["train", "--task", "conll", "--model", str(tiny_model_dir), "--data-dir", str(tmp_path / "data"),
+            "--epochs", "1", "--max-length", "32", "--output-dir", str(tmp_path / "out"), "--quiet",
+            "--no-save-model"]
+    result = runner.invoke(app, [*args, "--strict-tags"])
+    assert result.exit_code == 2
+    assert "train.txt: line 5: invalid transition O -> I-per" in result.output
+    assert runner.invoke(app, args).exit_code == 0  # lenient by default

@@ -51,6 +51,7 @@ def train(
     model: Annotated[str, typer.Option(help=_help(ExperimentConfig, "model"))] = _E.model,
     data_dir: Annotated[Optional[str], typer.Option(help=_help(ExperimentConfig, "data_dir"))] = None,
     fold: Annotated[int, typer.Option(help=_help(ExperimentConfig, "fold"))] = 0,
+    strict_tags: Annotated[bool, typer.Option(help=_help(ExperimentConfig, "strict_tags"))] = False,
     train_fraction: Annotated[Optional[float], typer.Option(help=_help(ExperimentConfig, "train_fraction"))] = None,
     train_size: Annotated[Optional[int], typer.Option(help=_help(ExperimentConfig, "train_size"))] = None,
     episodes: Annotated[str, typer.Option(help="episodes, e.g. 1-3; episode i samples with seed i")] = "1",
@@ -92,7 +93,8 @@ def train(
         refresh_steps=refresh_steps, regressing_samples=regressing_samples, fisher=fisher,
         fish_samples=fish_samples)
     cfg = ExperimentConfig(
-        task=task, model=model, data_dir=data_dir, fold=fold, train_fraction=train_fraction,
+        task=task, model=model, data_dir=data_dir, fold=fold, strict_tags=strict_tags,
+        train_fraction=train_fraction,
         train_size=train_size, episodes=parse_episodes(episodes), eval_split=eval_split,
         eval_limit=eval_limit, n_way=n_way, k_shot=k_shot, n_queries=queries,
         eval_batch_size=eval_batch_size, num_beams=num_beams,

@@ -27,8 +27,8 @@ class Task:
 
     def splits(self, cfg) -> tuple[list, list]:
         """The whole training split and the (limited) evaluation split."""
-        train_all, _ = load_split(self.dataset, "train", cfg.data_dir, cfg.fold)
-        eval_examples, _ = load_split(self.dataset, cfg.eval_split, cfg.data_dir, cfg.fold)
+        train_all, _ = load_split(self.dataset, "train", cfg.data_dir, cfg.fold, cfg.strict_tags)
+        eval_examples, _ = load_split(self.dataset, cfg.eval_split, cfg.data_dir, cfg.fold, cfg.strict_tags)
         return train_all, eval_examples[: cfg.eval_limit] if cfg.eval_limit is not None else eval_examples
 
     def episode_data(self, episode: int, cfg) -> tuple[list, list, dict]:

@@ -82,16 +82,16 @@ def detect_scheme(sentences: list[Sentence]) -> str:
         return "bilou"
     if prefixes & {"S", "E"}:
         return "iobes"
-    if "B" not in prefixes:
-        return "iob1"
-    # IOB2 never starts an entity with I-; IOB1 does whenever no same-type entity precedes
+    # IOB1 uses B- only right after an entity of the same type; IOB2 starts every entity with B-
+    b_start = i_start = False
     for s in sentences:
         previous = "O"
         for tag in s.tags:
-            if tag.startswith("I-") and previous[2:] != tag[2:]:
-                return "iob1"
+            if tag[:2] in ("B-", "I-") and previous[2:] != tag[2:]:
+                b_start |= tag.startswith("B-")
+                i_start |= tag.startswith("I-")
             previous = tag
-    return "iob2"
+    return "iob1" if i_start and not b_start else "iob2"
 
 
 def tags_to_entities(tags: list[str], scheme: str, strict: bool = False,

@@ -177,8 +177,8 @@ def find_file(spec: DatasetSpec, folder: Path, split: str, fold: int = 0) -> Pat
     raise DataError(f"dataset {spec.name}: no {split} file in {folder} (looked for {', '.join(names)})")
 
 
-def _conll_examples(spec: DatasetSpec, folder: Path, split: str) -> list[Example]:
-    parsed = read_conll(find_file(spec, folder, split, 0), spec.scheme)
+def _conll_examples(spec: DatasetSpec, folder: Path, split: str, strict: bool = False) -> list[Example]:
+    parsed = read_conll(find_file(spec, folder, split, 0), spec.scheme, strict=strict)
     if spec.split_by_document is None:
         return parsed.examples
     # no official split: shuffle whole documents with a fixed seed, so no article spans two splits
@@ -244,9 +244,12 @@ def load_schema(name: str, data_dir: Path | str | None = None) -> Schema:
     return _ner_schema(spec, folder)
 
 
-def load_split(name: str, split: str, data_dir: Path | str | None = None, fold: int = 0
-               ) -> tuple[list[Example], Schema]:
-    """Read one split of a dataset, validated, with its schema."""
+def load_split(name: str, split: str, data_dir: Path | str | None = None, fold: int = 0,
+               strict_tags: bool = False) -> tuple[list[Example], Schema]:
+    """Read one split of a dataset, validated, with its schema.
+
+    ``strict_tags``: an invalid BIO/IOBES transition in a CoNLL file is an error naming file and
+    line, instead of being repaired the way conlleval does."""
     spec = get_spec(name)
     if spec.reader == "fewrel":
         raise DataError(f"{name} is read as N-way K-shot episodes, not as a split (see fishdip.data.fewrel)")
@@ -262,7 +265,7 @@ def load_split(name: str, split: str, data_dir: Path | str | None = None, fold: 
     if spec.reader == "ace_events":
         triggers, roles, _ = event_schemas(folder)
         return read_events(find_file(spec, folder, split, fold), triggers, roles), triggers
-    return _conll_examples(spec, folder, split), schema
+    return _conll_examples(spec, folder, split, strict_tags), schema
 
 
 def data_files(name: str, data_dir: Path | str | None, splits: list[str], fold: int = 0) -> list[Path]:

@@ -69,6 +69,8 @@ class ExperimentConfig:
     train_size: int | None = _f(None, "use this many training sentences")
     episodes: list[int] = field(default_factory=lambda: [1], metadata={"help": "episode numbers; "
                                 "episode i samples its subset with seed i"})
+    strict_tags: bool = _f(False, "CoNLL files: an invalid tag transition is an error (file, line) "
+                           "instead of being repaired like conlleval")
     eval_split: str = _f("test", "dev or test")
     n_way: int = _f(5, "few-shot tasks: relations per episode")
     k_shot: int = _f(1, "few-shot tasks: training instances per relation")
