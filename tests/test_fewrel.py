@@ -84,3 +84,11 @@ def test_fewrel_cli_runs_episodes(tmp_path, data_dir):
     assert "accuracy" in result.output
     res = json.loads((out / "fish-dip" / "results.json").read_text())
     assert res["aggregate"]["accuracy"]["n"] == 2 and len(res["episodes"][0]["relations"]) == 5
+
+
+def test_accuracy_hand_computed():
+    task = FewShotRCTask("fewrel", "fewshot_rc", names={"P1": "a", "P2": "b"})
+    golds = [rc.RCExample(["x"], (0, 1), (0, 1), r) for r in ("P1", "P2", "P1")]
+    preds = [rc.RCDecoded("P1"), rc.RCDecoded("P1"), rc.RCDecoded(None, {"format_error": 1})]
+    m = task.score(golds, preds)
+    assert m["accuracy"] == pytest.approx(1 / 3) and m["errors"] == {"format_error": 1}
