@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fishdip.data.spert import parse_span
 from fishdip.errors import DataError
 from fishdip.formats.entity_relation import Entity, Relation, Schema
 from fishdip.io import read_json
@@ -44,18 +45,6 @@ def read_event_types(types_path: Path, schema_path: Path) -> tuple[Schema, Schem
     return Schema(entity_names), Schema(role_names), {k: set(v) for k, v in allowed.items()}
 
 
-def _span(item, where: str, tokens: list[str], known: dict | None) -> Entity:
-    try:
-        start, end, kind = int(item["start"]), int(item["end"]), item["type"]
-    except (KeyError, TypeError, ValueError):
-        raise DataError(f"{where} needs 'type', 'start' and 'end'") from None
-    if not 0 <= start < end <= len(tokens):
-        raise DataError(f"{where} has span [{start}, {end}) outside the {len(tokens)} tokens")
-    if known is not None and kind not in known:
-        raise DataError(f"{where} has unknown type {kind!r}")
-    return Entity(start, end, kind)
-
-
 def read_events(path: Path, triggers: Schema, roles: Schema) -> list[EventExample]:
     data = read_json(path)
     if not isinstance(data, list):
@@ -67,8 +56,8 @@ def read_events(path: Path, triggers: Schema, roles: Schema) -> list[EventExampl
         if not isinstance(tokens, list) or not tokens:
             raise DataError(f"{where}: 'tokens' must be a non-empty list")
 
-        entities = [_span(e, f"{where}: entity {j}", tokens, None) for j, e in enumerate(raw.get("entities", []))]
-        trigs = [_span(t, f"{where}: trigger {j}", tokens, triggers.entity_types)
+        entities = [parse_span(e, f"{where}: entity {j}", tokens, None) for j, e in enumerate(raw.get("entities", []))]
+        trigs = [parse_span(t, f"{where}: trigger {j}", tokens, triggers.entity_types)
                  for j, t in enumerate(raw.get("triggers", []))]
         args = []
         for j, rel in enumerate(raw.get("relations", [])):

@@ -212,13 +212,14 @@ def _read(spec: DatasetSpec, path: Path) -> list[Example]:
 
 def _ner_schema(spec: DatasetSpec, folder: Path) -> Schema:
     """NER types and SRL labels come from the data: every one in any split present, sorted."""
-    types: set[str] = set()
-    for split in dict.fromkeys(spec.splits):
+    paths = []
+    for split in spec.splits:
         try:
-            path = find_file(spec, folder, split, 0)
+            paths.append(find_file(spec, folder, split, 0))
         except DataError:
             continue
-        types.update(e.type for ex in _read(spec, path) for e in ex.entities)
+    # wikigold's three splits are one file: read each distinct file once
+    types = {e.type for path in dict.fromkeys(paths) for ex in _read(spec, path) for e in ex.entities}
     if spec.reader == "srl":
         return Schema({t: srl_label_name(t) for t in sorted(types)})
     names = {t: natural_name(t) for t in sorted(types)}

@@ -27,21 +27,25 @@ def read_types(path: Path) -> Schema:
     return Schema(entities, relations)
 
 
+def parse_span(item, where: str, tokens: list[str], known: dict | None) -> Entity:
+    """``{"type", "start", "end"}`` -> Entity, checked against the tokens (and known types)."""
+    try:
+        start, end, kind = int(item["start"]), int(item["end"]), item["type"]
+    except (KeyError, TypeError, ValueError):
+        raise DataError(f"{where} needs 'type', 'start' and 'end'") from None
+    if not 0 <= start < end <= len(tokens):
+        raise DataError(f"{where} has span [{start}, {end}) outside the {len(tokens)} tokens")
+    if known is not None and kind not in known:
+        raise DataError(f"{where} has unknown type {kind!r}")
+    return Entity(start, end, kind)
+
+
 def _parse_example(raw: dict, schema: Schema, where: str, index: int) -> Example:
     tokens = raw.get("tokens")
     if not isinstance(tokens, list) or not tokens or not all(isinstance(t, str) for t in tokens):
         raise DataError(f"{where}: 'tokens' must be a non-empty list of strings")
-    entities: list[Entity] = []
-    for j, ent in enumerate(raw.get("entities", [])):
-        try:
-            start, end, etype = int(ent["start"]), int(ent["end"]), ent["type"]
-        except (KeyError, TypeError, ValueError):
-            raise DataError(f"{where}: entity {j} needs 'type', 'start' and 'end'") from None
-        if not 0 <= start < end <= len(tokens):
-            raise DataError(f"{where}: entity {j} has span [{start}, {end}) outside the {len(tokens)} tokens")
-        if etype not in schema.entity_types:
-            raise DataError(f"{where}: entity {j} has unknown type {etype!r}")
-        entities.append(Entity(start, end, etype))
+    entities = [parse_span(ent, f"{where}: entity {j}", tokens, schema.entity_types)
+                for j, ent in enumerate(raw.get("entities", []))]
     relations: list[Relation] = []
     for j, rel in enumerate(raw.get("relations", [])):
         try:

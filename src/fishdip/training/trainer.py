@@ -70,6 +70,7 @@ class Trainer:
         self.num_keep = num_to_keep(sum(p.numel() for p in self.params.values()), cfg.sparsity)
         self.result = TrainResult(total_params=sum(p.numel() for p in self.params.values()))
         self.mask: SparseMask | None = None
+        self._timing: dict = {}  # breakdown of the mask computation in progress
 
     # -- losses -------------------------------------------------------------
     def batch_loss(self, ids: list[int]) -> torch.Tensor:
@@ -95,7 +96,7 @@ class Trainer:
     def compute_mask(self, step: int) -> SparseMask:
         cfg, started = self.cfg, time.perf_counter()
         info: dict = {"step": step}
-        self._timing: dict = {}
+        self._timing = {}
         if cfg.method == "random":
             sizes = {n: p.numel() for n, p in self.params.items()}
             mask = random_mask(sizes, self.num_keep, seed=cfg.seed)
