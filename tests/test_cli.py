@@ -76,7 +76,7 @@ def test_single_method_writes_into_output_dir(tmp_path, tiny_model_dir):
         "--quiet", "--no-save-model",
     ])
     assert result.exit_code == 0, result.output
-    assert (out / "results.json").is_file() and not (out / "model").exists()
+    assert (out / "results.json").is_file() and not (out / "models").exists()
 
 
 def test_bad_input_is_one_clear_line(tmp_path, tiny_model_dir, monkeypatch):
@@ -105,10 +105,10 @@ def test_every_fixture_task_trains_and_scores(tmp_path, tiny_model_dir, task, ex
     results = json.loads((out / "results.json").read_text())
     metrics = results["episodes"][0]["metrics"]
     assert metrics["num_examples"] > 0 and "errors" in metrics
-    meta = json.loads((out / "model" / "fishdip.json").read_text())
+    meta = json.loads((out / "models" / "episode-1" / "fishdip.json").read_text())
     assert meta["task"] == task
     # a saved model evaluates without naming the task again
-    result = runner.invoke(app, ["evaluate", "--model", str(out / "model"), "--data-dir", str(FIXTURES),
+    result = runner.invoke(app, ["evaluate", "--model", str(out / "models" / "episode-1"), "--data-dir", str(FIXTURES),
                                  "--eval-split", "dev" if task != "ade" else "test"])
     assert result.exit_code == 0, result.output
 
@@ -122,6 +122,33 @@ def test_tasks_lists_every_dataset(tmp_path):
                  "multiwoz21", "conll"):
         assert f"\n{name}  [" in "\n" + result.output
     assert "conll03  [ner]  (found in" in result.output
+    assert result.output.count("    metric  ") == result.output.count("    source  ")  # every dataset says
+    assert "macro-averaged over the types" in result.output  # ADE's published definition
+
+
+def test_rescore_decodes_stored_generations_again(tmp_path, tiny_model_dir, data_dir):
+    out = tmp_path / "run"
+    result = runner.invoke(app, [
+        "train", "--task", "conll04", "--method", "full", "--model", str(tiny_model_dir), "--data-dir",
+        str(data_dir), "--train-size", "2", "--epochs", "1", "--eval-limit", "3", "--max-length", "64",
+        "--output-dir", str(out), "--quiet", "--no-save-model"])
+    assert result.exit_code == 0, result.output
+    # rewrite the stored generations with gold text: the rescored F1 must then be perfect
+    from fishdip.data.datasets import load_split
+    from fishdip.tasks import load_task
+
+    task = load_task("conll04", data_dir)
+    gold = {ex.id: task.target(ex) for ex in load_split("conll04", "test", data_dir)[0]}
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    (out / "predictions.jsonl").write_text("".join(json.dumps({**r, "generated": gold[r["id"]]}) + "\n"
+                                                   for r in rows))
+    for decoder in ("tanl", "fishdip"):
+        result = runner.invoke(app, ["rescore", str(out), "--decoder", decoder, "--output", str(tmp_path / "r.json")])
+        assert result.exit_code == 0, result.output
+        scores = json.loads((tmp_path / "r.json").read_text())["run"]
+        assert scores["decoder"] == decoder and scores["aggregate"]["entity_f1"]["mean"] == 1.0
+    result = runner.invoke(app, ["rescore", str(tiny_model_dir)])  # a model folder is not a run
+    assert result.exit_code == 2 and "not a fishdip run folder" in result.output
 
 
 def test_strict_tags_reports_file_and_line(tmp_path, tiny_model_dir):

@@ -64,3 +64,29 @@ def test_bad_multiwoz_file(tmp_path):
     path.write_text('[{"dialogue_idx": "x", "dialogue": [{"turn_idx": 0, "system_transcript": ""}]}]')
     with pytest.raises(DataError, match=r"dialogue 0 \(x\), turn 0: missing 'transcript'"):
         read_multiwoz(path)
+
+
+def test_trade_label_fixes_apply_to_gold_values():
+    from fishdip.data.multiwoz import fix_label
+
+    assert fix_label("hotel-area", "center") == "centre"
+    assert fix_label("attraction-type", "musuem") == "museum"
+    assert fix_label("hotel-type", "bed and breakfast") == "none"  # a value filed under the wrong slot
+    assert fix_label("hotel-type", "3 star hotel") == "hotel"
+    assert fix_label("restaurant-area", "cambridge") == "none"
+    assert fix_label("train-day", "we") == "wednesday"
+    assert fix_label("hotel-internet", "free") == "yes"
+    assert fix_label("hotel-name", "the ashley hotel") == "the ashley hotel"
+
+
+def test_reader_applies_the_fixes(tmp_path):
+    import json
+
+    dialogue = [{"dialogue_idx": "d1", "domains": ["hotel"], "dialogue": [
+        {"turn_idx": 0, "system_transcript": "", "transcript": "a hotel in the center , any price",
+         "belief_state": [{"slots": [["hotel-area", "center"]], "act": "inform"},
+                          {"slots": [["hotel-pricerange", "any"]], "act": "inform"},
+                          {"slots": [["hotel-type", "not mentioned"]], "act": "inform"}]}]}]
+    path = tmp_path / "test_dials.json"
+    path.write_text(json.dumps(dialogue))
+    assert read_multiwoz(path)[0].belief == {"hotel-area": "centre", "hotel-pricerange": "dontcare"}

@@ -35,4 +35,4 @@ def test_issue_smoke_command(tmp_path, data_dir):
     train = results["episodes"][0]["train"]
     assert train["steps"] == 1 and train["trainable_params"] == round(0.01 * train["total_params"])
     assert len((out / "predictions.jsonl").read_text().splitlines()) == 8
-    assert (out / "model" / "model.safetensors").is_file() and (out / "config.json").is_file()
+    assert (out / "models" / "episode-1" / "model.safetensors").is_file() and (out / "config.json").is_file()

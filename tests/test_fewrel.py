@@ -92,3 +92,62 @@ def test_accuracy_hand_computed():
     preds = [rc.RCDecoded("P1"), rc.RCDecoded("P1"), rc.RCDecoded(None, {"format_error": 1})]
     m = task.score(golds, preds)
     assert m["accuracy"] == pytest.approx(1 / 3) and m["errors"] == {"format_error": 1}
+
+
+def test_both_candidate_rankings_are_scored(data_dir):
+    task = load_task("fewrel", data_dir)
+    cfg = ExperimentConfig(task="fewrel", data_dir=str(data_dir), n_way=3, k_shot=1, n_queries=2, rc_score="mean")
+    _, query, context = task.episode_data(1, cfg)
+    _, decoded = task.predict(make_tiny_t5(), query, cfg, context, progress=False)
+    assert all(d.relation == d.by_score["mean"] and set(d.by_score) == {"sum", "mean"} for d in decoded)
+    m = task.score(query, decoded)
+    assert m["accuracy"] == m["accuracy_mean_loss"]
+    assert m["accuracy_sum_loss"] == sum(q.relation == d.by_score["sum"] for q, d in zip(query, decoded)) / 6
+
+
+def test_sum_and_mean_rankings_differ_as_defined():
+    from fishdip.evaluation.predict import lowest
+
+    # a long candidate with a lower mean but a higher sum: each ranking picks its own
+    sums, counts = [6.0, 4.0], [6, 2]
+    assert lowest(sums) == 1 and lowest([s / c for s, c in zip(sums, counts)]) == 0
+
+
+def test_holdout_split_is_disjoint_and_episodes_avoid_meta_relations(data_dir):
+    from fishdip.data.fewrel import holdout_split
+
+    task = load_task("fewrel", data_dir)
+    data = read_fewrel(data_dir / "fewrel" / "val_wiki.json")
+    meta, episodes = holdout_split(list(data))
+    assert len(meta) == len(episodes) == 8 and not set(meta) & set(episodes)
+    assert holdout_split(list(data)) == (meta, episodes)  # seeded: the same every time
+    cfg = ExperimentConfig(task="fewrel", data_dir=str(data_dir), n_way=5, meta_train="holdout", meta_train_size=10)
+    for episode in range(1, 6):
+        _, _, context = task.episode_data(episode, cfg)
+        assert set(context["relations"]) <= set(episodes)
+    pairs = task.meta_pairs(cfg)
+    assert len(pairs) == 10 and all(" = " in target for _, target in pairs)
+
+
+def test_meta_training_file_must_not_share_relations(tmp_path, data_dir):
+    task = load_task("fewrel", data_dir)
+    cfg = ExperimentConfig(task="fewrel", data_dir=str(data_dir), meta_train=str(data_dir / "fewrel" / "val_wiki.json"))
+    with pytest.raises(DataError, match="disjoint"):
+        task.episode_data(1, cfg)
+
+
+def test_meta_training_runs_once_and_is_reused(tmp_path, data_dir):
+    folder = tmp_path / "tiny"
+    loaded = make_tiny_t5()
+    loaded.model.save_pretrained(folder)
+    loaded.tokenizer.save_pretrained(folder)
+    out = tmp_path / "run"
+    args = ["train", "--task", "fewrel", "--method", "full,fish-dip", "--model", str(folder), "--data-dir",
+            str(data_dir), "--n-way", "3", "--k-shot", "1", "--queries", "1", "--episodes", "1", "--epochs", "1",
+            "--max-length", "128", "--meta-train", "holdout", "--meta-train-size", "6", "--output-dir", str(out),
+            "--quiet", "--no-save-model"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert result.output.count("meta-training on 6 instances") == 1 and "reusing" in result.output
+    meta = json.loads((out / "meta-model" / "fishdip.json").read_text())
+    assert meta["meta_train"]["meta_train"] == "holdout" and meta["meta_train"]["base_model"] == str(folder)

@@ -36,3 +36,35 @@ def test_aggregate_mean_and_std():
     assert agg["f1"]["std"] == pytest.approx(0.1414213562)
     assert "errors" not in agg
     assert aggregate([{"f1": 0.5}])["f1"]["std"] == 0.0
+
+
+def test_macro_average_over_types_hand_computed():
+    drug, effect, other = Entity(0, 1, "Drug"), Entity(2, 3, "AE"), Entity(4, 5, "AE")
+    gold = Example(["a"] * 6, [drug, effect, other], [Relation("Adverse", effect, drug)])
+    # Drug: 1/1 right (F1 1); AE: 1 of 2 found, 1 wrong predicted (P 1/2, R 1/2, F1 1/2)
+    pred = Decoded({drug, effect, Entity(5, 6, "AE")}, {Relation("Adverse", effect, drug)}, Counter())
+    m = joint_er_scores([gold], [pred], (["Drug", "AE"], ["Adverse"]))
+    assert m["entity_f1"] == pytest.approx(2 * (2 / 3) * (2 / 3) / (4 / 3))  # micro: 2 of 3, 2 of 3
+    assert m["entity_macro_f1"] == pytest.approx((1 + 0.5) / 2)
+    assert m["entity_macro_precision"] == pytest.approx((1 + 0.5) / 2)
+    assert m["relation_macro_f1"] == pytest.approx(1.0)
+    # a type with no gold and no prediction counts as 0, as in scikit-learn with explicit labels
+    m = joint_er_scores([gold], [pred], (["Drug", "AE", "Dose"], ["Adverse"]))
+    assert m["entity_macro_f1"] == pytest.approx(1.5 / 3)
+    assert "entity_macro_f1" not in joint_er_scores([gold], [pred])
+
+
+def test_ade_reports_macro_and_conll04_micro_only(data_dir):
+    from fishdip.data.datasets import load_split
+    from fishdip.tasks import load_task
+    from tests.conftest import FIXTURES
+
+    ade = load_task("ade", FIXTURES)
+    examples, _ = load_split("ade", "test", FIXTURES)
+    decoded = [ade.decode(ade.target(ex), ex) for ex in examples]
+    m = ade.score(examples, decoded)
+    assert m["entity_macro_f1"] == 1.0 and m["relation_macro_f1"] == 1.0
+    conll04 = load_task("conll04", data_dir)
+    examples, _ = load_split("conll04", "dev", data_dir)
+    m = conll04.score(examples[:5], [conll04.decode(conll04.target(ex), ex) for ex in examples[:5]])
+    assert "entity_macro_f1" not in m and m["relation_f1"] == 1.0

@@ -10,7 +10,7 @@ from fishdip.training.trainer import Trainer, train
 from tests.conftest import make_tiny_llama, make_tiny_t5
 
 SCHEMA = er.Schema({"Peop": "people", "Loc": "location"}, {"Live_In": "live in"})
-TASK = JointERTask("toy", "joint_er", SCHEMA)
+TASK = JointERTask("toy", "joint_er", schema=SCHEMA)
 
 
 def _examples(n=10):
@@ -131,8 +131,8 @@ def test_full_training_lowers_loss_on_tiny_data():
 
 
 def test_generation_and_prediction_run_for_both_kinds(tiny_model):
-    texts = generate(tiny_model, [p[0] for p in PAIRS[:3]], max_length=40)
-    assert len(texts) == 3 and all(isinstance(t, str) for t in texts)
+    out = generate(tiny_model, [p[0] for p in PAIRS[:3]], max_length=40)
+    assert len(out.texts) == 3 and all(isinstance(t, str) for t in out.texts)
     examples = _examples(3)
     texts, decoded = predict(tiny_model, TASK, examples, batch_size=2, max_length=40, progress=False)
     assert len(decoded) == 3
@@ -143,3 +143,44 @@ def test_invalid_config_is_rejected():
         TrainConfig(method="lora").validate()
     with pytest.raises(ValueError, match="sparsity"):
         TrainConfig(sparsity=2.0).validate()
+
+
+def test_generation_does_not_depend_on_the_batch(tiny_model):
+    """A sentence generates the same text alone and beside a much longer one (the budget is per
+    sentence, not per batch); random tiny models run to the limit, so the budget shows."""
+    from fishdip.models.loading import GenerationBudget
+
+    short, long = "Booth shot Lincoln .", "Lincoln " * 30 + "."
+    budget = GenerationBudget(longest_target=4, target_per_source=1.0, margin=2)
+    alone = generate(tiny_model, [short], max_length=200, budget=budget)
+    batch = generate(tiny_model, [short, long], max_length=200, budget=budget)
+    assert batch.texts[0] == alone.texts[0] and batch.hit_limit[0] == alone.hit_limit[0]
+    n_short = len(tiny_model.tokenizer(short, add_special_tokens=False)["input_ids"])
+    assert budget.tokens(n_short, 200) == n_short + 2
+
+
+def test_budget_from_pairs_fits_every_training_target(tiny_model):
+    from fishdip.models.text2text import budget_from_pairs
+
+    budget = budget_from_pairs(tiny_model, PAIRS, margin=0)
+    tok = tiny_model.tokenizer
+    for source, target in PAIRS:
+        n_source = len(tok(source, add_special_tokens=False)["input_ids"])
+        n_target = len(tok(" " + target, add_special_tokens=False)["input_ids"]) + 1
+        assert budget.tokens(n_source, 10_000) >= n_target
+
+
+def test_long_source_keeps_its_end_and_the_prompt_cue():
+    from fishdip.models.text2text import _causal_pieces, encode_sources
+
+    history = "[user] " + "tell me more . " * 40 + "[user] i need a hotel in the north"
+    llama = make_tiny_llama()
+    prompt, answer = _causal_pieces(llama, history, "[belief] hotel area north [belief]", 96)
+    text = llama.tokenizer.decode(prompt)
+    assert len(prompt) == 96 and text.startswith("Sentence: ") and text.endswith(
+        "[user] i need a hotel in the north\nAnnotated:")
+    t5 = make_tiny_t5()
+    enc = encode_sources(t5, [history], 64)
+    assert t5.tokenizer.decode(enc["input_ids"][0], skip_special_tokens=True).endswith("hotel in the north")
+    short, _ = _causal_pieces(llama, "Booth shot Lincoln .", None, 96)  # short ones are untouched
+    assert short == llama.tokenizer("Sentence: Booth shot Lincoln .\nAnnotated:")["input_ids"][:-1]  # no EOS

@@ -38,6 +38,28 @@ def parse_episodes(text: str) -> list[int]:
     return out
 
 
+def default_output_dir(task: str, methods: list[str]) -> str:
+    """A new folder per run, never a shared one: ``runs/<task>-<methods>-<date>-<time>``."""
+    import time
+
+    return f"runs/{task}-{'+'.join(methods)}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def check_layout(out: Path, methods: list[str], overwrite: bool) -> None:
+    """One method writes its run into ``out``; several write one run each into ``out/<method>``."""
+    from fishdip.training.rundir import remove_run
+
+    single_here = (out / "config.json").is_file()
+    subruns = sorted(p.parent.name for p in out.glob("*/config.json") if p.parent.name != "meta-model")
+    if len(methods) > 1 and single_here or len(methods) == 1 and subruns:
+        if not overwrite:
+            held = "a single-method run" if single_here else f"runs of {', '.join(subruns)}"
+            raise FishdipError(f"--output-dir {out} holds {held}: choose another folder or pass --overwrite")
+        remove_run(out)
+        for name in subruns:
+            remove_run(out / name)
+
+
 def _fail(exc: Exception) -> None:
     typer.secho(f"error: {exc}", fg="red", err=True)
     raise typer.Exit(2)
@@ -57,12 +79,19 @@ def train(
     episodes: Annotated[str, typer.Option(help="episodes, e.g. 1-3; episode i samples with seed i")] = "1",
     eval_split: Annotated[str, typer.Option(help=_help(ExperimentConfig, "eval_split"))] = _E.eval_split,
     eval_limit: Annotated[Optional[int], typer.Option(help=_help(ExperimentConfig, "eval_limit"))] = None,
+    decoder: Annotated[str, typer.Option(help=_help(ExperimentConfig, "decoder"))] = _E.decoder,
+    rc_score: Annotated[str, typer.Option(help=_help(ExperimentConfig, "rc_score"))] = _E.rc_score,
     n_way: Annotated[int, typer.Option(help=_help(ExperimentConfig, "n_way"))] = _E.n_way,
     k_shot: Annotated[int, typer.Option(help=_help(ExperimentConfig, "k_shot"))] = _E.k_shot,
     queries: Annotated[int, typer.Option(help=_help(ExperimentConfig, "n_queries"))] = _E.n_queries,
+    meta_train: Annotated[Optional[str], typer.Option(help=_help(ExperimentConfig, "meta_train"))] = None,
+    meta_train_size: Annotated[int, typer.Option(help=_help(ExperimentConfig, "meta_train_size"))] = 400,
+    meta_train_epochs: Annotated[int, typer.Option(help=_help(ExperimentConfig, "meta_train_epochs"))] = 1,
     eval_batch_size: Annotated[int, typer.Option(help=_help(ExperimentConfig, "eval_batch_size"))] = _E.eval_batch_size,
     num_beams: Annotated[int, typer.Option(help=_help(ExperimentConfig, "num_beams"))] = 1,
-    output_dir: Annotated[str, typer.Option(help=_help(ExperimentConfig, "output_dir"))] = _E.output_dir,
+    output_dir: Annotated[Optional[str], typer.Option(help=_help(ExperimentConfig, "output_dir"))] = None,
+    overwrite: Annotated[bool, typer.Option(help="replace a different or finished run in --output-dir "
+                                            "(its files are removed first)")] = False,
     save_model: Annotated[bool, typer.Option(help=_help(ExperimentConfig, "save_model"))] = True,
     device: Annotated[str, typer.Option(help=_help(ExperimentConfig, "device"))] = _E.device,
     epochs: Annotated[int, typer.Option(help=_help(TrainConfig, "epochs"))] = _T.epochs,
@@ -86,6 +115,7 @@ def train(
     from fishdip.training.experiment import run_experiment
 
     methods = [m.strip() for m in method.split(",") if m.strip()]
+    output_dir = output_dir or default_output_dir(task, methods)
     base_train = TrainConfig(
         method=methods[0], epochs=epochs, batch_size=batch_size, grad_accum_steps=grad_accum_steps,
         lr=lr, warmup_ratio=warmup_ratio, optimizer=optimizer, weight_decay=weight_decay,
@@ -96,33 +126,42 @@ def train(
         task=task, model=model, data_dir=data_dir, fold=fold, strict_tags=strict_tags,
         train_fraction=train_fraction,
         train_size=train_size, episodes=parse_episodes(episodes), eval_split=eval_split,
-        eval_limit=eval_limit, n_way=n_way, k_shot=k_shot, n_queries=queries,
-        eval_batch_size=eval_batch_size, num_beams=num_beams,
+        eval_limit=eval_limit, decoder=decoder, rc_score=rc_score, n_way=n_way, k_shot=k_shot,
+        n_queries=queries, meta_train=meta_train, meta_train_size=meta_train_size,
+        meta_train_epochs=meta_train_epochs, eval_batch_size=eval_batch_size, num_beams=num_beams,
         output_dir=output_dir, save_model=save_model, device=device, train=base_train)
+    done: list[str] = []
     try:
         for m in methods:
-            replace(base_train, method=m).validate()
+            replace(cfg, train=replace(base_train, method=m)).validate()
+        check_layout(Path(output_dir), methods, overwrite)
         results = {}
         for m in methods:
             sub = output_dir if len(methods) == 1 else str(Path(output_dir) / m)
             run_cfg = replace(cfg, output_dir=sub, train=replace(base_train, method=m))
-            results[m] = run_experiment(run_cfg, progress=not quiet, log=lambda s: typer.echo(s, err=True))
+            results[m] = run_experiment(run_cfg, progress=not quiet, log=lambda s: typer.echo(s, err=True),
+                                        meta_dir=Path(output_dir) / "meta-model", overwrite=overwrite)
+            done.append(m)
     except (FishdipError, ValueError) as exc:
         _fail(exc)
+    except KeyboardInterrupt:
+        typer.secho(f"\ninterrupted: finished episodes are kept in {output_dir}/ "
+                    f"(results.json, predictions.jsonl); run the same command again to resume", fg="yellow", err=True)
+        raise typer.Exit(130) from None
     table = write_comparison(results, Path(output_dir))
     typer.echo(table)
     typer.echo(f"results in {output_dir}/ (comparison.md, losses.png"
                f"{', <method>/results.json' if len(methods) > 1 else ', results.json'})")
 
 
-def _load_trained(model: str, task: Optional[str], data_dir: Optional[str]):
+def _load_trained(model: str, task: Optional[str], data_dir: Optional[str], decoder: Optional[str] = None):
     from fishdip.models.loading import load_model, read_fishdip_metadata
     from fishdip.tasks import load_task, task_from_metadata
 
     meta = read_fishdip_metadata(model)
     if meta is None and task is None:
         raise FishdipError(f"{model} is not a fishdip-trained model folder: pass --task")
-    task_obj = load_task(task, data_dir) if task else task_from_metadata(meta)
+    task_obj = load_task(task, data_dir, decoder or "fishdip") if task else task_from_metadata(meta, decoder)
     return load_model(model), task_obj, (meta or {}).get("max_length", 256)
 
 
@@ -136,6 +175,8 @@ def evaluate(
     eval_limit: Annotated[Optional[int], typer.Option(help=_help(ExperimentConfig, "eval_limit"))] = None,
     batch_size: Annotated[int, typer.Option(help="sentences per generation batch")] = 16,
     num_beams: Annotated[int, typer.Option(help="1 = greedy")] = 1,
+    decoder: Annotated[Optional[str], typer.Option(help="fishdip or tanl (default: the one the model "
+                                                   "was trained with)")] = None,
     output: Annotated[Optional[Path], typer.Option(help="also write the metrics JSON here")] = None,
 ) -> None:
     """Score a trained model on a split; prints metrics as JSON."""
@@ -143,7 +184,7 @@ def evaluate(
     from fishdip.io import write_json_atomic
 
     try:
-        loaded, task_obj, max_length = _load_trained(model, task, data_dir)
+        loaded, task_obj, max_length = _load_trained(model, task, data_dir, decoder)
         examples, _ = load_split(task_obj.dataset, eval_split, data_dir, fold)
         examples = examples[:eval_limit] if eval_limit else examples
         cfg = ExperimentConfig(eval_batch_size=batch_size, num_beams=num_beams,
@@ -155,6 +196,30 @@ def evaluate(
     if output:
         write_json_atomic(output, metrics)
     typer.echo(json.dumps(metrics, indent=2))
+
+
+@app.command()
+def rescore(
+    run: Annotated[Path, typer.Argument(help="a run folder of `fishdip train` (or its parent, for several "
+                                        "methods)")],
+    decoder: Annotated[str, typer.Option(help="fishdip or tanl")] = "tanl",
+    data_dir: Annotated[Optional[str], typer.Option(help="where the data is now, if not where the run "
+                                                    "read it")] = None,
+    output: Annotated[Optional[Path], typer.Option(help="also write the metrics JSON here")] = None,
+) -> None:
+    """Decode a run's stored generations again with another decoder and score them (no model needed)."""
+    from fishdip.io import write_json_atomic
+    from fishdip.report import comparison_table
+    from fishdip.training.rescore import rescore_run, run_folders
+
+    try:
+        results = {folder.name: rescore_run(folder, decoder, data_dir) for folder in run_folders(run)}
+    except (FishdipError, ValueError) as exc:
+        _fail(exc)
+    if output:
+        write_json_atomic(output, results)
+    typer.echo(f"decoder: {decoder} (scores x100)")
+    typer.echo(comparison_table(results, times=False))
 
 
 def tokenize(text: str) -> list[str]:
@@ -212,6 +277,7 @@ def tasks(
         if spec.folds:
             typer.echo(f"    folds   0..{spec.folds - 1} (--fold)")
         typer.echo(f"    source  {spec.source}")
+        typer.echo(f"    metric  {spec.metric}")
         if spec.notes:
             typer.echo(f"    notes   {spec.notes}")
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fishdip.evaluation.predict import LIMIT_ERROR
 from fishdip.io import write_json_atomic, write_text_atomic
 
-ALL_METRICS = ("entity_f1", "relation_f1", "entity_f1_no_type", "relation_f1_no_type", "argument_f1",
+ALL_METRICS = ("entity_f1", "relation_f1", "entity_macro_f1", "relation_macro_f1", "entity_f1_no_type",
+               "relation_f1_no_type", "argument_f1",
                "trigger_classification_f1", "argument_classification_f1", "joint_goal_accuracy", "accuracy")
 
 
@@ -18,19 +20,21 @@ def _cell(stat: dict | None) -> str:
     return f"{100 * stat['mean']:.1f}"
 
 
-def comparison_table(results: dict[str, dict]) -> str:
+def comparison_table(results: dict[str, dict], times: bool = True) -> str:
     """Markdown table, one row per method: scores (x100, mean ± std over episodes) and times."""
     shown = [m for m in ALL_METRICS if any(m in r["aggregate"] for r in results.values())]
-    header = ["method", *shown, "format errors", "train s/episode", "wall s/episode"]
+    header = ["method", *shown, "format errors", "cut at limit"]
+    header += ["train s/episode", "wall s/episode"] if times else []
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for method, res in results.items():
         agg = res["aggregate"]
         eps = res["episodes"]
-        errors = sum(sum(e["metrics"]["errors"].values()) for e in eps) / len(eps)
-        train_s = sum(e["train"]["seconds"] for e in eps) / len(eps)
-        wall_s = sum(e["seconds"] for e in eps) / len(eps)
-        row = [method, *(_cell(agg.get(m)) for m in shown), f"{errors:.1f}",
-               f"{train_s:.0f}", f"{wall_s:.0f}"]
+        errors = sum(v for e in eps for k, v in e["metrics"]["errors"].items() if k != LIMIT_ERROR) / len(eps)
+        cut = sum(e["metrics"]["errors"].get(LIMIT_ERROR, 0) for e in eps) / len(eps)
+        row = [method, *(_cell(agg.get(m)) for m in shown), f"{errors:.1f}", f"{cut:.1f}"]
+        if times:
+            row += [f"{sum(e['train']['seconds'] for e in eps) / len(eps):.0f}",
+                    f"{sum(e['seconds'] for e in eps) / len(eps):.0f}"]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 

@@ -13,17 +13,23 @@ from pathlib import Path
 
 from fishdip.data.datasets import DatasetSpec, dataset_dir, event_schemas, get_spec, load_schema, load_split
 from fishdip.data.sampling import sample_indices
+from fishdip.errors import DataError
 from fishdip.evaluation.metrics import joint_er_scores, prf
 from fishdip.formats import dst
 from fishdip.formats import entity_relation as er
 from fishdip.formats import events as ev
 from fishdip.formats import relation_classification as rc
+from fishdip.formats.decoders import get_decoder
 
 
 @dataclass
 class Task:
     dataset: str
     family: str
+    decoder: str = "fishdip"  # how generated text becomes structures (formats/decoders.py)
+
+    def decode_text(self, text: str, tokens: list[str], schema: er.Schema) -> er.Decoded:
+        return get_decoder(self.decoder)(text, tokens, schema)
 
     def splits(self, cfg) -> tuple[list, list]:
         """The whole training split and the (limited) evaluation split."""
@@ -49,7 +55,7 @@ class Task:
                        progress=progress)
 
     def metadata(self) -> dict:
-        return {"task": self.dataset, "family": self.family}
+        return {"task": self.dataset, "family": self.family, "decoder": self.decoder}
 
 
 @dataclass
@@ -57,6 +63,7 @@ class JointERTask(Task):
     """Joint entity and relation extraction; NER is the same format with no relation types."""
 
     schema: er.Schema = field(default_factory=lambda: er.Schema({}))
+    macro_average: bool = False  # also macro P/R/F1 over the schema's types (ADE)
 
     def source(self, example: er.Example) -> str:
         return er.sentence(example.tokens)
@@ -65,10 +72,11 @@ class JointERTask(Task):
         return er.encode(example, self.schema)
 
     def decode(self, text: str, example: er.Example) -> er.Decoded:
-        return er.decode(text, example.tokens, self.schema)
+        return self.decode_text(text, example.tokens, self.schema)
 
     def score(self, golds: list[er.Example], preds: list[er.Decoded]) -> dict:
-        metrics = joint_er_scores(golds, preds)
+        types = (list(self.schema.entity_types), list(self.schema.relation_types))
+        metrics = joint_er_scores(golds, preds, types if self.macro_average else None)
         if self.family == "ner":  # no relations: their scores would be meaningless zeros
             metrics = {k: v for k, v in metrics.items() if not k.startswith("relation_")}
         return metrics
@@ -90,7 +98,7 @@ class JointERTask(Task):
         return out
 
     def metadata(self) -> dict:
-        return {**super().metadata(), "schema": self.schema.to_dict()}
+        return {**super().metadata(), "schema": self.schema.to_dict(), "macro_average": self.macro_average}
 
 
 @dataclass
@@ -149,7 +157,7 @@ class EventTask(Task):
         return out
 
     def decode_arguments(self, text: str, ex, trigger) -> tuple[set, Counter]:
-        decoded = er.decode(text, ex.tokens, self.roles)
+        decoded = self.decode_text(text, ex.tokens, self.roles)
         errors, args = Counter(decoded.errors), set()
         for arg in decoded.entities:
             if arg.type not in self.allowed.get(trigger.type, set()):
@@ -160,27 +168,32 @@ class EventTask(Task):
 
     def predict(self, loaded, examples: list, cfg, context: dict | None = None,
                 progress: bool = True) -> tuple[list[str], list]:
-        from fishdip.evaluation.predict import generate_texts
+        from fishdip.evaluation.predict import LIMIT_ERROR, generate_texts
 
         sources = [self.source(ex) for ex in examples]
-        trigger_texts = generate_texts(loaded, sources, cfg, progress, "triggers")
-        decoded = [er.decode(t, ex.tokens, self.triggers) for t, ex in zip(trigger_texts, examples)]
+        trigger_out = generate_texts(loaded, sources, cfg, progress, "triggers")
+        decoded = [self.decode_text(t, ex.tokens, self.triggers) for t, ex in zip(trigger_out.texts, examples)]
         jobs = [(i, trig) for i, d in enumerate(decoded) for trig in sorted(d.entities)]
-        arg_texts = generate_texts(loaded, [ev.argument_source(examples[i].tokens, trig, self.triggers)
-                                            for i, trig in jobs], cfg, progress, "arguments")
+        arg_out = generate_texts(loaded, [ev.argument_source(examples[i].tokens, trig, self.triggers)
+                                          for i, trig in jobs], cfg, progress, "arguments")
         results = [EventDecoded(set(d.entities), set(), Counter(d.errors)) for d in decoded]
-        texts = list(trigger_texts)
-        for (i, trig), text in zip(jobs, arg_texts):
+        for result, hit in zip(results, trigger_out.hit_limit):
+            result.errors[LIMIT_ERROR] += hit
+        texts = list(trigger_out.texts)
+        for (i, trig), text, hit in zip(jobs, arg_out.texts, arg_out.hit_limit):
             args, errors = self.decode_arguments(text, examples[i], trig)
             results[i].arguments |= args
             results[i].errors.update(errors)
+            results[i].errors[LIMIT_ERROR] += hit
             texts[i] += f" || {text}"
+        for result in results:
+            result.errors = +result.errors  # drop zero counts
         return texts, results
 
     def decode(self, text: str, ex) -> EventDecoded:
         """Decode ``trigger text || argument text || ...`` (one argument text per predicted trigger)."""
         trigger_text, *arg_texts = text.split(" || ")
-        d = er.decode(trigger_text, ex.tokens, self.triggers)
+        d = self.decode_text(trigger_text, ex.tokens, self.triggers)
         out = EventDecoded(set(d.entities), set(), Counter(d.errors))
         for trig, arg_text in zip(sorted(d.entities), arg_texts):
             args, errors = self.decode_arguments(arg_text, ex, trig)
@@ -282,11 +295,40 @@ class FewShotRCTask(Task):
             self.names = {**relation_names(self._cache[split], self.names), **self.names}
         return self._cache[split]
 
+    def _episode_pool(self, cfg) -> dict:
+        """The relations episodes are drawn from: all of the file's, less a holdout meta-training half."""
+        from fishdip.data.fewrel import HOLDOUT, holdout_split
+
+        data = self._data(cfg.eval_split, get_spec(self.dataset))
+        if cfg.meta_train == HOLDOUT:
+            return {r: data[r] for r in holdout_split(list(data))[1]}
+        if cfg.meta_train:
+            overlap = sorted(set(self._meta_data(cfg)) & set(data))
+            if overlap:
+                raise DataError(f"--meta-train {cfg.meta_train}: relations {', '.join(overlap)} also occur in the "
+                                f"episodes' file; meta-training relations must be disjoint from them")
+        return data
+
+    def _meta_data(self, cfg) -> dict:
+        from fishdip.data.fewrel import HOLDOUT, holdout_split, read_fewrel, relation_names
+
+        if cfg.meta_train == HOLDOUT:
+            data = self._data(cfg.eval_split, get_spec(self.dataset))
+            return {r: data[r] for r in holdout_split(list(data))[0]}
+        meta = read_fewrel(Path(cfg.meta_train))
+        self.names = {**relation_names(meta, self.names), **self.names}
+        return meta
+
+    def meta_pairs(self, cfg) -> list[tuple[str, str]]:
+        """Training pairs of the meta-training stage (``--meta-train``), before any episode."""
+        from fishdip.data.fewrel import meta_training_instances
+
+        return self.pairs(meta_training_instances(self._meta_data(cfg), cfg.meta_train_size))
+
     def episode_data(self, episode: int, cfg) -> tuple[list, list, dict]:
         from fishdip.data.fewrel import sample_episode
 
-        data = self._data(cfg.eval_split, get_spec(self.dataset))
-        ep = sample_episode(data, cfg.n_way, cfg.k_shot, cfg.n_queries, seed=episode)
+        ep = sample_episode(self._episode_pool(cfg), cfg.n_way, cfg.k_shot, cfg.n_queries, seed=episode)
         query = ep.query[: cfg.eval_limit] if cfg.eval_limit else ep.query
         return ep.support, query, {"relations": ep.relations, "support": [ex.id for ex in ep.support]}
 
@@ -301,15 +343,19 @@ class FewShotRCTask(Task):
 
     def predict(self, loaded, examples: list, cfg, context: dict | None = None,
                 progress: bool = True) -> tuple[list[str], list]:
-        from fishdip.evaluation.predict import rank_candidates
+        from fishdip.evaluation.predict import candidate_losses, lowest
 
         # the episode's N relations are the candidates; without an episode, those in the examples
         candidates = (context or {}).get("relations") or sorted({ex.relation for ex in examples})
-        choice = rank_candidates(loaded, [self.source(ex) for ex in examples],
-                                 [[rc.target(ex, self.names[r]) for r in candidates] for ex in examples],
-                                 cfg.eval_batch_size, cfg.train.max_length, progress)
-        texts = [rc.target(ex, self.names[candidates[c]]) for ex, c in zip(examples, choice)]
-        return texts, [rc.RCDecoded(candidates[c]) for c in choice]
+        losses = candidate_losses(loaded, [self.source(ex) for ex in examples],
+                                  [[rc.target(ex, self.names[r]) for r in candidates] for ex in examples],
+                                  cfg.eval_batch_size, cfg.train.max_length, progress)
+        decoded = []
+        for i in range(len(examples)):
+            by_score = {name: candidates[lowest(rows[i])] for name, rows in losses.items()}
+            decoded.append(rc.RCDecoded(by_score[cfg.rc_score], by_score=by_score))
+        texts = [rc.target(ex, self.names[d.relation]) for ex, d in zip(examples, decoded)]
+        return texts, decoded
 
     def score(self, golds: list[rc.RCExample], preds: list[rc.RCDecoded]) -> dict:
         correct = sum(g.relation == p.relation for g, p in zip(golds, preds))
@@ -317,43 +363,53 @@ class FewShotRCTask(Task):
         for p in preds:
             for k, v in p.errors.items():
                 errors[k] = errors.get(k, 0) + v
-        return {"num_examples": len(golds), "accuracy": correct / len(golds) if golds else 0.0,
-                "errors": errors}
+        metrics = {"num_examples": len(golds), "accuracy": correct / len(golds) if golds else 0.0}
+        for name in sorted({k for p in preds for k in p.by_score}):  # both rankings, for comparison
+            right = sum(g.relation == p.by_score.get(name) for g, p in zip(golds, preds))
+            metrics[f"accuracy_{name}_loss"] = right / len(golds) if golds else 0.0
+        return {**metrics, "errors": errors}
 
     def prediction_row(self, ex: rc.RCExample, generated: str, pred: rc.RCDecoded) -> dict:
         return {"id": ex.id, "input": self.source(ex), "generated": generated,
-                "predicted": pred.relation, "gold": ex.relation, "errors": dict(pred.errors)}
+                "predicted": pred.relation, "gold": ex.relation, "by_score": pred.by_score,
+                "errors": dict(pred.errors)}
 
     def metadata(self) -> dict:
         return {**super().metadata(), "relation_names": self.names}
 
 
-def load_task(name: str, data_dir: Path | str | None = None) -> Task:
+def load_task(name: str, data_dir: Path | str | None = None, decoder: str = "fishdip") -> Task:
+    get_decoder(decoder)  # a wrong name fails here, before any file is read
     spec = get_spec(name)
     if spec.family == "fewshot_rc":
         from fishdip.data.fewrel import read_relation_names
 
         folder = dataset_dir(spec, data_dir)
-        return FewShotRCTask(name, spec.family, names=read_relation_names(folder / spec.types_file),
+        return FewShotRCTask(name, spec.family, decoder=decoder, names=read_relation_names(folder / spec.types_file),
                              folder=folder)
     if spec.family == "dst":
         dataset_dir(spec, data_dir)  # fail early, with guidance, when the files are not there
-        return DSTTask(name, spec.family)
+        return DSTTask(name, spec.family, decoder=decoder)
     if spec.family == "event":
         triggers, roles, allowed = event_schemas(dataset_dir(spec, data_dir))
-        return EventTask(name, spec.family, triggers=triggers, roles=roles, allowed=allowed)
+        return EventTask(name, spec.family, decoder=decoder, triggers=triggers, roles=roles, allowed=allowed)
     task_class = SRLTask if spec.family == "srl" else JointERTask
-    return task_class(name, spec.family, schema=load_schema(name, data_dir))
+    return task_class(name, spec.family, decoder=decoder, schema=load_schema(name, data_dir),
+                      macro_average=spec.macro_average)
 
 
-def task_from_metadata(meta: dict) -> Task:
+def task_from_metadata(meta: dict, decoder: str | None = None) -> Task:
+    """The task a trained model was saved with; ``decoder`` overrides the one it was scored with."""
+    decoder = decoder or meta.get("decoder", "fishdip")
+    get_decoder(decoder)
     if meta["family"] == "dst":
-        return DSTTask(meta["task"], meta["family"])
+        return DSTTask(meta["task"], meta["family"], decoder=decoder)
     if meta["family"] == "event":
-        return EventTask(meta["task"], meta["family"], triggers=er.Schema.from_dict(meta["triggers"]),
+        return EventTask(meta["task"], meta["family"], decoder=decoder, triggers=er.Schema.from_dict(meta["triggers"]),
                          roles=er.Schema.from_dict(meta["roles"]),
                          allowed={k: set(v) for k, v in meta["allowed"].items()})
     if meta["family"] == "fewshot_rc":
-        return FewShotRCTask(meta["task"], meta["family"], names=meta["relation_names"])
+        return FewShotRCTask(meta["task"], meta["family"], decoder=decoder, names=meta["relation_names"])
     task_class = SRLTask if meta["family"] == "srl" else JointERTask
-    return task_class(meta["task"], meta["family"], schema=er.Schema.from_dict(meta["schema"]))
+    return task_class(meta["task"], meta["family"], decoder=decoder, schema=er.Schema.from_dict(meta["schema"]),
+                      macro_average=meta.get("macro_average", False))

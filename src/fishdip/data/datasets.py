@@ -33,6 +33,9 @@ class DatasetSpec:
     split_by_document: tuple[float, float, float] | None = None
     notes: str = ""
     aliases: dict[str, str] = field(default_factory=dict)
+    # the published metric definition this dataset is scored with, and where it comes from
+    metric: str = ""
+    macro_average: bool = False  # also report P/R/F1 macro-averaged over types (ADE)
 
     def candidates(self, split: str, fold: int = 0) -> tuple[str, ...]:
         if split not in self.splits:
@@ -50,9 +53,14 @@ class DatasetSpec:
         return (self.types_file,) if self.types_file else next(iter(self.splits.values()))
 
 
+NER_METRIC = ("exact span and type, micro-averaged over entities (CoNLL-2003 conlleval = seqeval strict; "
+              "TANL, CrossNER)")
+
+
 def _conll(name: str, source: str, files=None, scheme="iob2", **kw) -> DatasetSpec:
     files = files or {s: (f"{s}.txt",) for s in SPLITS}
-    return DatasetSpec(name=name, family="ner", splits=files, source=source, reader="conll", scheme=scheme, **kw)
+    return DatasetSpec(name=name, family="ner", splits=files, source=source, reader="conll", scheme=scheme,
+                       metric=NER_METRIC, **kw)
 
 
 CROSSNER_DOMAINS = ("ai", "literature", "music", "politics", "science")
@@ -64,11 +72,16 @@ DATASETS: dict[str, DatasetSpec] = {
             name="conll04", family="joint_er", types_file="conll04_types.json",
             splits={s: (f"conll04_{s}.json",) for s in SPLITS},
             source="SpERT release of CoNLL04 (Roth & Yih 2004), 922/231/288 sentences; `fishdip data fetch conll04`",
+            metric="entity and relation F1, micro-averaged; a relation needs both entities' spans and types "
+                   "(TANL, SpERT 'strict'); the no-type variants ignore entity types (SpERT's default)",
         ),
         DatasetSpec(
             name="ade", family="joint_er", types_file="ade_types.json", folds=10,
             splits={"train": ("ade_split_{fold}_train.json",), "test": ("ade_split_{fold}_test.json",)},
             source="SpERT release of ADE (Gurulingappa et al. 2012): 10 folds, no dev split",
+            metric="entity and relation F1 macro-averaged over the types (SpERT, TANL: the literature's ADE "
+                   "number, mean over the 10 folds); micro-averaged also reported",
+            macro_average=True,
         ),
         _conll("conll03", "CoNLL-2003 English NER (Reuters; license from NIST/Reuters, not redistributable)",
                files={"train": ("train.txt",), "dev": ("dev.txt", "valid.txt", "testa.txt"),
@@ -90,34 +103,46 @@ DATASETS: dict[str, DatasetSpec] = {
             source="FewRel 1.0 (MIT), github.com/thunlp/FewRel data/: val_wiki.json, pid2name.json",
             notes="the FewRel test set was never released: test = val_wiki.json (16 relations x 700), "
                   "as in the literature; episodes: --n-way, --k-shot, --queries",
+            metric="accuracy over the episode's queries, mean over episodes (Han et al. 2018); each candidate "
+                   "relation is scored by the model's loss on its output (--rc-score; TANL: summed)",
         ),
         DatasetSpec(
             name="fewrel_pubmed", family="fewshot_rc", reader="fewrel", types_file="pid2name.json",
             splits={"dev": ("val_pubmed.json",), "test": ("val_pubmed.json",)}, aliases={"folder": "fewrel"},
             source="FewRel 2.0 domain adaptation set (MIT): val_pubmed.json, 10 relations x 100",
+            metric="accuracy over the episode's queries, mean over episodes (Gao et al. 2019)",
         ),
         DatasetSpec(
             name="ace2005event", family="event", reader="ace_events", types_file="ace2005event_types.json",
             splits={s: (f"ace2005event_{s}.json",) for s in SPLITS},
             source="ACE2005 events (LDC2006T06, licensed) in TANL's JSON layout; also needs "
                    "ace2005event_schema.json (roles allowed per event type)",
+            metric="trigger identification / classification F1 (span; span + type) and argument identification / "
+                   "classification F1 (span + event type; + role), micro (Li et al. 2013); differs from TANL's "
+                   "scorer, see docs/METRICS.md",
         ),
         DatasetSpec(
             name="multiwoz21", family="dst", reader="multiwoz",
             splits={s: (f"{s}_dials.json",) for s in SPLITS},
             source="MultiWOZ 2.1 preprocessed by TRADE (github.com/jasonwu0731/trade-dst): {train,dev,test}_dials.json",
             notes="low-resource options sample whole dialogues; metrics over TRADE's 30 slots",
+            metric="joint goal accuracy and slot accuracy over TRADE's 30 slots, gold values with TRADE's label "
+                   "fixes (Wu et al. 2019; TANL)",
         ),
         DatasetSpec(
             name="conll05", family="srl", reader="srl",
             splits={"train": ("train.txt",), "dev": ("dev.txt",), "test": ("test.txt", "test.wsj.txt")},
             source="CoNLL-2005 SRL (PropBank/WSJ, LDC-licensed): columns with bracketed propositions, or "
                    "the 'words ||| BIO tags' line format of He et al. 2017",
+            metric="argument F1: exact span and label, micro over arguments, predicate excluded "
+                   "(CoNLL-2005 srl-eval.pl without the verb; TANL)",
         ),
         DatasetSpec(
             name="conll12", family="srl", reader="srl",
             splits={s: (f"{s}.txt", f"{s}.gold_conll") for s in SPLITS},
             source="CoNLL-2012 SRL (OntoNotes 5.0, LDC-licensed): *_gold_conll columns or the line format",
+            metric="argument F1: exact span and label, micro over arguments, predicate excluded "
+                   "(CoNLL-2005 srl-eval.pl without the verb; TANL)",
         ),
         _conll("conll", "your own folder of CoNLL column files: train.txt, dev.txt, test.txt", scheme="auto",
                notes="types come from the data; any of IOB1/IOB2/IOBES/BILOU (detected)"),

@@ -59,6 +59,35 @@ def relation_names(data: dict[str, list[RCExample]], known: dict[str, str]) -> d
     return {r: known.get(r) or r.replace("_", " ").lower() for r in data}
 
 
+HOLDOUT = "holdout"
+HOLDOUT_SEED = 0
+
+
+def holdout_split(relations: list[str]) -> tuple[list[str], list[str]]:
+    """``--meta-train holdout``: the offline stand-in for FewRel's unreleased setup (train_wiki's
+    64 relations for meta-training, val_wiki's 16 for episodes). The file's relations, sorted and
+    shuffled with seed 0, are halved: the first half for meta-training, the second for episodes."""
+    order = sorted(relations)
+    random.Random(HOLDOUT_SEED).shuffle(order)
+    half = len(order) // 2
+    return sorted(order[:half]), sorted(order[half:])
+
+
+def meta_training_instances(data: dict[str, list[RCExample]], size: int | None, seed: int = 0) -> list[RCExample]:
+    """``size`` instances drawn evenly over the relations (all of them when ``size`` is None)."""
+    pool = [ex for relation in sorted(data) for ex in data[relation]]
+    if size is None or size >= len(pool):
+        return pool
+    rng = random.Random(seed)
+    per_relation = {r: rng.sample(data[r], len(data[r])) for r in sorted(data)}
+    chosen: list[RCExample] = []
+    while len(chosen) < size:  # round robin, so every relation is seen about equally often
+        for relation in sorted(per_relation):
+            if per_relation[relation] and len(chosen) < size:
+                chosen.append(per_relation[relation].pop())
+    return chosen
+
+
 @dataclass
 class Episode:
     relations: list[str]  # the N candidate relations

@@ -3,6 +3,8 @@
 Each dialogue: ``{"dialogue_idx", "domains", "dialogue": [{"turn_idx", "system_transcript",
 "transcript", "belief_state": [{"slots": [["hotel-area", "north"]], "act": "inform"}], ...}]}``.
 One example per turn; the belief state is cumulative. Slots outside TRADE's five domains are dropped.
+Gold values get TRADE's label fixes (``fix_label``: typos, "center" -> "centre", values filed
+under the wrong slot -> none), as TRADE and the papers that report its numbers (TANL) do.
 """
 
 from __future__ import annotations
@@ -13,6 +15,63 @@ from fishdip.errors import DataError
 from fishdip.formats.dst import ALL_SLOTS, DSTExample
 from fishdip.io import read_json
 
+# TRADE's label fixes (utils_multiWOZ_DST.fix_general_label_error), as tables
+TYPOS = {
+    # type
+    "guesthouse": "guest house", "guesthouses": "guest house", "guest": "guest house",
+    "mutiple sports": "multiple sports", "sports": "multiple sports", "mutliple sports": "multiple sports",
+    "swimmingpool": "swimming pool", "concerthall": "concert hall", "concert": "concert hall",
+    "pool": "swimming pool", "night club": "nightclub", "mus": "museum", "ol": "architecture",
+    "colleges": "college", "coll": "college", "architectural": "architecture", "musuem": "museum",
+    "churches": "church",
+    # area
+    "center": "centre", "center of town": "centre", "near city center": "centre", "in the north": "north",
+    "cen": "centre", "east side": "east", "east area": "east", "west part of town": "west", "ce": "centre",
+    "town center": "centre", "centre of cambridge": "centre", "city center": "centre", "the south": "south",
+    "scentre": "centre", "town centre": "centre", "in town": "centre", "north part of town": "north",
+    "centre of town": "centre", "cb30aq": "none",
+    # price, day, parking, internet, stars
+    "mode": "moderate", "moderate -ly": "moderate", "mo": "moderate", "next friday": "friday",
+    "monda": "monday", "free parking": "free", "free internet": "yes", "4 star": "4", "4 stars": "4",
+    "0 star rarting": "none",
+    # others
+    "y": "yes", "any": "dontcare", "n": "no", "does not care": "dontcare", "not men": "none", "not": "none",
+    "not mentioned": "none", "": "none", "not mendtioned": "none", "3 .": "3", "does not": "no",
+    "fun": "none", "art": "none",
+}
+# values filed under a slot they cannot belong to: dropped
+_MISFILED = {
+    "hotel-type": {"nigh", "moderate -ly priced", "bed and breakfast", "centre", "venetian", "intern",
+                   "a cheap -er hotel"},
+    "hotel-internet": {"4"},
+    "hotel-pricerange": {"2"},
+    "attraction-type": {"gastropub", "la raza", "galleria", "gallery", "science", "m"},
+}
+_OUT_OF_ONTOLOGY = {"restaurant-area": {"stansted airport", "cambridge", "silver street"},
+                    "attraction-area": {"norwich", "ely", "museum", "same area as hotel"}}
+_TRUNCATED = {"area": {"no": "north", "we": "west", "cent": "centre"}, "day": {"we": "wednesday", "no": "none"}}
+
+
+def fix_label(slot: str, value: str) -> str:
+    """A gold value as TRADE corrects it; ``none`` means the slot is not filled."""
+    value = TYPOS.get(value, value)
+    if value in _MISFILED.get(slot, ()) or ("area" in slot and value == "moderate") or \
+            ("day" in slot and value == "t"):
+        value = "none"
+    elif slot == "hotel-type" and value in {"hotel with free parking and free wifi", "4", "3 star hotel"}:
+        value = "hotel"
+    elif "area" in slot:
+        value = _TRUNCATED["area"].get(value, value)
+    elif "day" in slot:
+        value = _TRUNCATED["day"].get(value, value)
+    elif "price" in slot and value == "ch":
+        value = "cheap"
+    elif "internet" in slot and value == "free":
+        value = "yes"
+    if value in _OUT_OF_ONTOLOGY.get(slot, ()):
+        value = "none"
+    return value
+
 
 def _belief(turn: dict, where: str) -> dict[str, str]:
     belief = {}
@@ -22,8 +81,11 @@ def _belief(turn: dict, where: str) -> dict[str, str]:
                 raise DataError(f"{where}: belief_state slots must be [slot, value] pairs, got {pair!r}")
             slot, value = pair
             slot = slot.replace(" ", "-", 1) if "-" not in slot else slot
-            if slot in ALL_SLOTS and value and value != "none":
-                belief[slot] = " ".join(str(value).split())
+            if slot not in ALL_SLOTS:
+                continue
+            value = fix_label(slot, " ".join(str(value).split()))
+            if value != "none":
+                belief[slot] = value
     return belief
 
 

@@ -3,7 +3,10 @@
 - entity: exact span and type; entity (no type): exact span.
 - relation: relation type, and both entities' exact spans and types;
   relation (no type): relation type and both exact spans, entity types ignored.
-All micro-averaged over the evaluation set.
+Micro-averaged over the evaluation set; with ``macro_types``, also macro-averaged over the
+dataset's entity and relation types as SpERT and TANL do for ADE (the mean of the per-type
+precisions, recalls and F1 scores, as scikit-learn's ``average="macro"``; a type with no gold
+and no prediction scores 0, as there).
 """
 
 from __future__ import annotations
@@ -30,8 +33,10 @@ def _untyped_relation(r: Relation) -> tuple:
     return (r.type, _untyped_entity(r.head), _untyped_entity(r.tail))
 
 
-def joint_er_scores(golds: list[Example], preds: list[Decoded]) -> dict:
-    """Micro P/R/F1 for entities and relations, with and without entity types, plus error counts."""
+def joint_er_scores(golds: list[Example], preds: list[Decoded],
+                    macro_types: tuple[list[str], list[str]] | None = None) -> dict:
+    """Micro P/R/F1 for entities and relations, with and without entity types, plus error counts;
+    ``macro_types`` = (entity type keys, relation type keys) adds macro-averaged P/R/F1."""
     if len(golds) != len(preds):
         raise ValueError(f"{len(golds)} gold examples but {len(preds)} predictions")
     counts: Counter = Counter()
@@ -58,15 +63,25 @@ def joint_er_scores(golds: list[Example], preds: list[Decoded]) -> dict:
         for key, value in scores.items():
             metrics[f"{prefix}_{key}{suffix}"] = value
     metrics["per_type"] = per_type_scores(golds, preds)
+    if macro_types is not None:
+        per_relation = per_type_scores(golds, preds, relations=True)
+        for name, types, table in (("entity", macro_types[0], metrics["per_type"]),
+                                   ("relation", macro_types[1], per_relation)):
+            for key in ("precision", "recall", "f1"):
+                values = [table[t][key] if t in table else 0.0 for t in types]
+                metrics[f"{name}_macro_{key}"] = sum(values) / len(values) if values else 0.0
+        metrics["per_relation_type"] = per_relation
     metrics["errors"] = dict(sorted(errors.items()))
     return metrics
 
 
-def per_type_scores(golds: list[Example], preds: list[Decoded]) -> dict[str, dict[str, float]]:
-    """Entity P/R/F1 (exact span and type) for each entity type, with gold support."""
+def per_type_scores(golds: list[Example], preds: list[Decoded],
+                    relations: bool = False) -> dict[str, dict[str, float]]:
+    """Entity P/R/F1 (exact span and type) for each entity type, with gold support; with
+    ``relations``, the same for each relation type (relation as in the micro score)."""
     counts: Counter = Counter()
     for gold, pred in zip(golds, preds):
-        g, p = set(gold.entities), pred.entities
+        g, p = (set(gold.relations), pred.relations) if relations else (set(gold.entities), pred.entities)
         for e in g:
             counts[e.type, "gold"] += 1
         for e in p:

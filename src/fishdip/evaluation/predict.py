@@ -6,54 +6,71 @@ import torch
 from tqdm.auto import tqdm
 
 from fishdip.models.loading import LoadedModel
-from fishdip.models.text2text import collate, generate, per_sample_loss
+from fishdip.models.text2text import Generated, collate, generate, token_losses
+
+LIMIT_ERROR = "generation_limit"  # counted per example whose generation ran out of token budget
 
 
 def predict(loaded: LoadedModel, task, examples: list, batch_size: int = 16, max_length: int = 256,
             num_beams: int = 1, progress: bool = True) -> tuple[list[str], list]:
     """Generated texts and the structures decoded from them, in example order."""
-    texts = _generate_sorted(loaded, [task.source(ex) for ex in examples], batch_size, max_length, num_beams,
-                             progress, "generate")
-    return texts, [task.decode(text, ex) for text, ex in zip(texts, examples)]
+    out = generate_sorted(loaded, [task.source(ex) for ex in examples], batch_size, max_length, num_beams,
+                          progress, "generate")
+    decoded = [task.decode(text, ex) for text, ex in zip(out.texts, examples)]
+    for pred, hit in zip(decoded, out.hit_limit):
+        if hit:
+            pred.errors[LIMIT_ERROR] += 1
+    return out.texts, decoded
 
 
-def _generate_sorted(loaded, sources, batch_size, max_length, num_beams, progress, desc) -> list[str]:
-    # sort by length so a batch pads little; restore the order afterwards
+def generate_sorted(loaded, sources, batch_size, max_length, num_beams, progress=True,
+                    desc="generate") -> Generated:
+    """Generation for any number of sources, in length-sorted batches (little padding), in order."""
     order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
-    texts = [""] * len(sources)
+    texts, hits = [""] * len(sources), [False] * len(sources)
     bar = tqdm(total=len(sources), desc=desc, disable=not progress)
     for start in range(0, len(order), batch_size):
         ids = order[start : start + batch_size]
-        for i, text in zip(ids, generate(loaded, [sources[i] for i in ids], max_length, num_beams)):
-            texts[i] = text
+        out = generate(loaded, [sources[i] for i in ids], max_length, num_beams)
+        for i, text, hit in zip(ids, out.texts, out.hit_limit):
+            texts[i], hits[i] = text, hit
         bar.update(len(ids))
     bar.close()
-    return texts
+    return Generated(texts, hits)
 
 
 def generate_texts(loaded: LoadedModel, sources: list[str], cfg, progress: bool = True,
-                   desc: str = "generate") -> list[str]:
-    """Generated text for each source with an experiment config's generation settings."""
-    return _generate_sorted(loaded, sources, cfg.eval_batch_size, cfg.train.max_length, cfg.num_beams,
-                            progress, desc)
+                   desc: str = "generate") -> Generated:
+    """Generation for each source with an experiment config's generation settings."""
+    return generate_sorted(loaded, sources, cfg.eval_batch_size, cfg.train.max_length, cfg.num_beams,
+                           progress, desc)
 
 
 @torch.no_grad()
-def rank_candidates(loaded: LoadedModel, sources: list[str], candidates: list[list[str]], batch_size: int = 16,
-                    max_length: int = 256, progress: bool = True) -> list[int]:
-    """For each source, the index of the candidate target with the lowest loss."""
+def candidate_losses(loaded: LoadedModel, sources: list[str], candidates: list[list[str]], batch_size: int = 16,
+                     max_length: int = 256, progress: bool = True) -> dict[str, list[list[float]]]:
+    """The model's loss on every candidate target of every source, two ways: ``sum`` over the
+    target's tokens (TANL's ranking: its loss is averaged over the padded label length, the same
+    for every candidate of a batch) and ``mean`` per token (favours longer candidates less)."""
     pairs = [(s, t) for s, targets in zip(sources, candidates) for t in targets]
     model = loaded.model
     was_training = model.training
     model.eval()
-    losses = []
+    sums, counts = [], []
     for start in tqdm(range(0, len(pairs), batch_size), desc="score", disable=not progress):
-        batch = collate(loaded, pairs[start : start + batch_size], max_length)
-        losses += per_sample_loss(loaded, batch).tolist()
+        total, count = token_losses(loaded, collate(loaded, pairs[start : start + batch_size], max_length))
+        sums += total.tolist()
+        counts += count.tolist()
     model.train(was_training)
-    choice, pos = [], 0
+    out: dict[str, list[list[float]]] = {"sum": [], "mean": []}
+    pos = 0
     for targets in candidates:
-        scores = losses[pos : pos + len(targets)]
-        choice.append(min(range(len(targets)), key=scores.__getitem__))
+        part = range(pos, pos + len(targets))
+        out["sum"].append([sums[i] for i in part])
+        out["mean"].append([sums[i] / max(counts[i], 1.0) for i in part])
         pos += len(targets)
-    return choice
+    return out
+
+
+def lowest(scores: list[float]) -> int:
+    return min(range(len(scores)), key=scores.__getitem__)

@@ -124,7 +124,8 @@ def decode(text: str, tokens: list[str], schema: Schema) -> Decoded:
     """Generated text -> structures aligned to ``tokens``. Never raises; problems are counted."""
     parsed = parse(text)
     errors = Counter(parsed.errors)
-    alignment = align(parsed.plain, [escape(t) for t in tokens])
+    edges = {offset for b in parsed.brackets for offset in (b.start, b.end)}
+    alignment = align(parsed.plain, [escape(t) for t in tokens], edges)
     entity_keys = {name.lower(): key for key, name in schema.entity_types.items()}
     relation_keys = {name.lower(): key for key, name in schema.relation_types.items()}
 

@@ -27,6 +27,7 @@ class RCExample:
 class RCDecoded:
     relation: str | None
     errors: Counter = field(default_factory=Counter)
+    by_score: dict[str, str] = field(default_factory=dict)  # candidate ranking -> relation it chose
 
 
 def _span_text(ex: RCExample, span: tuple[int, int]) -> str:

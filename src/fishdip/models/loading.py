@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import math
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -33,11 +34,38 @@ EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_CACHE_NAME = "smollm2-135m-instruct-f32"
 
 
+@dataclass(frozen=True)
+class GenerationBudget:
+    """How many new tokens one source may generate: fixed per example, never per batch.
+
+    ``max(longest_target, ceil(target_per_source * source_tokens)) + margin``: with the numbers
+    measured on the training targets (``budget_from_pairs``) no target of the training
+    distribution can be cut. The defaults (no training data at hand) allow twice the source.
+    """
+
+    longest_target: int = 0  # tokens of the longest training target
+    target_per_source: float = 2.0  # largest target/source token ratio among training pairs
+    margin: int = 24
+
+    def tokens(self, source_tokens: int, cap: int) -> int:
+        need = max(self.longest_target, math.ceil(self.target_per_source * source_tokens)) + self.margin
+        return max(1, min(cap, need))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> GenerationBudget:
+        return cls(**data) if data else cls()
+
+
 @dataclass
 class LoadedModel:
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
     name: str  # what the user asked for (hub name, path or "embedded")
+    # set from the training targets after fine-tuning; saved with the model
+    budget: GenerationBudget = field(default_factory=GenerationBudget)
 
     @property
     def is_encoder_decoder(self) -> bool:
@@ -100,7 +128,11 @@ def load_model(name: str = EMBEDDED, dtype: torch.dtype = torch.float32) -> Load
         raise FishdipError(f"could not load model {name!r}: {exc}") from None
     auto = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
     model = auto.from_pretrained(path, dtype=dtype)
-    return prepare(model, tokenizer, name)
+    loaded = prepare(model, tokenizer, name)
+    meta = read_fishdip_metadata(path)
+    if meta is not None:
+        loaded.budget = GenerationBudget.from_dict(meta.get("generation_budget"))
+    return loaded
 
 
 def prepare(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, name: str) -> LoadedModel:
@@ -122,6 +154,7 @@ def save_model(loaded: LoadedModel, folder: Path, extra: dict | None = None) -> 
         loaded.model.save_pretrained(tmp)
         loaded.tokenizer.save_pretrained(tmp)
         if extra is not None:
+            extra = {**extra, "generation_budget": loaded.budget.to_dict()}
             (tmp / "fishdip.json").write_text(json.dumps(extra, indent=2) + "\n")
         if folder.exists():
             shutil.rmtree(folder)

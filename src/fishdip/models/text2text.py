@@ -7,27 +7,67 @@ target; the loss covers only the target tokens (and the closing EOS).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
-from fishdip.models.loading import LoadedModel
+from fishdip.models.loading import GenerationBudget, LoadedModel
 
 PROMPT = "Sentence: {source}\nAnnotated:"
 IGNORE = -100
 
 
+def budget_from_pairs(loaded: LoadedModel, pairs: list[tuple[str, str]], margin: int = 16) -> GenerationBudget:
+    """The budget that fits every training target (plus ``margin`` tokens)."""
+    tok = loaded.tokenizer
+    longest, ratio = 0, 0.0
+    for source, target in pairs:
+        n_source = max(1, len(tok(source, add_special_tokens=False)["input_ids"]))
+        n_target = len(tok(" " + target, add_special_tokens=False)["input_ids"]) + 1  # + EOS
+        longest, ratio = max(longest, n_target), max(ratio, n_target / n_source)
+    return GenerationBudget(longest, round(ratio, 4), margin)
+
+
 def _causal_pieces(loaded: LoadedModel, source: str, target: str | None, max_length: int):
     tok = loaded.tokenizer
     # keep the tokenizer's own convention (Llama adds BOS), but a prompt must not end in EOS
-    prompt = tok(PROMPT.format(source=source), add_special_tokens=True, truncation=True,
-                 max_length=max_length)["input_ids"]
+    prompt = tok(PROMPT.format(source=source), add_special_tokens=True)["input_ids"]
     if prompt and prompt[-1] == tok.eos_token_id:
         prompt = prompt[:-1]
+    if len(prompt) > max_length:
+        prompt = _cut_source_keep_cue(loaded, source, max_length)
     if target is None:
         return prompt, []
     answer = tok(" " + target, add_special_tokens=False, truncation=True,
                  max_length=max_length - 1)["input_ids"] + [tok.eos_token_id]
     return prompt, answer
+
+
+def _cut_source_keep_cue(loaded: LoadedModel, source: str, max_length: int) -> list[int]:
+    """A prompt of at most ``max_length`` tokens that keeps the end of the source and the cue.
+
+    The end matters most (a dialogue's latest turns; TANL keeps it too), and without the cue
+    ``Annotated:`` a decoder-only model does not know that the annotation comes next."""
+    tok = loaded.tokenizer
+    head, tail = PROMPT.split("{source}")
+    head_ids = tok(head, add_special_tokens=True)["input_ids"]
+    if head_ids and head_ids[-1] == tok.eos_token_id:
+        head_ids = head_ids[:-1]
+    tail_ids = tok(tail, add_special_tokens=False)["input_ids"]
+    room = max(0, max_length - len(head_ids) - len(tail_ids))
+    source_ids = tok(source, add_special_tokens=False)["input_ids"]
+    return head_ids + (source_ids[len(source_ids) - room:] if room else []) + tail_ids
+
+
+def encode_sources(loaded: LoadedModel, sources: list[str], max_length: int) -> dict[str, torch.Tensor]:
+    """Encoder inputs; a source longer than ``max_length`` keeps its end (see _cut_source_keep_cue)."""
+    tok = loaded.tokenizer
+    side, tok.truncation_side = tok.truncation_side, "left"
+    try:
+        return tok(sources, max_length=max_length, truncation=True, padding=True, return_tensors="pt")
+    finally:
+        tok.truncation_side = side
 
 
 def collate(loaded: LoadedModel, pairs: list[tuple[str, str]], max_length: int) -> dict[str, torch.Tensor]:
@@ -36,7 +76,7 @@ def collate(loaded: LoadedModel, pairs: list[tuple[str, str]], max_length: int) 
     sources = [s for s, _ in pairs]
     targets = [t for _, t in pairs]
     if loaded.is_encoder_decoder:
-        enc = tok(sources, max_length=max_length, truncation=True, padding=True, return_tensors="pt")
+        enc = encode_sources(loaded, sources, max_length)
         dec = tok(text_target=targets, max_length=max_length, truncation=True, padding=True,
                   return_tensors="pt")
         labels = dec["input_ids"].masked_fill(dec["attention_mask"] == 0, IGNORE)
@@ -55,8 +95,8 @@ def collate(loaded: LoadedModel, pairs: list[tuple[str, str]], max_length: int) 
     return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
 
 
-def per_sample_loss(loaded: LoadedModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Mean token cross-entropy of each sample over its real target tokens (padding excluded)."""
+def token_losses(loaded: LoadedModel, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed token cross-entropy of each sample over its real target tokens, and their number."""
     model = loaded.model
     device = next(model.parameters()).device
     batch = {k: v.to(device) for k, v in batch.items()}
@@ -71,7 +111,19 @@ def per_sample_loss(loaded: LoadedModel, batch: dict[str, torch.Tensor]) -> torc
     token_loss = F.cross_entropy(logits.transpose(1, 2).float(), labels, ignore_index=IGNORE,
                                  reduction="none")
     real = (labels != IGNORE).float()
-    return (token_loss * real).sum(dim=1) / real.sum(dim=1).clamp(min=1.0)
+    return (token_loss * real).sum(dim=1), real.sum(dim=1)
+
+
+def per_sample_loss(loaded: LoadedModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean token cross-entropy of each sample over its real target tokens (padding excluded)."""
+    total, count = token_losses(loaded, batch)
+    return total / count.clamp(min=1.0)
+
+
+@dataclass
+class Generated:
+    texts: list[str]
+    hit_limit: list[bool]  # stopped by the token budget, not by EOS: the text may be cut
 
 
 @torch.no_grad()
@@ -80,21 +132,26 @@ def generate(
     sources: list[str],
     max_length: int,
     num_beams: int = 1,
-) -> list[str]:
-    """Greedy (or beam) generation for one batch of sources."""
+    budget: GenerationBudget | None = None,
+) -> Generated:
+    """Greedy (or beam) generation for one batch of sources.
+
+    Each source gets its own token budget (``budget``, else ``loaded.budget``), so the output for
+    a sentence does not depend on which other sentences share its batch: the batch runs to its
+    largest budget and every row is then cut to its own.
+    """
     tok, model = loaded.tokenizer, loaded.model
+    budget = budget or loaded.budget
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    source_lengths = [len(tok(s, add_special_tokens=False)["input_ids"]) for s in sources]
-    # augmented text = the copied sentence plus a few tokens per annotation
-    max_new = min(max_length, 2 * max(source_lengths) + 24)
-    kwargs = dict(max_new_tokens=max_new, num_beams=num_beams, do_sample=False,
+    limits = [budget.tokens(len(tok(s, add_special_tokens=False)["input_ids"]), max_length) for s in sources]
+    kwargs = dict(max_new_tokens=max(limits), num_beams=num_beams, do_sample=False,
                   pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
     if loaded.is_encoder_decoder:
-        enc = tok(sources, max_length=max_length, truncation=True, padding=True, return_tensors="pt")
+        enc = encode_sources(loaded, sources, max_length)
         out = model.generate(**{k: v.to(device) for k, v in enc.items()}, **kwargs)
-        texts = tok.batch_decode(out, skip_special_tokens=True)
+        new_tokens = out[:, 1:]  # after the decoder start token
     else:
         prompts = [_causal_pieces(loaded, s, None, max_length)[0] for s in sources]
         width = max(len(p) for p in prompts)
@@ -104,6 +161,11 @@ def generate(
             input_ids[i, width - len(prompt):] = torch.tensor(prompt)
             attention[i, width - len(prompt):] = 1
         out = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device), **kwargs)
-        texts = tok.batch_decode(out[:, width:], skip_special_tokens=True)
+        new_tokens = out[:, width:]
     model.train(was_training)
-    return [" ".join(t.split()) for t in texts]
+    texts, hits = [], []
+    for row, limit in zip(new_tokens.tolist(), limits):
+        eos = row.index(tok.eos_token_id) if tok.eos_token_id in row else len(row)
+        hits.append(eos >= limit)
+        texts.append(" ".join(tok.decode(row[: min(eos, limit)], skip_special_tokens=True).split()))
+    return Generated(texts, hits)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 METHODS = ("full", "fish", "fish-dip", "random")
 # Sparse masks train 1 % of the entries and need a larger step than full fine-tuning
 # (Sung et al. 2021 make the same observation for FISH masks); used when --lr is not given.
 DEFAULT_LR = {"full": 1e-4, "fish": 1e-3, "fish-dip": 1e-3, "random": 1e-3}
 OPTIMIZERS = ("adamw", "adafactor")
+DECODER_NAMES = ("fishdip", "tanl")  # formats/decoders.py
+RC_SCORES = ("sum", "mean")
 
 
 def _f(default, help: str):
@@ -75,13 +77,44 @@ class ExperimentConfig:
     n_way: int = _f(5, "few-shot tasks: relations per episode")
     k_shot: int = _f(1, "few-shot tasks: training instances per relation")
     n_queries: int = _f(5, "few-shot tasks: query instances per relation")
+    meta_train: str | None = _f(None, "few-shot tasks: before the episodes, fine-tune on a FewRel-format file "
+                                "of other relations (TANL, FISH-DIP), or 'holdout': half of the episode "
+                                "file's relations (seeded split), episodes drawn from the other half")
+    meta_train_size: int | None = _f(400, "meta-training instances, spread evenly over its relations "
+                                     "(None = all)")
+    meta_train_epochs: int = _f(1, "meta-training epochs (full fine-tuning, lr 1e-4)")
     eval_limit: int | None = _f(None, "evaluate on the first N sentences only")
+    decoder: str = _f("fishdip", "how generated text becomes spans: fishdip (word alignment that never "
+                      "stretches a span; default) or tanl (TANL's published rules, for comparable numbers)")
+    rc_score: str = _f("sum", "few-shot relation classification: rank candidate relations by the summed "
+                       "(TANL) or the mean token loss of their output")
     eval_batch_size: int = _f(16, "sentences per generation batch")
     num_beams: int = _f(1, "1 = greedy decoding")
-    output_dir: str = _f("runs/latest", "where config, results, predictions and the model go")
+    output_dir: str = _f("runs/run", "where config, results, predictions and models go (the CLI's default: "
+                         "a new folder runs/<task>-<methods>-<date>-<time> per run); a rerun into the same "
+                         "folder resumes it")
     save_model: bool = _f(True, "save the trained model(s)")
     device: str = _f("auto", "auto, cpu, cuda, cuda:1, mps ...")
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    def validate(self) -> None:
+        self.train.validate()
+        if self.decoder not in DECODER_NAMES:
+            raise ValueError(f"--decoder must be one of {', '.join(DECODER_NAMES)}, got {self.decoder!r}")
+        if self.rc_score not in RC_SCORES:
+            raise ValueError(f"--rc-score must be one of {', '.join(RC_SCORES)}, got {self.rc_score!r}")
+        if self.meta_train_size is not None and self.meta_train_size < 1:
+            raise ValueError(f"--meta-train-size must be >= 1, got {self.meta_train_size}")
+        if self.meta_train_epochs < 1:
+            raise ValueError(f"--meta-train-epochs must be >= 1, got {self.meta_train_epochs}")
+
     def to_dict(self) -> dict:
         return {**asdict(self), "train": self.train.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ExperimentConfig:
+        """The config a run recorded in its config.json (keys this version does not know are ignored)."""
+        known = {f.name for f in fields(cls)} - {"train"}
+        train_known = {f.name for f in fields(TrainConfig)}
+        train = TrainConfig(**{k: v for k, v in data.get("train", {}).items() if k in train_known})
+        return cls(**{k: v for k, v in data.items() if k in known}, train=train)

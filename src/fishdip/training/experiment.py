@@ -1,10 +1,10 @@
 """One experiment: for each episode, take its training subset, train a fresh model, evaluate, save.
 
 Files in ``output_dir``:
-  config.json         everything needed to rerun (written first)
+  config.json         everything needed to rerun, and what identifies the run (rundir.py)
   results.json        per-episode metrics + "aggregate" mean/std (rewritten after each episode)
   predictions.jsonl   input, generated text, parsed structures and gold, per episode
-  model/              the trained model (models/episode-<i>/ with several episodes)
+  models/episode-<i>/ the trained model of each episode (written after its metrics)
 """
 
 from __future__ import annotations
@@ -21,9 +21,11 @@ from fishdip.data.fetch import sha256
 from fishdip.evaluation.metrics import aggregate
 from fishdip.io import write_json_atomic, write_jsonl_atomic
 from fishdip.models.loading import load_model, save_model
-from fishdip.models.text2text import PROMPT
+from fishdip.models.text2text import PROMPT, budget_from_pairs
 from fishdip.tasks import load_task
 from fishdip.training.config import ExperimentConfig
+from fishdip.training.meta import meta_trained_model
+from fishdip.training.rundir import check_run_folder, clean_leftovers
 from fishdip.training.trainer import train
 
 
@@ -39,42 +41,93 @@ def _data_files(cfg: ExperimentConfig, family: str) -> dict[str, str]:
     return {str(path): sha256(path) for path in data_files(cfg.task, cfg.data_dir, splits, cfg.fold)}
 
 
-def run_experiment(cfg: ExperimentConfig, progress: bool = True, log=print) -> dict:
-    cfg.train.validate()
+def _results(cfg: ExperimentConfig, episodes: list[dict]) -> dict:
+    order = {e: i for i, e in enumerate(cfg.episodes)}
+    episodes = sorted(episodes, key=lambda e: order.get(e["episode"], len(order)))
+    return {"task": cfg.task, "method": cfg.train.method, "model": cfg.model,
+            "complete": {e["episode"] for e in episodes} >= set(cfg.episodes),
+            "episodes": episodes, "aggregate": aggregate([e["metrics"] for e in episodes]) if episodes else {}}
+
+
+def run_experiment(cfg: ExperimentConfig, progress: bool = True, log=print, meta_dir: Path | None = None,
+                   overwrite: bool = False) -> dict:
+    """Run every episode of ``cfg`` not already finished in ``cfg.output_dir`` (see rundir.py).
+
+    ``meta_dir``: where the meta-trained model is kept (``--meta-train``; default
+    ``<output_dir>/meta-model``; several methods share one)."""
+    cfg.validate()
     out = Path(cfg.output_dir)
-    task = load_task(cfg.task, cfg.data_dir)
+    task = load_task(cfg.task, cfg.data_dir, cfg.decoder)
+    # read every episode's data before writing anything: a bad file fails here, leaving no trace
+    data = {episode: task.episode_data(episode, cfg) for episode in cfg.episodes}
+    config = {"fishdip_version": __version__, **cfg.to_dict(), "data_files": _data_files(cfg, task.family)}
+    state = check_run_folder(out, config, overwrite)
+    if state.complete:
+        log(f"{out}: this run is already finished (episodes {_ranges(cfg.episodes)}); nothing to do "
+            f"(--overwrite runs it again)")
+        return _results(cfg, state.finished)
+    out.mkdir(parents=True, exist_ok=True)
+    leftovers = clean_leftovers(out)
+    if leftovers:
+        log(f"{out}: removed {len(leftovers)} temporary file(s) of an interrupted run")
+    done = {e["episode"] for e in state.finished}
+    if done:
+        log(f"{out}: resuming: episodes {_ranges(sorted(done))} are finished and kept; running "
+            f"{_ranges([e for e in cfg.episodes if e not in done])}")
+    write_json_atomic(out / "config.json", config)
+    start_model = cfg.model
+    if cfg.meta_train:
+        if task.family != "fewshot_rc":
+            raise ValueError(f"--meta-train is for few-shot tasks (fewrel, fewrel_pubmed), not {cfg.task}")
+        start_model = meta_trained_model(cfg, task, meta_dir or out / "meta-model", log, progress)
     device = pick_device(cfg.device)
-    write_json_atomic(out / "config.json", {"fishdip_version": __version__, **cfg.to_dict(),
-                                            "data_files": _data_files(cfg, task.family)})
-    episodes: list[dict] = []
-    rows: list[dict] = []
+    episodes, rows = list(state.finished), list(state.rows)
+    results = _results(cfg, episodes)
     for episode in cfg.episodes:
+        if episode in done:
+            continue
         started = time.perf_counter()
-        train_examples, eval_examples, context = task.episode_data(episode, cfg)
+        train_examples, eval_examples, context = data[episode]
         log(f"[{cfg.train.method}] episode {episode}: {len(train_examples)} training / "
             f"{len(eval_examples)} evaluation examples on {device}")
-        loaded = load_model(cfg.model)
+        loaded = load_model(start_model)
         loaded.model.to(device)
         # the episode number seeds shuffling and random masks too: every method sees the same stream
-        result = train(loaded, task.pairs(train_examples), replace(cfg.train, seed=episode), progress=progress)
+        pairs = task.pairs(train_examples)
+        result = train(loaded, pairs, replace(cfg.train, seed=episode), progress=progress)
+        # a generation budget fixed by the training targets, the same for every batch composition
+        loaded.budget = budget_from_pairs(loaded, pairs)
         texts, decoded = task.predict(loaded, eval_examples, cfg, context, progress=progress)
-        metrics = task.score(eval_examples, decoded)
+        record = {"episode": episode, **context, "metrics": task.score(eval_examples, decoded),
+                  "train": vars(result), "seconds": round(time.perf_counter() - started, 1), "model": None}
         rows += [{"episode": episode, **task.prediction_row(ex, text, pred)}
                  for ex, text, pred in zip(eval_examples, texts, decoded)]
-        if cfg.save_model:
-            folder = out / "model" if len(cfg.episodes) == 1 else out / "models" / f"episode-{episode}"
-            save_model(loaded, folder, {**task.metadata(), "prompt": PROMPT,
-                                        "max_length": cfg.train.max_length, "base_model": cfg.model})
-        episodes.append({"episode": episode, **context, "metrics": metrics, "train": vars(result),
-                         "seconds": round(time.perf_counter() - started, 1)})
-        results = {
-            "task": cfg.task, "method": cfg.train.method, "model": cfg.model,
-            "complete": len(episodes) == len(cfg.episodes),
-            "episodes": episodes,
-            "aggregate": aggregate([e["metrics"] for e in episodes]),
-        }
-        # rewritten after every episode: an interrupted run keeps what it finished, never half a file
-        write_jsonl_atomic(out / "predictions.jsonl", rows)
+        episodes.append(record)
+        results = _results(cfg, episodes)
+        # metrics and predictions first, atomically: a failure or kill after this keeps them
+        order = {e: i for i, e in enumerate(cfg.episodes)}
+        write_jsonl_atomic(out / "predictions.jsonl", sorted(rows, key=lambda r: order.get(r["episode"], 0)))
         write_json_atomic(out / "results.json", results)
+        if cfg.save_model:
+            folder = out / "models" / f"episode-{episode}"
+            try:
+                save_model(loaded, folder, {**task.metadata(), "prompt": PROMPT,
+                                            "max_length": cfg.train.max_length, "base_model": cfg.model})
+                record["model"] = str(folder.relative_to(out))
+                write_json_atomic(out / "results.json", results)
+            except OSError as exc:
+                log(f"warning: episode {episode}: the model could not be saved ({exc}); its metrics and "
+                    f"predictions are kept in {out}")
         del loaded
     return results
+
+
+def _ranges(numbers: list[int]) -> str:
+    """[1, 2, 3, 5] -> "1-3, 5"."""
+    parts: list[str] = []
+    for n in numbers:
+        if parts and n == int(parts[-1].split("-")[-1]) + 1:
+            parts[-1] = f"{parts[-1].split('-')[0]}-{n}"
+        else:
+            parts.append(str(n))
+    return ", ".join(parts)

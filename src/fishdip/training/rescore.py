@@ -1,0 +1,73 @@
+"""Score a finished run's stored generations again, with another decoder.
+
+Generation is the expensive part of evaluation; decoding is cheap. ``rescore_run`` reads a run
+folder's ``config.json`` and ``predictions.jsonl``, rebuilds each episode's evaluation examples
+from the same data, decodes every stored generation with the chosen decoder and scores it, so
+the ``fishdip`` and ``tanl`` decoders can be compared on exactly the same model outputs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+from fishdip.errors import FishdipError
+from fishdip.evaluation.metrics import aggregate
+from fishdip.evaluation.predict import LIMIT_ERROR
+from fishdip.io import read_json
+from fishdip.tasks import load_task
+from fishdip.training.config import ExperimentConfig
+
+
+def run_folders(path: Path) -> list[Path]:
+    """``path`` itself if it is a run folder, else its method subfolders (a multi-method run)."""
+    def is_run(folder: Path) -> bool:
+        return (folder / "config.json").is_file() and (folder / "predictions.jsonl").is_file()
+
+    if is_run(path):
+        return [path]
+    found = sorted(p.parent for p in path.glob("*/config.json") if is_run(p.parent))
+    if not found:
+        raise FishdipError(f"{path}: no config.json and predictions.jsonl here or in a subfolder: "
+                           f"not a fishdip run folder")
+    return found
+
+
+def _rows(path: Path) -> dict[int, list[dict]]:
+    if not path.is_file():
+        raise FishdipError(f"{path}: not found: the run has no stored generations")
+    by_episode: dict[int, list[dict]] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            row = json.loads(line)
+            by_episode.setdefault(int(row["episode"]), []).append(row)
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            raise FishdipError(f"{path}: line {number}: not a prediction row") from None
+    return by_episode
+
+
+def rescore_run(folder: Path, decoder: str, data_dir: str | None = None) -> dict:
+    """Per-episode metrics and their aggregate for one run folder, decoded with ``decoder``."""
+    cfg = ExperimentConfig.from_dict(read_json(folder / "config.json"))
+    if data_dir is not None:
+        cfg.data_dir = data_dir
+    task = load_task(cfg.task, cfg.data_dir, decoder)
+    if task.family == "fewshot_rc":
+        raise FishdipError(f"{folder}: {cfg.task} is scored by candidate losses, not by decoding text")
+    episodes = []
+    for episode, rows in sorted(_rows(folder / "predictions.jsonl").items()):
+        _, examples, _ = task.episode_data(episode, cfg)
+        if [str(r["id"]) for r in rows] != [str(ex.id) for ex in examples]:
+            raise FishdipError(f"{folder}: episode {episode}: the stored predictions do not match the "
+                               f"evaluation examples of {cfg.task} (different data or options?)")
+        decoded = []
+        for row, ex in zip(rows, examples):
+            pred = task.decode(row["generated"], ex)
+            pred.errors = Counter(pred.errors)
+            pred.errors[LIMIT_ERROR] += row.get("errors", {}).get(LIMIT_ERROR, 0)
+            pred.errors = +pred.errors
+            decoded.append(pred)
+        episodes.append({"episode": episode, "metrics": task.score(examples, decoded)})
+    return {"run": str(folder), "method": cfg.train.method, "decoder": decoder, "episodes": episodes,
+            "aggregate": aggregate([e["metrics"] for e in episodes])}

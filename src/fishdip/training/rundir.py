@@ -1,0 +1,130 @@
+"""The run-folder contract: a folder records what produced it, and a rerun never mixes runs.
+
+Starting a run in a folder that holds
+- nothing (or no run)           -> start;
+- the same run, unfinished      -> resume: finished episodes are kept, only the missing ones run;
+- the same run, finished        -> nothing to do (``--overwrite`` runs it again);
+- a different run               -> refused, naming the options that differ (``--overwrite`` removes
+                                   the old run's files first).
+"The same run" means the same options that affect results (everything but where outputs go and
+whether models are saved), the same data (by checksum, wherever it lies) and the same fishdip
+version.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fishdip import __version__
+from fishdip.errors import FishdipError
+from fishdip.io import read_json
+
+# options that say where outputs go or what is kept, not what is computed
+NOT_IDENTITY = ("output_dir", "save_model", "data_dir")
+# every file and folder a run writes (removed by --overwrite)
+RUN_FILES = ("config.json", "results.json", "predictions.jsonl", "model", "models", "meta-model",
+             "comparison.md", "comparison.json", "losses.png")
+
+
+class RunConflict(FishdipError):
+    """The folder holds a different run."""
+
+
+def identity(config: dict) -> dict:
+    """The part of a run's config.json that decides its results."""
+    options = {k: v for k, v in config.items() if k not in NOT_IDENTITY and k not in ("data_files", "episodes")}
+    data = {Path(path).name: digest for path, digest in config.get("data_files", {}).items()}
+    return {**options, "data_files": data}
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in d.items():
+        if isinstance(value, dict) and key != "data_files":
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def differences(old: dict, new: dict) -> list[str]:
+    """Options whose values differ between two configs, as ``name: old -> new``."""
+    a, b = _flatten(identity(old)), _flatten(identity(new))
+    out = []
+    for key in sorted(set(a) | set(b)):
+        if a.get(key) != b.get(key):
+            name = key.removeprefix("train.").replace("_", "-")
+            if key == "data_files":
+                out.append("data files (checksums differ)")
+            elif key != "train.effective_lr" or "train.lr" not in a:
+                out.append(f"{name}: {a.get(key)!r} -> {b.get(key)!r}")
+    return out
+
+
+@dataclass
+class RunState:
+    """What a run folder already holds for the run about to start."""
+
+    finished: list[dict] = field(default_factory=list)  # results.json episodes already done
+    rows: list[dict] = field(default_factory=list)  # their predictions.jsonl rows
+    complete: bool = False
+
+
+def remove_run(folder: Path) -> None:
+    for name in RUN_FILES:
+        path = folder / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    clean_leftovers(folder)
+
+
+def clean_leftovers(folder: Path) -> list[str]:
+    """Temporary files and folders of a killed run (atomic writes that never finished)."""
+    removed = []
+    for parent in (folder, folder / "models"):
+        if not parent.is_dir():
+            continue
+        for path in parent.iterdir():
+            if path.name.startswith(".") and (path.name.endswith(".tmp") or path.is_dir()
+                                              or path.name.endswith(".tmp.png")):
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+                removed.append(path.name)
+    return removed
+
+
+def check_run_folder(folder: Path, config: dict, overwrite: bool = False) -> RunState:
+    """Decide what to do with ``folder`` for a run described by ``config`` (its config.json)."""
+    if folder.exists() and not folder.is_dir():
+        raise FishdipError(f"--output-dir {folder}: exists and is not a folder")
+    old_config_path = folder / "config.json"
+    if not old_config_path.is_file():
+        return RunState()
+    if overwrite:
+        remove_run(folder)
+        return RunState()
+    old = read_json(old_config_path)
+    changed = differences(old, config)
+    if old.get("fishdip_version") != __version__:
+        changed.insert(0, f"fishdip version: {old.get('fishdip_version')!r} -> {__version__!r}")
+    if changed:
+        raise RunConflict(f"--output-dir {folder} holds a different run ({'; '.join(changed)}): "
+                          f"choose another folder or pass --overwrite to replace it")
+    results_path = folder / "results.json"
+    if not results_path.is_file():
+        return RunState()
+    results = read_json(results_path)
+    wanted = list(config["episodes"])
+    finished = [e for e in results.get("episodes", []) if e.get("episode") in wanted]
+    done = {e["episode"] for e in finished}
+    rows = []
+    predictions = folder / "predictions.jsonl"
+    if predictions.is_file():
+        import json
+
+        rows = [row for line in predictions.read_text(encoding="utf-8").splitlines() if line.strip()
+                for row in [json.loads(line)] if row.get("episode") in done]
+    return RunState(finished, rows, complete=done >= set(wanted))
