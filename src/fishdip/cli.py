@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import sys
-from dataclasses import replace
+import typing
+from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from fishdip.errors import FishdipError
-from fishdip.training.config import ExperimentConfig, TrainConfig
+from fishdip.training.config import ConfigError, ExperimentConfig, TrainConfig, allowed, option_name
+from fishdip.training.rundir import default_output_dir
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="FISH-DIP sparse fine-tuning for unified sequence labeling.")
 data_app = typer.Typer(no_args_is_help=True, help="Find and download datasets.")
 app.add_typer(data_app, name="data")
-
-_T, _E = TrainConfig(), ExperimentConfig()
-
 
 def _help(cls, name: str) -> str:
     return cls.__dataclass_fields__[name].metadata.get("help", "")
@@ -32,32 +32,12 @@ def parse_episodes(text: str) -> list[int]:
     for part in text.split(","):
         match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
         if not match:
-            raise typer.BadParameter(f"episodes look like 1-3 or 1,4,7, got {text!r}")
+            raise ConfigError(f"--episodes {text}: must look like 1-3 or 1,4,7")
         lo, hi = int(match.group(1)), int(match.group(2) or match.group(1))
+        if hi < lo:
+            raise ConfigError(f"--episodes {text}: {lo}-{hi} runs backwards; write {hi}-{lo}")
         out.extend(range(lo, hi + 1))
     return out
-
-
-def default_output_dir(task: str, methods: list[str]) -> str:
-    """A new folder per run, never a shared one: ``runs/<task>-<methods>-<date>-<time>``."""
-    import time
-
-    return f"runs/{task}-{'+'.join(methods)}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-def check_layout(out: Path, methods: list[str], overwrite: bool) -> None:
-    """One method writes its run into ``out``; several write one run each into ``out/<method>``."""
-    from fishdip.training.rundir import remove_run
-
-    single_here = (out / "config.json").is_file()
-    subruns = sorted(p.parent.name for p in out.glob("*/config.json") if p.parent.name != "meta-model")
-    if len(methods) > 1 and single_here or len(methods) == 1 and subruns:
-        if not overwrite:
-            held = "a single-method run" if single_here else f"runs of {', '.join(subruns)}"
-            raise FishdipError(f"--output-dir {out} holds {held}: choose another folder or pass --overwrite")
-        remove_run(out)
-        for name in subruns:
-            remove_run(out / name)
 
 
 def _fail(exc: Exception) -> None:
@@ -65,93 +45,86 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(2)
 
 
-@app.command()
-def train(
-    task: Annotated[str, typer.Option(help=_help(ExperimentConfig, "task"))] = _E.task,
-    method: Annotated[str, typer.Option(help="one method or a comma list, e.g. full,fish-dip "
-                                        "(runs each on the same subsets and prints a table)")] = _T.method,
-    model: Annotated[str, typer.Option(help=_help(ExperimentConfig, "model"))] = _E.model,
-    data_dir: Annotated[Optional[str], typer.Option(help=_help(ExperimentConfig, "data_dir"))] = None,
-    fold: Annotated[int, typer.Option(help=_help(ExperimentConfig, "fold"))] = 0,
-    strict_tags: Annotated[bool, typer.Option(help=_help(ExperimentConfig, "strict_tags"))] = False,
-    train_fraction: Annotated[Optional[float], typer.Option(help=_help(ExperimentConfig, "train_fraction"))] = None,
-    train_size: Annotated[Optional[int], typer.Option(help=_help(ExperimentConfig, "train_size"))] = None,
-    episodes: Annotated[str, typer.Option(help="episodes, e.g. 1-3; episode i samples with seed i")] = "1",
-    eval_split: Annotated[str, typer.Option(help=_help(ExperimentConfig, "eval_split"))] = _E.eval_split,
-    eval_limit: Annotated[Optional[int], typer.Option(help=_help(ExperimentConfig, "eval_limit"))] = None,
-    decoder: Annotated[str, typer.Option(help=_help(ExperimentConfig, "decoder"))] = _E.decoder,
-    rc_score: Annotated[str, typer.Option(help=_help(ExperimentConfig, "rc_score"))] = _E.rc_score,
-    n_way: Annotated[int, typer.Option(help=_help(ExperimentConfig, "n_way"))] = _E.n_way,
-    k_shot: Annotated[int, typer.Option(help=_help(ExperimentConfig, "k_shot"))] = _E.k_shot,
-    queries: Annotated[int, typer.Option(help=_help(ExperimentConfig, "n_queries"))] = _E.n_queries,
-    meta_train: Annotated[Optional[str], typer.Option(help=_help(ExperimentConfig, "meta_train"))] = None,
-    meta_train_size: Annotated[int, typer.Option(help=_help(ExperimentConfig, "meta_train_size"))] = 400,
-    meta_train_epochs: Annotated[int, typer.Option(help=_help(ExperimentConfig, "meta_train_epochs"))] = 1,
-    eval_batch_size: Annotated[int, typer.Option(help=_help(ExperimentConfig, "eval_batch_size"))] = _E.eval_batch_size,
-    num_beams: Annotated[int, typer.Option(help=_help(ExperimentConfig, "num_beams"))] = 1,
-    output_dir: Annotated[Optional[str], typer.Option(help=_help(ExperimentConfig, "output_dir"))] = None,
-    overwrite: Annotated[bool, typer.Option(help="replace a different or finished run in --output-dir "
-                                            "(its files are removed first)")] = False,
-    save_model: Annotated[bool, typer.Option(help=_help(ExperimentConfig, "save_model"))] = True,
-    device: Annotated[str, typer.Option(help=_help(ExperimentConfig, "device"))] = _E.device,
-    epochs: Annotated[int, typer.Option(help=_help(TrainConfig, "epochs"))] = _T.epochs,
-    batch_size: Annotated[int, typer.Option(help=_help(TrainConfig, "batch_size"))] = _T.batch_size,
-    grad_accum_steps: Annotated[int, typer.Option(help=_help(TrainConfig, "grad_accum_steps"))] = 1,
-    lr: Annotated[Optional[float], typer.Option(help=_help(TrainConfig, "lr"))] = None,
-    warmup_ratio: Annotated[float, typer.Option(help=_help(TrainConfig, "warmup_ratio"))] = 0.0,
-    optimizer: Annotated[str, typer.Option(help=_help(TrainConfig, "optimizer"))] = _T.optimizer,
-    weight_decay: Annotated[float, typer.Option(help=_help(TrainConfig, "weight_decay"))] = 0.0,
-    max_grad_norm: Annotated[float, typer.Option(help=_help(TrainConfig, "max_grad_norm"))] = _T.max_grad_norm,
-    max_length: Annotated[int, typer.Option(help=_help(TrainConfig, "max_length"))] = _T.max_length,
-    sparsity: Annotated[float, typer.Option(help=_help(TrainConfig, "sparsity"))] = _T.sparsity,
-    refresh_steps: Annotated[int, typer.Option(help=_help(TrainConfig, "refresh_steps"))] = _T.refresh_steps,
-    regressing_samples: Annotated[Optional[int], typer.Option(help=_help(TrainConfig, "regressing_samples"))] = None,
-    fisher: Annotated[str, typer.Option(help=_help(TrainConfig, "fisher"))] = _T.fisher,
-    fish_samples: Annotated[int, typer.Option(help=_help(TrainConfig, "fish_samples"))] = _T.fish_samples,
-    quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
-) -> None:
-    """Fine-tune a model on a (low-resource subset of a) task and evaluate it."""
-    from fishdip.report import write_comparison
-    from fishdip.training.experiment import run_experiment
+# options of `train` that are not config fields
+_CLI_ONLY = {
+    "overwrite": (bool, False, "replace a different or finished run in --output-dir (its files are removed first)"),
+    "quiet": (bool, False, "no progress bars"),
+}
 
-    methods = [m.strip() for m in method.split(",") if m.strip()]
-    output_dir = output_dir or default_output_dir(task, methods)
-    base_train = TrainConfig(
-        method=methods[0], epochs=epochs, batch_size=batch_size, grad_accum_steps=grad_accum_steps,
-        lr=lr, warmup_ratio=warmup_ratio, optimizer=optimizer, weight_decay=weight_decay,
-        max_grad_norm=max_grad_norm, max_length=max_length, sparsity=sparsity,
-        refresh_steps=refresh_steps, regressing_samples=regressing_samples, fisher=fisher,
-        fish_samples=fish_samples)
-    cfg = ExperimentConfig(
-        task=task, model=model, data_dir=data_dir, fold=fold, strict_tags=strict_tags,
-        train_fraction=train_fraction,
-        train_size=train_size, episodes=parse_episodes(episodes), eval_split=eval_split,
-        eval_limit=eval_limit, decoder=decoder, rc_score=rc_score, n_way=n_way, k_shot=k_shot,
-        n_queries=queries, meta_train=meta_train, meta_train_size=meta_train_size,
-        meta_train_epochs=meta_train_epochs, eval_batch_size=eval_batch_size, num_beams=num_beams,
-        output_dir=output_dir, save_model=save_model, device=device, train=base_train)
-    done: list[str] = []
+
+def _plain(kind):
+    """``int | None`` -> ``Optional[int]`` (the spelling typer reads)."""
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    if type(None) in typing.get_args(kind) and len(args) == 1:
+        return Optional[args[0]]
+    return kind
+
+
+def _config_options() -> list[inspect.Parameter]:
+    """One CLI option per field of ExperimentConfig and TrainConfig, with the field's help and range."""
+    params = []
+    for cls in (ExperimentConfig, TrainConfig):
+        hints = typing.get_type_hints(cls)
+        for f in fields(cls):
+            if f.name == "train":
+                continue
+            kind = _plain(hints[f.name])
+            default = f.default if f.default is not MISSING else f.default_factory()
+            text = f.metadata.get("help", "")
+            if f.name == "episodes":
+                kind, default = str, "1"
+            elif f.name == "method":
+                text += "; a comma list (full,fish-dip) runs each on the same subsets and compares them"
+            elif f.name == "output_dir":
+                kind, default = Optional[str], None
+            if allowed(f) and "choices" not in f.metadata:
+                text += f" [{allowed(f)}]"
+            name = option_name(f)
+            if kind is bool:
+                name = f"{name}/--no-{name[2:]}"
+            option = typer.Option(name, help=text, show_default=f.name != "output_dir")
+            params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                            annotation=Annotated[kind, option]))
+    for name, (kind, default, text) in _CLI_ONLY.items():
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                        annotation=Annotated[kind, typer.Option(help=text)]))
+    return params
+
+
+def configs_from_options(options: dict) -> tuple[ExperimentConfig, list[str]]:
+    """The experiment config (for the first method) and the list of methods, from parsed options."""
+    names = {f.name for f in fields(ExperimentConfig)}
+    methods = [m.strip() for m in str(options["method"]).split(",") if m.strip()] or [""]
+    train_cfg = TrainConfig(**{f.name: options[f.name] for f in fields(TrainConfig) if f.name != "method"},
+                            method=methods[0])
+    exp = {k: v for k, v in options.items() if k in names and k != "train"}
+    exp["episodes"] = parse_episodes(options["episodes"])
+    exp["output_dir"] = options["output_dir"] or default_output_dir(exp["task"], methods)
+    return ExperimentConfig(**exp, train=train_cfg), methods
+
+
+def train(**options) -> None:
+    """Fine-tune a model on a (low-resource subset of a) task and evaluate it."""
+    from fishdip.training.experiment import run_comparison
+
     try:
-        for m in methods:
-            replace(cfg, train=replace(base_train, method=m)).validate()
-        check_layout(Path(output_dir), methods, overwrite)
-        results = {}
-        for m in methods:
-            sub = output_dir if len(methods) == 1 else str(Path(output_dir) / m)
-            run_cfg = replace(cfg, output_dir=sub, train=replace(base_train, method=m))
-            results[m] = run_experiment(run_cfg, progress=not quiet, log=lambda s: typer.echo(s, err=True),
-                                        meta_dir=Path(output_dir) / "meta-model", overwrite=overwrite)
-            done.append(m)
+        cfg, methods = configs_from_options(options)
+        results = run_comparison(cfg, methods, overwrite=options["overwrite"], progress=not options["quiet"],
+                                 log=lambda s: typer.echo(s, err=True))
     except (FishdipError, ValueError) as exc:
         _fail(exc)
     except KeyboardInterrupt:
-        typer.secho(f"\ninterrupted: finished episodes are kept in {output_dir}/ "
-                    f"(results.json, predictions.jsonl); run the same command again to resume", fg="yellow", err=True)
+        typer.secho(f"\ninterrupted: finished episodes are kept in {cfg.output_dir}/ (results.json, "
+                    f"predictions.jsonl); run the same command again to resume", fg="yellow", err=True)
         raise typer.Exit(130) from None
-    table = write_comparison(results, Path(output_dir))
-    typer.echo(table)
-    typer.echo(f"results in {output_dir}/ (comparison.md, losses.png"
+    typer.echo(results.table)
+    typer.echo(f"results in {cfg.output_dir}/ (comparison.md, losses.png"
                f"{', <method>/results.json' if len(methods) > 1 else ', results.json'})")
+
+
+train.__signature__ = inspect.Signature(_config_options())  # type: ignore[attr-defined]
+train.__annotations__ = {p.name: p.annotation for p in train.__signature__.parameters.values()}
+app.command()(train)
 
 
 def _load_trained(model: str, task: Optional[str], data_dir: Optional[str], decoder: Optional[str] = None):
@@ -297,5 +270,20 @@ def data_fetch(
     typer.echo(f"{name}: files verified in {folder}")
 
 
-def main() -> None:  # pragma: no cover
-    app()
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: a mistyped option or value is one line on stderr and exit code 2, never a traceback."""
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        app(args=argv)  # no arguments: the help text
+        return
+    try:
+        code = app(args=argv, standalone_mode=False)
+    except Exception as exc:  # typer ships its own copy of click: match its exceptions by name
+        kinds = {c.__name__ for c in type(exc).__mro__}
+        if "UsageError" in kinds:
+            typer.secho(f"error: {exc.format_message()}", fg="red", err=True)
+            sys.exit(2)
+        if "Abort" in kinds:
+            sys.exit(130)
+        raise
+    sys.exit(code if isinstance(code, int) else 0)

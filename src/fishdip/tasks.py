@@ -329,7 +329,10 @@ class FewShotRCTask(Task):
         from fishdip.data.fewrel import sample_episode
 
         ep = sample_episode(self._episode_pool(cfg), cfg.n_way, cfg.k_shot, cfg.n_queries, seed=episode)
-        query = ep.query[: cfg.eval_limit] if cfg.eval_limit else ep.query
+        query = ep.query
+        if cfg.eval_limit:  # the first queries of every relation, so each keeps its share
+            per = max(1, cfg.eval_limit // cfg.n_way)
+            query = [q for r in range(cfg.n_way) for q in ep.query[r * cfg.n_queries:(r + 1) * cfg.n_queries][:per]]
         return ep.support, query, {"relations": ep.relations, "support": [ex.id for ex in ep.support]}
 
     def source(self, ex: rc.RCExample) -> str:

@@ -1,8 +1,19 @@
-"""Configuration dataclasses; every field's help text is shown by the CLI and saved with runs."""
+"""Configuration dataclasses: the one description of every option.
+
+Each field carries its help text and its allowed values in ``metadata``; the CLI builds its
+options from these fields (``cli.py``), ``validate`` checks them, and runs save them. A bad value
+raises ``ConfigError`` with one line naming the option, the value and what is allowed.
+"""
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from fishdip.data.datasets import DATASETS
+from fishdip.errors import FishdipError
 
 METHODS = ("full", "fish", "fish-dip", "random")
 # Sparse masks train 1 % of the entries and need a larger step than full fine-tuning
@@ -13,45 +24,79 @@ DECODER_NAMES = ("fishdip", "tanl")  # formats/decoders.py
 RC_SCORES = ("sum", "mean")
 
 
-def _f(default, help: str):
-    return field(default=default, metadata={"help": help})
+class ConfigError(FishdipError, ValueError):
+    """An option has a value it cannot take."""
+
+
+def _f(default, help: str, *, min=None, max=None, above=None, choices=None, cli: str | None = None):
+    """A config field: ``min``/``max`` inclusive bounds, ``above`` an exclusive lower bound,
+    ``choices`` the allowed values, ``cli`` the option's name if not the field's."""
+    meta = {"help": help, "min": min, "max": max, "above": above, "choices": choices, "cli": cli}
+    return field(default=default, metadata={k: v for k, v in meta.items() if v is not None})
+
+
+def option_name(f) -> str:
+    return "--" + f.metadata.get("cli", f.name).replace("_", "-")
+
+
+def allowed(f) -> str:
+    """What a field accepts, in words (for help texts and error messages)."""
+    m = f.metadata
+    if "choices" in m:
+        return "one of " + ", ".join(map(str, m["choices"]))
+    parts = []
+    if "above" in m:
+        parts.append(f"> {m['above']}")
+    if "min" in m:
+        parts.append(f">= {m['min']}")
+    if "max" in m:
+        parts.append(f"<= {m['max']}")
+    return " and ".join(parts)
+
+
+def check_fields(obj) -> None:
+    """Every field of a config dataclass against its metadata; None is allowed where it is the default."""
+    for f in fields(obj):
+        value, m = getattr(obj, f.name), f.metadata
+        if value is None and f.default is None:
+            continue
+        bad = False
+        if "choices" in m:
+            bad = value not in m["choices"]
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            bad = (isinstance(value, float) and not math.isfinite(value)) or \
+                  ("min" in m and value < m["min"]) or ("max" in m and value > m["max"]) or \
+                  ("above" in m and value <= m["above"])
+        if bad:
+            raise ConfigError(f"{option_name(f)} {value!r}: must be {allowed(f)}")
 
 
 @dataclass
 class TrainConfig:
     method: str = _f("fish-dip", "full: all parameters learn; fish: one Fisher mask before training; "
-                     "fish-dip: Fisher mask refreshed on the most regressing samples; random: random mask")
-    epochs: int = _f(3, "passes over the training subset")
-    batch_size: int = _f(8, "sentences per micro-batch")
-    grad_accum_steps: int = _f(1, "micro-batches per optimizer step")
+                     "fish-dip: Fisher mask refreshed on the most regressing samples; random: random mask",
+                     choices=METHODS)
+    epochs: int = _f(3, "passes over the training subset", min=1)
+    batch_size: int = _f(8, "sentences per micro-batch", min=1)
+    grad_accum_steps: int = _f(1, "micro-batches per optimizer step", min=1)
     lr: float | None = _f(None, "peak learning rate, linear decay to 0 "
-                          "(default: 1e-4 for full, 1e-3 for the sparse methods)")
-    warmup_ratio: float = _f(0.0, "fraction of optimizer steps with linear warm-up")
-    optimizer: str = _f("adamw", "adamw or adafactor")
-    weight_decay: float = _f(0.0, "decoupled weight decay (never touches masked entries)")
-    max_grad_norm: float = _f(1.0, "gradient clipping over the trainable entries; 0 disables")
-    max_length: int = _f(256, "maximum tokens of a source and of a target")
-    sparsity: float = _f(0.01, "fraction of parameter entries that learn (sparse methods)")
-    refresh_steps: int = _f(100, "fish-dip: recompute the mask every N optimizer steps")
+                          "(default: 1e-4 for full, 1e-3 for the sparse methods)", above=0, max=10)
+    warmup_ratio: float = _f(0.0, "fraction of optimizer steps with linear warm-up", min=0, max=1)
+    optimizer: str = _f("adamw", "adamw or adafactor", choices=OPTIMIZERS)
+    weight_decay: float = _f(0.0, "decoupled weight decay (never touches masked entries)", min=0, max=1)
+    max_grad_norm: float = _f(1.0, "gradient clipping over the trainable entries; 0 disables", min=0)
+    max_length: int = _f(256, "maximum tokens of a source and of a target", min=8, max=100_000)
+    sparsity: float = _f(0.01, "fraction of parameter entries that learn (sparse methods)", above=0, max=1)
+    refresh_steps: int = _f(100, "fish-dip: recompute the mask every N optimizer steps", min=1)
     regressing_samples: int | None = _f(None, "fish-dip: samples the mask is computed on "
-                                        "(default: 10 % of batches per epoch, clamped to 3..25)")
+                                        "(default: 10 % of batches per epoch, clamped to 3..25)", min=1)
     fisher: str = _f("square", "Fisher score per entry: sum of squared (square) or absolute (abs) "
-                     "per-sample gradients")
-    fish_samples: int = _f(128, "fish: training samples the one fixed mask is computed on")
-    seed: int = _f(0, "seed for shuffling, dropout and random masks")
+                     "per-sample gradients", choices=("square", "abs"))
+    fish_samples: int = _f(128, "fish: training samples the one fixed mask is computed on", min=1)
+    seed: int = _f(0, "seed for shuffling, dropout and random masks", min=0)
 
     def validate(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"--method must be one of {', '.join(METHODS)}, got {self.method!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
-        if self.fisher not in ("square", "abs"):
-            raise ValueError(f"--fisher must be square or abs, got {self.fisher!r}")
-        if not 0 < self.sparsity <= 1:
-            raise ValueError(f"--sparsity must be in (0, 1], got {self.sparsity}")
-        for name in ("epochs", "batch_size", "grad_accum_steps", "refresh_steps", "max_length"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
+        check_fields(self)
 
     @property
     def effective_lr(self) -> float:
@@ -63,33 +108,34 @@ class TrainConfig:
 
 @dataclass
 class ExperimentConfig:
-    task: str = _f("conll04", "dataset / task name")
-    model: str = _f("embedded", "hub name, local path, or 'embedded' (SmolLM2-135M-Instruct, offline)")
+    task: str = _f("conll04", "dataset / task name (`fishdip tasks` lists them)", choices=tuple(DATASETS))
+    model: str = _f("embedded", "hub name, local model folder, or 'embedded' (SmolLM2-135M-Instruct, offline)")
     data_dir: str | None = _f(None, "folder holding <task>/ (else $FISHDIP_DATA_DIR, else the cache)")
-    fold: int = _f(0, "cross-validation fold, for datasets that ship folds (ade)")
-    train_fraction: float | None = _f(None, "use this fraction of the training split")
-    train_size: int | None = _f(None, "use this many training sentences")
-    episodes: list[int] = field(default_factory=lambda: [1], metadata={"help": "episode numbers; "
-                                "episode i samples its subset with seed i"})
+    fold: int = _f(0, "cross-validation fold, for datasets that ship folds (ade)", min=0)
+    train_fraction: float | None = _f(None, "use this fraction of the training split", above=0, max=1)
+    train_size: int | None = _f(None, "use this many training sentences", min=1)
+    episodes: list[int] = field(default_factory=lambda: [1], metadata={
+        "help": "episode numbers, ascending, e.g. 1-3 or 1,4,7; episode i samples its subset with seed i"})
     strict_tags: bool = _f(False, "CoNLL files: an invalid tag transition is an error (file, line) "
                            "instead of being repaired like conlleval")
-    eval_split: str = _f("test", "dev or test")
-    n_way: int = _f(5, "few-shot tasks: relations per episode")
-    k_shot: int = _f(1, "few-shot tasks: training instances per relation")
-    n_queries: int = _f(5, "few-shot tasks: query instances per relation")
+    eval_split: str = _f("test", "dev or test", choices=("dev", "test"))
+    n_way: int = _f(5, "few-shot tasks: relations per episode", min=2)
+    k_shot: int = _f(1, "few-shot tasks: training instances per relation", min=1)
+    n_queries: int = _f(5, "few-shot tasks: query instances per relation", min=1, cli="queries")
     meta_train: str | None = _f(None, "few-shot tasks: before the episodes, fine-tune on a FewRel-format file "
                                 "of other relations (TANL, FISH-DIP), or 'holdout': half of the episode "
                                 "file's relations (seeded split), episodes drawn from the other half")
-    meta_train_size: int | None = _f(400, "meta-training instances, spread evenly over its relations "
-                                     "(None = all)")
-    meta_train_epochs: int = _f(1, "meta-training epochs (full fine-tuning, lr 1e-4)")
-    eval_limit: int | None = _f(None, "evaluate on the first N sentences only")
+    meta_train_size: int | None = _f(400, "meta-training instances, spread evenly over its relations", min=1)
+    meta_train_epochs: int = _f(1, "meta-training epochs (full fine-tuning, lr 1e-4)", min=1)
+    eval_limit: int | None = _f(None, "evaluate on the first N sentences only (few-shot: N queries, a "
+                                "multiple of --n-way so every relation keeps its share)", min=1)
     decoder: str = _f("fishdip", "how generated text becomes spans: fishdip (word alignment that never "
-                      "stretches a span; default) or tanl (TANL's published rules, for comparable numbers)")
+                      "stretches a span) or tanl (TANL's published rules, for comparable numbers)",
+                      choices=DECODER_NAMES)
     rc_score: str = _f("sum", "few-shot relation classification: rank candidate relations by the summed "
-                       "(TANL) or the mean token loss of their output")
-    eval_batch_size: int = _f(16, "sentences per generation batch")
-    num_beams: int = _f(1, "1 = greedy decoding")
+                       "(TANL) or the mean token loss of their output", choices=RC_SCORES)
+    eval_batch_size: int = _f(16, "sentences per generation batch", min=1)
+    num_beams: int = _f(1, "1 = greedy decoding", min=1, max=64)
     output_dir: str = _f("runs/run", "where config, results, predictions and models go (the CLI's default: "
                          "a new folder runs/<task>-<methods>-<date>-<time> per run); a rerun into the same "
                          "folder resumes it")
@@ -98,15 +144,21 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def validate(self) -> None:
+        """Values on their own (ranges, choices, combinations); paths and devices: ``check_environment``."""
+        check_fields(self)
         self.train.validate()
-        if self.decoder not in DECODER_NAMES:
-            raise ValueError(f"--decoder must be one of {', '.join(DECODER_NAMES)}, got {self.decoder!r}")
-        if self.rc_score not in RC_SCORES:
-            raise ValueError(f"--rc-score must be one of {', '.join(RC_SCORES)}, got {self.rc_score!r}")
-        if self.meta_train_size is not None and self.meta_train_size < 1:
-            raise ValueError(f"--meta-train-size must be >= 1, got {self.meta_train_size}")
-        if self.meta_train_epochs < 1:
-            raise ValueError(f"--meta-train-epochs must be >= 1, got {self.meta_train_epochs}")
+        if self.train_fraction is not None and self.train_size is not None:
+            raise ConfigError("--train-fraction and --train-size: give one of them, not both")
+        if not self.episodes or any(e < 0 for e in self.episodes) or \
+                any(b <= a for a, b in zip(self.episodes, self.episodes[1:])):
+            raise ConfigError(f"--episodes {_episode_text(self.episodes)}: must be ascending episode numbers "
+                              f">= 0 without repeats, e.g. 1-3 or 1,4,7")
+        few_shot = DATASETS[self.task].family == "fewshot_rc"
+        if few_shot and self.eval_limit is not None and self.eval_limit % self.n_way:
+            raise ConfigError(f"--eval-limit {self.eval_limit}: few-shot queries come in groups of --n-way "
+                              f"{self.n_way}; use a multiple of {self.n_way} so every relation keeps its share")
+        if self.meta_train is not None and not few_shot:
+            raise ConfigError(f"--meta-train: only for few-shot tasks (fewrel, fewrel_pubmed), not {self.task}")
 
     def to_dict(self) -> dict:
         return {**asdict(self), "train": self.train.to_dict()}
@@ -118,3 +170,72 @@ class ExperimentConfig:
         train_known = {f.name for f in fields(TrainConfig)}
         train = TrainConfig(**{k: v for k, v in data.get("train", {}).items() if k in train_known})
         return cls(**{k: v for k, v in data.items() if k in known}, train=train)
+
+
+def _episode_text(episodes: list[int]) -> str:
+    return ",".join(map(str, episodes)) or "(none)"
+
+
+def _looks_like_path(name: str) -> bool:
+    """A hub id is ``name`` or ``org/name``; anything else that names a place is a path."""
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or name.endswith("/") or "\\" in name
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "spiece.model", "vocab.json", "tokenizer.model")
+
+
+def check_model(option: str, name: str) -> None:
+    """A local model folder must hold a config and a tokenizer; a missing path is not a hub id."""
+    if name == "embedded":
+        return
+    path = Path(name).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ConfigError(f"{option} {name}: is a file; expected a model folder or a hub name")
+        if not (path / "config.json").is_file():
+            raise ConfigError(f"{option} {name}: not a model folder (no config.json)")
+        if not any((path / f).is_file() for f in TOKENIZER_FILES):
+            raise ConfigError(f"{option} {name}: the model folder has no tokenizer ({', '.join(TOKENIZER_FILES)})")
+    elif _looks_like_path(name):
+        raise ConfigError(f"{option} {name}: no such folder")
+
+
+def check_output_dir(option: str, folder: str) -> None:
+    path = Path(folder).expanduser().absolute()
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{option} {folder}: {existing} is a file, so no folder can be made there")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option} {folder}: {existing} is not writable")
+
+
+def check_device(option: str, name: str) -> None:
+    import torch
+
+    if name == "auto":
+        return
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"{option} {name}: not a device (auto, cpu, cuda, cuda:1, mps ...)") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (device.index or 0) >= count:
+            raise ConfigError(f"{option} {name}: this machine has {count} CUDA device(s)")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"{option} {name}: MPS is not available here")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"{option} {name}: not supported (auto, cpu, cuda, cuda:N, mps)")
+
+
+def check_environment(cfg: ExperimentConfig) -> None:
+    """What ``validate`` cannot see: folders, files and devices named by the options."""
+    if cfg.data_dir is not None and not Path(cfg.data_dir).expanduser().is_dir():
+        raise ConfigError(f"--data-dir {cfg.data_dir}: no such folder")
+    check_model("--model", cfg.model)
+    check_output_dir("--output-dir", cfg.output_dir)
+    check_device("--device", cfg.device)
+    if cfg.meta_train not in (None, "holdout") and not Path(cfg.meta_train).is_file():
+        raise ConfigError(f"--meta-train {cfg.meta_train}: no such file (or 'holdout')")

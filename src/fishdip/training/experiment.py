@@ -10,7 +10,7 @@ Files in ``output_dir``:
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -23,9 +23,9 @@ from fishdip.io import write_json_atomic, write_jsonl_atomic
 from fishdip.models.loading import load_model, save_model
 from fishdip.models.text2text import PROMPT, budget_from_pairs
 from fishdip.tasks import load_task
-from fishdip.training.config import ExperimentConfig
+from fishdip.training.config import ExperimentConfig, check_environment
 from fishdip.training.meta import meta_trained_model
-from fishdip.training.rundir import check_run_folder, clean_leftovers
+from fishdip.training.rundir import check_layout, check_run_folder, clean_leftovers
 from fishdip.training.trainer import train
 
 
@@ -56,6 +56,7 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True, log=print, meta
     ``meta_dir``: where the meta-trained model is kept (``--meta-train``; default
     ``<output_dir>/meta-model``; several methods share one)."""
     cfg.validate()
+    check_environment(cfg)
     out = Path(cfg.output_dir)
     task = load_task(cfg.task, cfg.data_dir, cfg.decoder)
     # read every episode's data before writing anything: a bad file fails here, leaving no trace
@@ -77,8 +78,6 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True, log=print, meta
     write_json_atomic(out / "config.json", config)
     start_model = cfg.model
     if cfg.meta_train:
-        if task.family != "fewshot_rc":
-            raise ValueError(f"--meta-train is for few-shot tasks (fewrel, fewrel_pubmed), not {cfg.task}")
         start_model = meta_trained_model(cfg, task, meta_dir or out / "meta-model", log, progress)
     device = pick_device(cfg.device)
     episodes, rows = list(state.finished), list(state.rows)
@@ -131,3 +130,43 @@ def _ranges(numbers: list[int]) -> str:
         else:
             parts.append(str(n))
     return ", ".join(parts)
+
+
+@dataclass
+class Comparison:
+    """Results of one run per method on the same episodes; ``table`` is comparison.md."""
+
+    runs: dict[str, dict]
+    output_dir: Path
+    table: str
+
+
+def run_comparison(cfg: ExperimentConfig, methods: list[str], overwrite: bool = False, progress: bool = True,
+                   log=print) -> Comparison:
+    """Run ``cfg`` once per method (one method: into ``output_dir``; several: ``output_dir/<method>``),
+    each on the same subsets, then write comparison.md/json and losses.png."""
+    from fishdip.report import write_comparison
+
+    configs = [replace(cfg, train=replace(cfg.train, method=m)) for m in methods]
+    for c in configs:  # every method's options are checked before the first one starts
+        c.validate()
+    check_environment(cfg)
+    out = Path(cfg.output_dir)
+    check_layout(out, methods, overwrite)
+    runs = {}
+    for method, c in zip(methods, configs):
+        sub = out if len(methods) == 1 else out / method
+        runs[method] = run_experiment(replace(c, output_dir=str(sub)), progress=progress, log=log,
+                                      meta_dir=out / "meta-model", overwrite=overwrite)
+    return Comparison(runs, out, write_comparison(runs, out, describe(cfg)))
+
+
+def describe(cfg: ExperimentConfig) -> dict:
+    """What a comparison table's reader needs to know about the runs."""
+    size = (f"{cfg.train_size} sentences" if cfg.train_size else
+            f"{cfg.train_fraction:.0%} of the training split" if cfg.train_fraction else "the whole training split")
+    if cfg.task.startswith("fewrel"):
+        size = f"{cfg.n_way}-way {cfg.k_shot}-shot episodes, {cfg.n_queries} queries per relation"
+    evaluation = f"{cfg.eval_split} split" + (f", first {cfg.eval_limit}" if cfg.eval_limit else ", all of it")
+    return {"task": cfg.task, "model": cfg.model, "training": size, "evaluation": evaluation,
+            "episodes": cfg.episodes, "decoder": cfg.decoder}

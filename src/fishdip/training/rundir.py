@@ -14,6 +14,7 @@ version.
 from __future__ import annotations
 
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -128,3 +129,21 @@ def check_run_folder(folder: Path, config: dict, overwrite: bool = False) -> Run
         rows = [row for line in predictions.read_text(encoding="utf-8").splitlines() if line.strip()
                 for row in [json.loads(line)] if row.get("episode") in done]
     return RunState(finished, rows, complete=done >= set(wanted))
+
+
+def default_output_dir(task: str, methods: list[str]) -> str:
+    """A new folder per run, never a shared one: ``runs/<task>-<methods>-<date>-<time>``."""
+    return f"runs/{task}-{'+'.join(methods)}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def check_layout(out: Path, methods: list[str], overwrite: bool) -> None:
+    """One method writes its run into ``out``; several write one run each into ``out/<method>``."""
+    single_here = (out / "config.json").is_file()
+    subruns = sorted(p.parent.name for p in out.glob("*/config.json") if p.parent.name != "meta-model")
+    if len(methods) > 1 and single_here or len(methods) == 1 and subruns:
+        if not overwrite:
+            held = "a single-method run" if single_here else f"runs of {', '.join(subruns)}"
+            raise FishdipError(f"--output-dir {out} holds {held}: choose another folder or pass --overwrite")
+        remove_run(out)
+        for name in subruns:
+            remove_run(out / name)

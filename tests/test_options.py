@@ -1,0 +1,87 @@
+"""Every option, given a bad value, is refused up front: exit code 2 and one line naming it."""
+
+import pytest
+
+from fishdip.cli import main
+from tests.conftest import FIXTURES
+
+BAD = [
+    # (arguments, what the one line must say)
+    (["--task", "nope"], "--task 'nope': must be one of conll04"),
+    (["--model", "./no/such/model"], "--model ./no/such/model: no such folder"),
+    (["--model", "README.md"], "--model README.md: is a file"),
+    (["--model", "tests"], "--model tests: not a model folder (no config.json)"),
+    (["--data-dir", "no-such-dir"], "--data-dir no-such-dir: no such folder"),
+    (["--fold", "-1"], "--fold -1: must be >= 0"),
+    (["--fold", "x"], "Invalid value for '--fold'"),
+    (["--train-fraction", "0"], "--train-fraction 0.0: must be > 0 and <= 1"),
+    (["--train-fraction", "1.5"], "--train-fraction 1.5: must be > 0 and <= 1"),
+    (["--train-size", "0"], "--train-size 0: must be >= 1"),
+    (["--train-size", "4", "--train-fraction", "0.1"], "give one of them, not both"),
+    (["--episodes", "3-1"], "--episodes 3-1: 3-1 runs backwards"),
+    (["--episodes", "2,1"], "--episodes 2,1: must be ascending"),
+    (["--episodes", "1,1"], "--episodes 1,1: must be ascending episode numbers >= 0 without repeats"),
+    (["--episodes", "one"], "--episodes one: must look like 1-3 or 1,4,7"),
+    (["--eval-split", "train"], "--eval-split 'train': must be one of dev, test"),
+    (["--n-way", "1"], "--n-way 1: must be >= 2"),
+    (["--k-shot", "0"], "--k-shot 0: must be >= 1"),
+    (["--queries", "0"], "--queries 0: must be >= 1"),
+    (["--meta-train", "holdout"], "--meta-train: only for few-shot tasks"),
+    (["--task", "fewrel", "--meta-train", "nofile.json"], "--meta-train nofile.json: no such file"),
+    (["--meta-train-size", "0"], "--meta-train-size 0: must be >= 1"),
+    (["--meta-train-epochs", "0"], "--meta-train-epochs 0: must be >= 1"),
+    (["--eval-limit", "0"], "--eval-limit 0: must be >= 1"),
+    (["--task", "fewrel", "--eval-limit", "7"], "--eval-limit 7: few-shot queries come in groups of --n-way 5"),
+    (["--decoder", "spacy"], "--decoder 'spacy': must be one of fishdip, tanl"),
+    (["--rc-score", "max"], "--rc-score 'max': must be one of sum, mean"),
+    (["--eval-batch-size", "0"], "--eval-batch-size 0: must be >= 1"),
+    (["--num-beams", "0"], "--num-beams 0: must be >= 1"),
+    (["--output-dir", "README.md/run"], "README.md is a file, so no folder can be made there"),
+    (["--device", "cuda:7"], "--device cuda:7: this machine has"),
+    (["--device", "toaster"], "--device toaster: not a device"),
+    (["--method", "lora"], "--method 'lora': must be one of full, fish, fish-dip, random"),
+    (["--method", "full,nope"], "--method 'nope': must be one of"),
+    (["--epochs", "0"], "--epochs 0: must be >= 1"),
+    (["--batch-size", "0"], "--batch-size 0: must be >= 1"),
+    (["--grad-accum-steps", "0"], "--grad-accum-steps 0: must be >= 1"),
+    (["--lr", "-1"], "--lr -1.0: must be > 0"),
+    (["--lr", "0"], "--lr 0.0: must be > 0"),
+    (["--lr", "nan"], "--lr nan: must be > 0"),
+    (["--warmup-ratio", "1.5"], "--warmup-ratio 1.5: must be >= 0 and <= 1"),
+    (["--optimizer", "sgd"], "--optimizer 'sgd': must be one of adamw, adafactor"),
+    (["--weight-decay", "-0.1"], "--weight-decay -0.1: must be >= 0"),
+    (["--max-grad-norm", "-1"], "--max-grad-norm -1.0: must be >= 0"),
+    (["--max-length", "4"], "--max-length 4: must be >= 8"),
+    (["--sparsity", "0"], "--sparsity 0.0: must be > 0 and <= 1"),
+    (["--sparsity", "2"], "--sparsity 2.0: must be > 0 and <= 1"),
+    (["--refresh-steps", "0"], "--refresh-steps 0: must be >= 1"),
+    (["--regressing-samples", "0"], "--regressing-samples 0: must be >= 1"),
+    (["--fisher", "cube"], "--fisher 'cube': must be one of square, abs"),
+    (["--fish-samples", "0"], "--fish-samples 0: must be >= 1"),
+    (["--seed", "-3"], "--seed -3: must be >= 0"),
+    (["--no-such-option"], "No such option: --no-such-option"),
+]
+
+
+@pytest.mark.parametrize("args, message", BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_value_is_one_line_and_exit_2(args, message, tmp_path, capsys):
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--data-dir", str(FIXTURES), "--task", "conll03", "--output-dir", str(out), *args])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert message in err, err
+    assert not out.exists()  # nothing written
+
+
+def test_every_train_option_is_in_the_table():
+    """A new option must get a bad-value row here (or be one that has no bad value)."""
+    from dataclasses import fields
+
+    from fishdip.training.config import ExperimentConfig, TrainConfig, option_name
+
+    tested = {a for args, _ in BAD for a in args if a.startswith("--")}
+    no_bad_value = {"--strict-tags", "--save-model"}  # flags: any value is valid
+    options = {option_name(f) for cls in (ExperimentConfig, TrainConfig) for f in fields(cls) if f.name != "train"}
+    assert options - tested - no_bad_value == set()
