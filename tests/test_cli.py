@@ -3,7 +3,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from fishdip.cli import app, parse_episodes, tokenize
+from fishdip.cli import app, parse_episodes
+from fishdip.text import tokenize
 from tests.conftest import make_tiny_t5
 
 runner = CliRunner()
@@ -23,9 +24,14 @@ def test_parse_episodes():
     assert parse_episodes("1,4,7") == [1, 4, 7]
 
 
-def test_tokenize():
-    assert tokenize("Booth, who shot Lincoln in the U.S.") == ["Booth", ",", "who", "shot", "Lincoln", "in",
-                                                               "the", "U.S", "."]
+def test_tokenize_like_the_corpora_with_offsets():
+    text = "Booth, who shot John F. Kennedy's friend in the U.S."
+    tokens = tokenize(text)
+    assert [t.text for t in tokens] == ["Booth", ",", "who", "shot", "John", "F.", "Kennedy", "'s", "friend", "in",
+                                        "the", "U.S", "."]
+    assert all(text[t.start:t.end] == t.text for t in tokens)
+    assert [t.text for t in tokenize("@user loved it at 2:30 p.m. on Nov. 22 #win https://t.co/x")] == [
+        "@user", "loved", "it", "at", "2:30", "p.m.", "on", "Nov.", "22", "#win", "https://t.co/x"]
 
 
 def test_train_compare_evaluate_predict_end_to_end(tmp_path, tiny_model_dir, data_dir):

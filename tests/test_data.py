@@ -98,3 +98,38 @@ def test_fetch_offline_says_what_to_do(tmp_path, monkeypatch):
 def test_fetch_sources_match_shared_data(data_dir):
     for remote in fetch_mod.SOURCES["conll04"]:
         assert fetch_mod.sha256(data_dir / "conll04" / remote.name) == remote.sha256
+
+
+def test_reader_corner_cases_are_one_clear_error_or_read_right(tmp_path):
+    from fishdip.data.conll import read_conll
+    from fishdip.data.spert import read_spert
+    from fishdip.errors import DataError
+    from fishdip.formats.entity_relation import Schema
+
+    bom = tmp_path / "bom.txt"
+    bom.write_bytes("\ufeffJohn\tB-PER\nSmith\tI-PER\n".encode())
+    assert read_conll(bom, "iob2").examples[0].tokens == ["John", "Smith"]  # the BOM is not in the token
+    mixed = tmp_path / "mixed.txt"
+    mixed.write_text("John B-PER\nSmith\t  I-PER\nsaid \t O\n")
+    parsed = read_conll(mixed, "iob2").examples[0]
+    assert parsed.tokens == ["John", "Smith", "said"] and [e.end for e in parsed.entities] == [2]
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    with pytest.raises(DataError, match="empty.txt: empty file"):
+        read_conll(empty, "iob2")
+    schema = Schema({"Peop": "people"})
+    for bad, message in [
+        ([{"tokens": ["a", "b"], "entities": [{"type": "Peop", "start": 0.5, "end": 1}]}], "'start' must be an int"),
+        ([{"tokens": ["a", "b"], "entities": [{"type": "Peop", "start": "0", "end": 1}]}], "'start' must be an int"),
+        ([{"tokens": ["a"], "entities": [{"type": "Peop", "start": 0, "end": 1}],
+           "relations": [{"type": "x", "head": True, "tail": 0}]}], "'head' must be an integer"),
+        ([], "no examples"),
+    ]:
+        path = tmp_path / "spert.json"
+        path.write_text(json.dumps(bad))
+        with pytest.raises(DataError, match=message) as info:
+            read_spert(path, schema)
+        assert str(path) in str(info.value)
+    path.write_text("")
+    with pytest.raises(DataError, match="spert.json: empty file"):
+        read_spert(path, schema)

@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from fishdip.errors import FishdipError
-from fishdip.training.config import ConfigError, ExperimentConfig, TrainConfig, allowed, option_name
+from fishdip.training.config import ConfigError, ExperimentConfig, TrainConfig, allowed, check_model, option_name
 from fishdip.training.rundir import default_output_dir
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -195,41 +195,36 @@ def rescore(
     typer.echo(comparison_table(results, times=False))
 
 
-def tokenize(text: str) -> list[str]:
-    """Words and punctuation marks, the way the CoNLL-style corpora split them."""
-    return re.findall(r"\w+(?:[-'.]\w+)*|[^\w\s]", text)
-
-
 @app.command("predict")
 def predict_cmd(
-    model: Annotated[str, typer.Option(help="a model folder written by `fishdip train`")],
+    model: Annotated[str, typer.Option(help="a model folder written by `fishdip train` (models/episode-<i>), "
+                                       "or its run folder")],
     text: Annotated[Optional[list[str]], typer.Argument(help="sentences to annotate")] = None,
     input: Annotated[Optional[Path], typer.Option(help="file with one sentence per line ('-' = stdin)")] = None,
-    batch_size: Annotated[int, typer.Option(help="sentences per generation batch")] = 16,
+    pretokenized: Annotated[bool, typer.Option(help="the sentences are already tokenized: split on spaces "
+                                               "only")] = False,
+    batch_size: Annotated[int, typer.Option(help="sentences per generation batch", min=1)] = 16,
 ) -> None:
-    """Annotate raw sentences; prints one JSON object per sentence."""
-    from fishdip.evaluation.predict import predict
-    from fishdip.formats.entity_relation import Example
+    """Annotate raw sentences; prints one JSON object per sentence, with token spans and character offsets."""
+    import fishdip
 
     lines = list(text or [])
-    if input is not None:
-        lines += (sys.stdin.read() if str(input) == "-" else input.read_text(encoding="utf-8")).splitlines()
+    try:
+        if input is not None:
+            lines += (sys.stdin.read() if str(input) == "-" else input.read_text(encoding="utf-8")).splitlines()
+    except OSError as exc:
+        _fail(FishdipError(f"--input {input}: {exc.strerror or exc}"))
     lines = [line for line in lines if line.strip()]
     if not lines:
         _fail(ValueError("give sentences as arguments or with --input"))
     try:
-        loaded, task_obj, max_length = _load_trained(model, None, None)
-        if task_obj.family not in ("joint_er", "ner"):
-            raise FishdipError(f"predict annotates raw sentences for entity tasks (joint_er, ner); {model} was "
-                               f"trained for {task_obj.family}: use `fishdip evaluate` on a data file")
+        check_model("--model", model)
+        predictor = fishdip.load(model)
+        results = predictor.predict([line.split() if pretokenized else line for line in lines], batch_size)
     except (FishdipError, ValueError) as exc:
         _fail(exc)
-    examples = [Example(tokenize(line)) for line in lines]
-    texts, decoded = predict(loaded, task_obj, examples, batch_size, max_length, progress=False)
-    for line, ex, generated, pred in zip(lines, examples, texts, decoded):
-        typer.echo(json.dumps({"input": line, "tokens": ex.tokens, "generated": generated,
-                               **task_obj.to_json(ex.tokens, pred.entities, pred.relations),
-                               "errors": dict(pred.errors)}, ensure_ascii=False))
+    for row in results:
+        typer.echo(json.dumps(row, ensure_ascii=False))
 
 
 @app.command()

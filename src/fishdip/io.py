@@ -44,8 +44,11 @@ def write_jsonl_atomic(path: Path | str, rows: list[dict]) -> None:
 def read_json(path: Path | str) -> Any:
     """Parse a JSON data file; problems become a DataError naming the file and line."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
+        with open(path, encoding="utf-8-sig") as handle:
+            text = handle.read()
+        if not text.strip():
+            raise DataError(f"{path}: empty file")
+        return json.loads(text)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except UnicodeDecodeError as exc:

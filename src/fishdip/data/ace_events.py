@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fishdip.data.spert import parse_span
+from fishdip.data.spert import as_index, parse_span
 from fishdip.errors import DataError
 from fishdip.formats.entity_relation import Entity, Relation, Schema
 from fishdip.io import read_json
@@ -61,10 +61,11 @@ def read_events(path: Path, triggers: Schema, roles: Schema) -> list[EventExampl
                  for j, t in enumerate(raw.get("triggers", []))]
         args = []
         for j, rel in enumerate(raw.get("relations", [])):
-            try:
-                head, tail, role = int(rel["head"]), int(rel["tail"]), rel["type"]
-            except (KeyError, TypeError, ValueError):
-                raise DataError(f"{where}: relation {j} needs 'type', 'head' and 'tail'") from None
+            if not isinstance(rel, dict) or not {"type", "head", "tail"} <= set(rel):
+                raise DataError(f"{where}: relation {j} needs 'type', 'head' and 'tail'")
+            head = as_index(rel["head"], f"{where}: relation {j}", "head")
+            tail = as_index(rel["tail"], f"{where}: relation {j}", "tail")
+            role = rel["type"]
             if not 0 <= head < len(entities):
                 raise DataError(f"{where}: relation {j} head points at missing entity {head}")
             if not 0 <= tail < len(trigs):

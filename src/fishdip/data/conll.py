@@ -9,6 +9,7 @@ otherwise it is repaired the way conlleval does (the tag starts a new entity).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +32,7 @@ class Sentence:
 def read_columns(path: Path) -> list[Sentence]:
     """Split a column file into sentences (no tag interpretation yet)."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8-sig")  # a byte-order mark is not part of the first token
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except UnicodeDecodeError as exc:
@@ -50,8 +51,8 @@ def read_columns(path: Path) -> list[Sentence]:
         if not line.strip():
             flush()
             continue
-        columns = line.split("\t") if "\t" in line else line.split()
-        columns = [c.strip() for c in columns]
+        # tabs, spaces or a mix of both separate columns; a token never contains either
+        columns = [c for c in re.split(r"[ \t]+", line.strip(" \t\r")) if c]
         if columns[0] == "-DOCSTART-":
             flush()
             document += 1
@@ -63,6 +64,8 @@ def read_columns(path: Path) -> list[Sentence]:
         current.tags.append(columns[-1])
         current.lines.append(number)
     flush()
+    if not sentences:
+        raise DataError(f"{path}: empty file (no sentences)")
     return sentences
 
 

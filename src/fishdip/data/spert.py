@@ -27,12 +27,18 @@ def read_types(path: Path) -> Schema:
     return Schema(entities, relations)
 
 
+def as_index(value, where: str, name: str) -> int:
+    """A token or entity index: a JSON integer (not 1.5, "1" or true)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise DataError(f"{where}: '{name}' must be an integer index, got {value!r}")
+    return value
+
+
 def parse_span(item, where: str, tokens: list[str], known: dict | None) -> Entity:
     """``{"type", "start", "end"}`` -> Entity, checked against the tokens (and known types)."""
-    try:
-        start, end, kind = int(item["start"]), int(item["end"]), item["type"]
-    except (KeyError, TypeError, ValueError):
-        raise DataError(f"{where} needs 'type', 'start' and 'end'") from None
+    if not isinstance(item, dict) or not {"type", "start", "end"} <= set(item):
+        raise DataError(f"{where} needs 'type', 'start' and 'end'")
+    start, end, kind = as_index(item["start"], where, "start"), as_index(item["end"], where, "end"), item["type"]
     if not 0 <= start < end <= len(tokens):
         raise DataError(f"{where} has span [{start}, {end}) outside the {len(tokens)} tokens")
     if known is not None and kind not in known:
@@ -48,10 +54,11 @@ def _parse_example(raw: dict, schema: Schema, where: str, index: int) -> Example
                 for j, ent in enumerate(raw.get("entities", []))]
     relations: list[Relation] = []
     for j, rel in enumerate(raw.get("relations", [])):
-        try:
-            head, tail, rtype = int(rel["head"]), int(rel["tail"]), rel["type"]
-        except (KeyError, TypeError, ValueError):
-            raise DataError(f"{where}: relation {j} needs 'type', 'head' and 'tail'") from None
+        if not isinstance(rel, dict) or not {"type", "head", "tail"} <= set(rel):
+            raise DataError(f"{where}: relation {j} needs 'type', 'head' and 'tail'")
+        head = as_index(rel["head"], f"{where}: relation {j}", "head")
+        tail = as_index(rel["tail"], f"{where}: relation {j}", "tail")
+        rtype = rel["type"]
         for role, k in (("head", head), ("tail", tail)):
             if not 0 <= k < len(entities):
                 raise DataError(f"{where}: relation {j} {role} points at missing entity {k}")
@@ -66,6 +73,8 @@ def read_spert(path: Path, schema: Schema) -> list[Example]:
     data = read_json(path)
     if not isinstance(data, list):
         raise DataError(f"{path}: expected a JSON list of examples")
+    if not data:
+        raise DataError(f"{path}: no examples (an empty list)")
     examples = []
     for i, raw in enumerate(data):
         if not isinstance(raw, dict):

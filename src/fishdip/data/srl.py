@@ -34,7 +34,7 @@ def normalize_label(label: str) -> str:
 
 def _read_lines(path: Path) -> list[SRLExample]:
     examples = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
         if not line.strip():
             continue
         where = f"{path}: line {number}"
@@ -83,7 +83,7 @@ def _parse_props(column: list[str], where: list[str]) -> list[Entity]:
 
 def _column_sentences(path: Path):
     rows, lines = [], []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
         if line.startswith("#"):
             continue
         if not line.strip():
@@ -133,5 +133,7 @@ def read_srl(path: Path) -> list[SRLExample]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    first = next((line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()), "")
+    first = next((line for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()), None)
+    if first is None:
+        raise DataError(f"{path}: empty file (no sentences)")
     return _read_lines(path) if "|||" in first else _read_columns(path)

@@ -54,11 +54,11 @@ def allowed(f) -> str:
     return " and ".join(parts)
 
 
-def check_fields(obj) -> None:
+def check_fields(obj, skip: tuple[str, ...] = ()) -> None:
     """Every field of a config dataclass against its metadata; None is allowed where it is the default."""
     for f in fields(obj):
         value, m = getattr(obj, f.name), f.metadata
-        if value is None and f.default is None:
+        if f.name in skip or (value is None and f.default is None):
             continue
         bad = False
         if "choices" in m:
@@ -143,9 +143,10 @@ class ExperimentConfig:
     device: str = _f("auto", "auto, cpu, cuda, cuda:1, mps ...")
     train: TrainConfig = field(default_factory=TrainConfig)
 
-    def validate(self) -> None:
-        """Values on their own (ranges, choices, combinations); paths and devices: ``check_environment``."""
-        check_fields(self)
+    def validate(self, known_task: bool = True) -> None:
+        """Values on their own (ranges, choices, combinations); paths and devices: ``check_environment``.
+        ``known_task=False``: the task is given as an object (in-memory examples), not by name."""
+        check_fields(self, skip=() if known_task else ("task",))
         self.train.validate()
         if self.train_fraction is not None and self.train_size is not None:
             raise ConfigError("--train-fraction and --train-size: give one of them, not both")
@@ -153,7 +154,7 @@ class ExperimentConfig:
                 any(b <= a for a, b in zip(self.episodes, self.episodes[1:])):
             raise ConfigError(f"--episodes {_episode_text(self.episodes)}: must be ascending episode numbers "
                               f">= 0 without repeats, e.g. 1-3 or 1,4,7")
-        few_shot = DATASETS[self.task].family == "fewshot_rc"
+        few_shot = known_task and DATASETS[self.task].family == "fewshot_rc"
         if few_shot and self.eval_limit is not None and self.eval_limit % self.n_way:
             raise ConfigError(f"--eval-limit {self.eval_limit}: few-shot queries come in groups of --n-way "
                               f"{self.n_way}; use a multiple of {self.n_way} so every relation keeps its share")
@@ -230,11 +231,13 @@ def check_device(option: str, name: str) -> None:
         raise ConfigError(f"{option} {name}: not supported (auto, cpu, cuda, cuda:N, mps)")
 
 
-def check_environment(cfg: ExperimentConfig) -> None:
-    """What ``validate`` cannot see: folders, files and devices named by the options."""
+def check_environment(cfg: ExperimentConfig, model_path: bool = True) -> None:
+    """What ``validate`` cannot see: folders, files and devices named by the options
+    (``model_path=False``: the model is already in memory)."""
     if cfg.data_dir is not None and not Path(cfg.data_dir).expanduser().is_dir():
         raise ConfigError(f"--data-dir {cfg.data_dir}: no such folder")
-    check_model("--model", cfg.model)
+    if model_path:
+        check_model("--model", cfg.model)
     check_output_dir("--output-dir", cfg.output_dir)
     check_device("--device", cfg.device)
     if cfg.meta_train not in (None, "holdout") and not Path(cfg.meta_train).is_file():

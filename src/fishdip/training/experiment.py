@@ -9,6 +9,8 @@ Files in ``output_dir``:
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -16,13 +18,13 @@ from pathlib import Path
 import torch
 
 from fishdip import __version__
-from fishdip.data.datasets import data_files
+from fishdip.data.datasets import DATASETS, data_files
 from fishdip.data.fetch import sha256
 from fishdip.evaluation.metrics import aggregate
 from fishdip.io import write_json_atomic, write_jsonl_atomic
 from fishdip.models.loading import load_model, save_model
 from fishdip.models.text2text import PROMPT, budget_from_pairs
-from fishdip.tasks import load_task
+from fishdip.tasks import Task, load_task
 from fishdip.training.config import ExperimentConfig, check_environment
 from fishdip.training.meta import meta_trained_model
 from fishdip.training.rundir import check_layout, check_run_folder, clean_leftovers
@@ -35,9 +37,13 @@ def pick_device(name: str) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _data_files(cfg: ExperimentConfig, family: str) -> dict[str, str]:
-    """Checksums of the data files used, so a rerun can tell it reads the same data."""
-    splits = [cfg.eval_split] if family == "fewshot_rc" else ["train", cfg.eval_split]
+def _data_files(cfg: ExperimentConfig, task: Task, data: dict) -> dict[str, str]:
+    """Checksums of the data files used, so a rerun can tell it reads the same data (for examples
+    held in memory: a checksum of the examples)."""
+    if task.dataset not in DATASETS:
+        blob = json.dumps([[repr(x) for x in (train, evaluation)] for train, evaluation, _ in data.values()])
+        return {f"{task.dataset}.examples": hashlib.sha256(blob.encode()).hexdigest()}
+    splits = [cfg.eval_split] if task.family == "fewshot_rc" else ["train", cfg.eval_split]
     return {str(path): sha256(path) for path in data_files(cfg.task, cfg.data_dir, splits, cfg.fold)}
 
 
@@ -50,18 +56,20 @@ def _results(cfg: ExperimentConfig, episodes: list[dict]) -> dict:
 
 
 def run_experiment(cfg: ExperimentConfig, progress: bool = True, log=print, meta_dir: Path | None = None,
-                   overwrite: bool = False) -> dict:
+                   overwrite: bool = False, task: Task | None = None, fresh_model=None) -> dict:
     """Run every episode of ``cfg`` not already finished in ``cfg.output_dir`` (see rundir.py).
 
     ``meta_dir``: where the meta-trained model is kept (``--meta-train``; default
-    ``<output_dir>/meta-model``; several methods share one)."""
-    cfg.validate()
-    check_environment(cfg)
+    ``<output_dir>/meta-model``; several methods share one). ``task``: a task object to use instead
+    of ``cfg.task`` (in-memory examples); ``fresh_model``: a callable giving each episode its own
+    copy of a model already in memory, instead of loading ``cfg.model``."""
+    cfg.validate(known_task=task is None)
+    check_environment(cfg, model_path=fresh_model is None)
     out = Path(cfg.output_dir)
-    task = load_task(cfg.task, cfg.data_dir, cfg.decoder)
+    task = task or load_task(cfg.task, cfg.data_dir, cfg.decoder)
     # read every episode's data before writing anything: a bad file fails here, leaving no trace
     data = {episode: task.episode_data(episode, cfg) for episode in cfg.episodes}
-    config = {"fishdip_version": __version__, **cfg.to_dict(), "data_files": _data_files(cfg, task.family)}
+    config = {"fishdip_version": __version__, **cfg.to_dict(), "data_files": _data_files(cfg, task, data)}
     state = check_run_folder(out, config, overwrite)
     if state.complete:
         log(f"{out}: this run is already finished (episodes {_ranges(cfg.episodes)}); nothing to do "
@@ -89,7 +97,7 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True, log=print, meta
         train_examples, eval_examples, context = data[episode]
         log(f"[{cfg.train.method}] episode {episode}: {len(train_examples)} training / "
             f"{len(eval_examples)} evaluation examples on {device}")
-        loaded = load_model(start_model)
+        loaded = fresh_model() if fresh_model is not None else load_model(start_model)
         loaded.model.to(device)
         # the episode number seeds shuffling and random masks too: every method sees the same stream
         pairs = task.pairs(train_examples)
@@ -142,23 +150,25 @@ class Comparison:
 
 
 def run_comparison(cfg: ExperimentConfig, methods: list[str], overwrite: bool = False, progress: bool = True,
-                   log=print) -> Comparison:
+                   log=print, task: Task | None = None, fresh_model=None) -> Comparison:
     """Run ``cfg`` once per method (one method: into ``output_dir``; several: ``output_dir/<method>``),
     each on the same subsets, then write comparison.md/json and losses.png."""
     from fishdip.report import write_comparison
 
     configs = [replace(cfg, train=replace(cfg.train, method=m)) for m in methods]
     for c in configs:  # every method's options are checked before the first one starts
-        c.validate()
-    check_environment(cfg)
+        c.validate(known_task=task is None)
+    check_environment(cfg, model_path=fresh_model is None)
     out = Path(cfg.output_dir)
     check_layout(out, methods, overwrite)
     runs = {}
     for method, c in zip(methods, configs):
         sub = out if len(methods) == 1 else out / method
         runs[method] = run_experiment(replace(c, output_dir=str(sub)), progress=progress, log=log,
-                                      meta_dir=out / "meta-model", overwrite=overwrite)
-    return Comparison(runs, out, write_comparison(runs, out, describe(cfg)))
+                                      meta_dir=out / "meta-model", overwrite=overwrite, task=task,
+                                      fresh_model=fresh_model)
+    info = describe(cfg) if task is None else {**describe(cfg), "task": task.dataset}
+    return Comparison(runs, out, write_comparison(runs, out, info))
 
 
 def describe(cfg: ExperimentConfig) -> dict:

@@ -1,0 +1,208 @@
+"""The Python API: the same runs as the CLI, from a notebook or a script.
+
+    import fishdip
+
+    result = fishdip.train(task="conll04", method=["full", "fish-dip"], train_size=48, epochs=8,
+                           data_dir="../shared/data", output_dir="runs/notebook")
+    result.metrics["fish-dip"]["entity_f1"]          # mean over episodes
+    predictor = fishdip.load(result.model_dir("fish-dip"))
+    predictor.predict("Lee Harvey Oswald shot John F. Kennedy in Dallas .")
+
+``train`` takes every option of ``fishdip train`` by its field name (``fishdip train --help``;
+``training/config.py``), in-memory examples instead of a dataset, and a model already in memory.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from fishdip.errors import FishdipError
+from fishdip.formats import entity_relation as er
+from fishdip.models.loading import LoadedModel, load_model, prepare, read_fishdip_metadata
+from fishdip.tasks import JointERTask, Task, task_from_metadata
+from fishdip.text import tokenize
+from fishdip.training.config import ConfigError, ExperimentConfig, TrainConfig
+from fishdip.training.experiment import Comparison, run_comparison
+from fishdip.training.rundir import default_output_dir
+
+
+@dataclass
+class TrainResult:
+    """What ``train`` returns: per-method aggregate metrics and where everything was written."""
+
+    output_dir: Path
+    runs: dict[str, dict]  # method -> the run's results.json content
+    table: str  # comparison.md
+
+    @property
+    def metrics(self) -> dict[str, dict[str, float]]:
+        """method -> metric -> mean over episodes."""
+        return {m: {k: v["mean"] for k, v in r["aggregate"].items()} for m, r in self.runs.items()}
+
+    def model_dir(self, method: str | None = None, episode: int | None = None) -> Path:
+        """Folder of a saved model (default: the first method's first episode)."""
+        method = method or next(iter(self.runs))
+        run = self.runs[method]
+        episode = episode if episode is not None else run["episodes"][0]["episode"]
+        base = self.output_dir if len(self.runs) == 1 else self.output_dir / method
+        return base / "models" / f"episode-{episode}"
+
+
+def _example(item, where: str) -> er.Example:
+    """An ``er.Example`` or ``{"tokens": [...], "entities": [{"start", "end", "type"}],
+    "relations": [{"type", "head", "tail"}]}`` (head / tail: indices into entities)."""
+    if isinstance(item, er.Example):
+        return item
+    try:
+        tokens = list(item["tokens"])
+        entities = [er.Entity(int(e["start"]), int(e["end"]), str(e["type"])) for e in item.get("entities", [])]
+        relations = [er.Relation(str(r["type"]), entities[int(r["head"])], entities[int(r["tail"])])
+                     for r in item.get("relations", [])]
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise FishdipError(f"{where}: expected {{'tokens', 'entities', 'relations'}} ({exc})") from None
+    for e in entities:
+        if not 0 <= e.start < e.end <= len(tokens):
+            raise FishdipError(f"{where}: entity span [{e.start}, {e.end}) outside the {len(tokens)} tokens")
+    return er.Example(tokens, entities, relations, id=str(item.get("id", where)))
+
+
+@dataclass
+class ExamplesTask(JointERTask):
+    """A joint ER (or NER, without relations) task over examples held in memory."""
+
+    train_data: list = None  # type: ignore[assignment]
+    eval_data: list = None  # type: ignore[assignment]
+
+    def splits(self, cfg) -> tuple[list, list]:
+        evaluation = self.eval_data[: cfg.eval_limit] if cfg.eval_limit else self.eval_data
+        return self.train_data, evaluation
+
+
+def examples_task(train_examples: list, eval_examples: list, decoder: str = "fishdip") -> ExamplesTask:
+    train_data = [_example(x, f"examples[{i}]") for i, x in enumerate(train_examples)]
+    eval_data = [_example(x, f"eval_examples[{i}]") for i, x in enumerate(eval_examples)]
+    if not train_data or not eval_data:
+        raise FishdipError("examples and eval_examples must both be non-empty")
+    data = train_data + eval_data
+    entity_types = sorted({e.type for ex in data for e in ex.entities})
+    relation_types = sorted({r.type for ex in data for r in ex.relations})
+    schema = er.Schema({t: t.lower().replace("_", " ") for t in entity_types},
+                       {t: t.lower().replace("_", " ") for t in relation_types})
+    family = "joint_er" if relation_types else "ner"
+    return ExamplesTask("in-memory", family, decoder=decoder, schema=schema, train_data=train_data,
+                        eval_data=eval_data)
+
+
+def _config(options: dict) -> tuple[ExperimentConfig, list[str]]:
+    exp_fields = {f.name for f in fields(ExperimentConfig)} - {"train"}
+    train_fields = {f.name for f in fields(TrainConfig)}
+    unknown = set(options) - exp_fields - train_fields
+    if unknown:
+        raise ConfigError(f"unknown option(s) {', '.join(sorted(unknown))}; see `fishdip train --help`")
+    methods = options.pop("method", "fish-dip")
+    methods = [m.strip() for m in methods.split(",")] if isinstance(methods, str) else list(methods)
+    train_cfg = TrainConfig(**{k: v for k, v in options.items() if k in train_fields}, method=methods[0])
+    exp = {k: v for k, v in options.items() if k in exp_fields}
+    exp.setdefault("output_dir", default_output_dir(exp.get("task", "conll04"), methods))
+    return ExperimentConfig(**exp, train=train_cfg), methods
+
+
+def train(*, examples: list | None = None, eval_examples: list | None = None,
+          model: str | LoadedModel | tuple = "embedded", overwrite: bool = False, progress: bool = True,
+          log=print, **options) -> TrainResult:
+    """Fine-tune and evaluate, as ``fishdip train`` does; returns the metrics and the output folder.
+
+    ``examples`` / ``eval_examples``: in-memory training and evaluation examples (dicts or
+    ``er.Example``) instead of a dataset; ``model``: a name, a path, a ``LoadedModel`` or a
+    ``(model, tokenizer)`` pair already in memory (each episode starts from a copy of it).
+    ``method``: one method or a list. Other keywords: the options of ``fishdip train``.
+    """
+    task: Task | None = None
+    if examples is not None:
+        if eval_examples is None:
+            raise FishdipError("with examples=, also pass eval_examples=")
+        options["task"] = "in-memory"
+        task = examples_task(examples, eval_examples, options.get("decoder", "fishdip"))
+    base = None
+    if isinstance(model, tuple):
+        base = prepare(model[0], model[1], type(model[0]).__name__)
+    elif isinstance(model, LoadedModel):
+        base = model
+    options["model"] = base.name if base is not None else model
+    cfg, methods = _config(options)
+    fresh = (lambda: copy.deepcopy(base)) if base is not None else None
+    comparison: Comparison = run_comparison(cfg, methods, overwrite=overwrite, progress=progress, log=log,
+                                            task=task, fresh_model=fresh)
+    return TrainResult(comparison.output_dir, comparison.runs, comparison.table)
+
+
+class Predictor:
+    """A trained model and its task: annotate text, or score a dataset split."""
+
+    def __init__(self, loaded: LoadedModel, task: Task, max_length: int = 256):
+        self.loaded, self.task, self.max_length = loaded, task, max_length
+
+    def predict(self, texts, batch_size: int = 16) -> list[dict]:
+        """Annotate raw sentences (a string or a list of strings, tokenized the way the training
+        corpora are) or pre-tokenized ones (a list of token lists). Each result has the tokens,
+        the generated text, and every entity (and relation) with its token span and, for raw
+        text, its character offsets in the input."""
+        from fishdip.evaluation.predict import predict
+
+        if self.task.family not in ("joint_er", "ner"):
+            raise FishdipError(f"predict annotates sentences for entity tasks (joint_er, ner); this model was "
+                               f"trained for {self.task.family}: use evaluate()")
+        if isinstance(texts, str):
+            texts = [texts]
+        inputs = []
+        for item in texts:
+            if isinstance(item, str):
+                tokens = tokenize(item)
+                inputs.append((item, [t.text for t in tokens], [(t.start, t.end) for t in tokens]))
+            else:
+                inputs.append((None, [str(t) for t in item], None))
+        examples = [er.Example(tokens) for _, tokens, _ in inputs]
+        generated, decoded = predict(self.loaded, self.task, examples, batch_size, self.max_length, progress=False)
+        out = []
+        for (text, tokens, offsets), gen, pred in zip(inputs, generated, decoded):
+            structures = self.task.to_json(tokens, pred.entities, pred.relations)
+            if offsets is not None:
+                for entity in structures["entities"] + [x for r in structures.get("relations", [])
+                                                        for x in (r["head"], r["tail"])]:
+                    entity["char_start"] = offsets[entity["start"]][0]
+                    entity["char_end"] = offsets[entity["end"] - 1][1]
+                    entity["text"] = text[entity["char_start"]:entity["char_end"]]
+            out.append({"input": text if text is not None else tokens, "tokens": tokens, "generated": gen,
+                        **structures, "errors": dict(pred.errors)})
+        return out
+
+    def evaluate(self, split: str = "test", data_dir: str | None = None, examples: list | None = None,
+                 limit: int | None = None, batch_size: int = 16, num_beams: int = 1) -> dict:
+        """Metrics on a split of the task's dataset, or on in-memory ``examples``."""
+        from fishdip.data.datasets import load_split
+
+        if examples is not None:
+            gold = [_example(x, f"examples[{i}]") for i, x in enumerate(examples)]
+        else:
+            gold, _ = load_split(self.task.dataset, split, data_dir)
+        gold = gold[:limit] if limit else gold
+        cfg = ExperimentConfig(eval_batch_size=batch_size, num_beams=num_beams,
+                               train=TrainConfig(max_length=self.max_length))
+        _, decoded = self.task.predict(self.loaded, gold, cfg, progress=False)
+        return self.task.score(gold, decoded)
+
+
+def load(path: str | Path, decoder: str | None = None) -> Predictor:
+    """A predictor from a model folder written by ``train`` (``models/episode-<i>``), or from a
+    run folder (its first episode's model)."""
+    path = Path(path)
+    if not (path / "fishdip.json").is_file():
+        candidates = sorted(path.glob("models/episode-*/fishdip.json")) or \
+            sorted(path.glob("*/models/episode-*/fishdip.json"))
+        if not candidates:
+            raise FishdipError(f"{path}: no trained fishdip model here (fishdip.json, or models/episode-*/)")
+        path = candidates[0].parent
+    meta = read_fishdip_metadata(str(path))
+    return Predictor(load_model(str(path)), task_from_metadata(meta, decoder), meta.get("max_length", 256))
