@@ -52,3 +52,13 @@ def make_tiny_llama(seed: int = 0) -> LoadedModel:
 @pytest.fixture(params=["t5", "llama"])
 def tiny_model(request) -> LoadedModel:
     return make_tiny_t5() if request.param == "t5" else make_tiny_llama()
+
+
+@pytest.fixture
+def tiny_model_dir(tmp_path) -> Path:
+    """A tiny random T5 saved as a model folder (for the command line and run folders)."""
+    folder = tmp_path / "tiny-t5"
+    loaded = make_tiny_t5()
+    loaded.model.save_pretrained(folder)
+    loaded.tokenizer.save_pretrained(folder)
+    return folder

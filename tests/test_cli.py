@@ -5,18 +5,8 @@ from typer.testing import CliRunner
 
 from fishdip.cli import app, parse_episodes
 from fishdip.text import tokenize
-from tests.conftest import make_tiny_t5
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def tiny_model_dir(tmp_path):
-    loaded = make_tiny_t5()
-    folder = tmp_path / "tiny-t5"
-    loaded.model.save_pretrained(folder)
-    loaded.tokenizer.save_pretrained(folder)
-    return folder
 
 
 def test_parse_episodes():

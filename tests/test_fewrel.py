@@ -70,11 +70,8 @@ def test_accuracy_and_candidate_scoring_with_tiny_model(data_dir):
     assert m["accuracy"] == sum(q.relation == d.relation for q, d in zip(query, decoded)) / 6
 
 
-def test_fewrel_cli_runs_episodes(tmp_path, data_dir):
-    folder = tmp_path / "tiny"
-    loaded = make_tiny_t5()
-    loaded.model.save_pretrained(folder)
-    loaded.tokenizer.save_pretrained(folder)
+def test_fewrel_cli_runs_episodes(tmp_path, data_dir, tiny_model_dir):
+    folder = tiny_model_dir
     out = tmp_path / "run"
     result = CliRunner().invoke(app, [
         "train", "--task", "fewrel", "--method", "full,fish-dip", "--model", str(folder), "--data-dir",
@@ -136,11 +133,8 @@ def test_meta_training_file_must_not_share_relations(tmp_path, data_dir):
         task.episode_data(1, cfg)
 
 
-def test_meta_training_runs_once_and_is_reused(tmp_path, data_dir):
-    folder = tmp_path / "tiny"
-    loaded = make_tiny_t5()
-    loaded.model.save_pretrained(folder)
-    loaded.tokenizer.save_pretrained(folder)
+def test_meta_training_runs_once_and_is_reused(tmp_path, data_dir, tiny_model_dir):
+    folder = tiny_model_dir
     out = tmp_path / "run"
     args = ["train", "--task", "fewrel", "--method", "full,fish-dip", "--model", str(folder), "--data-dir",
             str(data_dir), "--n-way", "3", "--k-shot", "1", "--queries", "1", "--episodes", "1", "--epochs", "1",

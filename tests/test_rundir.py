@@ -7,24 +7,14 @@ import subprocess
 import sys
 import time
 
-import pytest
 from typer.testing import CliRunner
 
 from fishdip.cli import app
 from fishdip.training.config import ExperimentConfig, TrainConfig
 from fishdip.training.experiment import run_experiment
-from tests.conftest import FIXTURES, REPO, make_tiny_t5
+from tests.conftest import FIXTURES, REPO
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def tiny_dir(tmp_path):
-    folder = tmp_path / "tiny-t5"
-    loaded = make_tiny_t5()
-    loaded.model.save_pretrained(folder)
-    loaded.tokenizer.save_pretrained(folder)
-    return folder
 
 
 def _args(model, out, *extra):
@@ -33,9 +23,9 @@ def _args(model, out, *extra):
             "--no-save-model", *extra]
 
 
-def test_killed_run_resumes_without_redoing_finished_episodes(tmp_path, tiny_dir):
+def test_killed_run_resumes_without_redoing_finished_episodes(tmp_path, tiny_model_dir):
     out = tmp_path / "run"
-    args = _args(tiny_dir, out, "--episodes", "1-3", "--epochs", "40")
+    args = _args(tiny_model_dir, out, "--episodes", "1-3", "--epochs", "40")
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     proc = subprocess.Popen([sys.executable, "-c", "from fishdip.cli import main; main()", *args],
                             cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -61,34 +51,34 @@ def test_killed_run_resumes_without_redoing_finished_episodes(tmp_path, tiny_dir
     assert (out / "predictions.jsonl").read_text().startswith(rows_before)
 
 
-def test_finished_run_is_not_recomputed_and_another_run_is_refused(tmp_path, tiny_dir):
+def test_finished_run_is_not_recomputed_and_another_run_is_refused(tmp_path, tiny_model_dir):
     out = tmp_path / "run"
-    assert runner.invoke(app, _args(tiny_dir, out, "--epochs", "1")).exit_code == 0
+    assert runner.invoke(app, _args(tiny_model_dir, out, "--epochs", "1")).exit_code == 0
     stamp = (out / "results.json").stat().st_mtime_ns
-    result = runner.invoke(app, _args(tiny_dir, out, "--epochs", "1"))
+    result = runner.invoke(app, _args(tiny_model_dir, out, "--epochs", "1"))
     assert result.exit_code == 0 and "already finished" in result.output
     assert (out / "results.json").stat().st_mtime_ns == stamp
 
-    result = runner.invoke(app, _args(tiny_dir, out, "--epochs", "2", "--lr", "0.01"))
+    result = runner.invoke(app, _args(tiny_model_dir, out, "--epochs", "2", "--lr", "0.01"))
     assert result.exit_code == 2
     line = result.output.strip().splitlines()[-1]
     assert "holds a different run" in line and "epochs: 1 -> 2" in line and "lr: None -> 0.01" in line
     assert "--overwrite" in line
 
-    result = runner.invoke(app, _args(tiny_dir, out, "--epochs", "2", "--overwrite"))
+    result = runner.invoke(app, _args(tiny_model_dir, out, "--epochs", "2", "--overwrite"))
     assert result.exit_code == 0, result.output
     assert json.loads((out / "config.json").read_text())["train"]["epochs"] == 2
 
 
-def test_more_episodes_extend_a_finished_run(tmp_path, tiny_dir):
+def test_more_episodes_extend_a_finished_run(tmp_path, tiny_model_dir):
     out = tmp_path / "run"
-    assert runner.invoke(app, _args(tiny_dir, out, "--epochs", "1")).exit_code == 0
-    result = runner.invoke(app, _args(tiny_dir, out, "--epochs", "1", "--episodes", "1-2"))
+    assert runner.invoke(app, _args(tiny_model_dir, out, "--epochs", "1")).exit_code == 0
+    result = runner.invoke(app, _args(tiny_model_dir, out, "--epochs", "1", "--episodes", "1-2"))
     assert result.exit_code == 0 and "running 2" in result.output
     assert [e["episode"] for e in json.loads((out / "results.json").read_text())["episodes"]] == [1, 2]
 
 
-def test_failed_model_save_keeps_the_metrics(tmp_path, tiny_dir, monkeypatch):
+def test_failed_model_save_keeps_the_metrics(tmp_path, tiny_model_dir, monkeypatch):
     import fishdip.training.experiment as experiment
 
     def full_disk(*args, **kwargs):
@@ -96,7 +86,7 @@ def test_failed_model_save_keeps_the_metrics(tmp_path, tiny_dir, monkeypatch):
 
     monkeypatch.setattr(experiment, "save_model", full_disk)
     logged: list[str] = []
-    cfg = ExperimentConfig(task="conll03", model=str(tiny_dir), data_dir=str(FIXTURES), eval_split="dev",
+    cfg = ExperimentConfig(task="conll03", model=str(tiny_model_dir), data_dir=str(FIXTURES), eval_split="dev",
                            output_dir=str(tmp_path / "run"), train=TrainConfig(method="full", epochs=1,
                                                                               max_length=48))
     results = run_experiment(cfg, progress=False, log=logged.append)
@@ -106,35 +96,49 @@ def test_failed_model_save_keeps_the_metrics(tmp_path, tiny_dir, monkeypatch):
     assert any("could not be saved" in line and "No space left" in line for line in logged)
 
 
-def test_nothing_is_written_when_the_data_cannot_be_read(tmp_path, tiny_dir):
+def test_nothing_is_written_when_the_data_cannot_be_read(tmp_path, tiny_model_dir):
     out = tmp_path / "run"
-    result = runner.invoke(app, _args(tiny_dir, out, "--task", "wnut17"))
+    result = runner.invoke(app, _args(tiny_model_dir, out, "--task", "wnut17"))
     assert result.exit_code == 2 and "not found" in result.output
     assert not out.exists()
 
 
-def test_leftovers_of_a_killed_run_are_removed(tmp_path, tiny_dir):
+def test_leftovers_of_a_killed_run_are_removed(tmp_path, tiny_model_dir):
     out = tmp_path / "run"
     out.mkdir()
     (out / ".results.json.x1y2.tmp").write_text("{")
     (out / "models").mkdir()
     (out / "models" / ".episode-1.abc").mkdir()
-    result = runner.invoke(app, _args(tiny_dir, out, "--epochs", "1"))
+    result = runner.invoke(app, _args(tiny_model_dir, out, "--epochs", "1"))
     assert result.exit_code == 0 and "removed 2 temporary" in result.output
     assert not list(out.glob(".*")) and not list((out / "models").glob(".*"))
 
 
-def test_single_and_multi_method_runs_do_not_mix(tmp_path, tiny_dir):
+def test_single_and_multi_method_runs_do_not_mix(tmp_path, tiny_model_dir):
     out = tmp_path / "run"
-    assert runner.invoke(app, _args(tiny_dir, out, "--epochs", "1")).exit_code == 0
-    result = runner.invoke(app, _args(tiny_dir, out, "--epochs", "1", "--method", "full,random"))
+    assert runner.invoke(app, _args(tiny_model_dir, out, "--epochs", "1")).exit_code == 0
+    result = runner.invoke(app, _args(tiny_model_dir, out, "--epochs", "1", "--method", "full,random"))
     assert result.exit_code == 2 and "holds a single-method run" in result.output
 
 
-def test_default_output_folder_is_new_per_run(tmp_path, tiny_dir, monkeypatch):
+def test_default_output_folder_is_new_per_run(tmp_path, tiny_model_dir, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    args = [a for a in _args(tiny_dir, "x", "--epochs", "1") if a not in ("--output-dir", "x")]
+    args = [a for a in _args(tiny_model_dir, "x", "--epochs", "1") if a not in ("--output-dir", "x")]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     (folder,) = (tmp_path / "runs").iterdir()
     assert folder.name.startswith("conll03-full-") and (folder / "results.json").is_file()
+
+
+def test_ctrl_c_says_where_the_results_are_and_how_to_resume(tmp_path, tiny_model_dir):
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.Popen([sys.executable, "-c", "from fishdip.cli import main; main()",
+                             *_args(tiny_model_dir, out, "--episodes", "1-3", "--epochs", "3000")],
+                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(8)  # inside episode 1's training
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert f"interrupted: finished episodes are kept in {out}/" in err and "run the same command again" in err
+    assert "Traceback" not in err

@@ -157,6 +157,7 @@ def evaluate(
     from fishdip.io import write_json_atomic
 
     try:
+        check_model("--model", model)
         loaded, task_obj, max_length = _load_trained(model, task, data_dir, decoder)
         examples, _ = load_split(task_obj.dataset, eval_split, data_dir, fold)
         examples = examples[:eval_limit] if eval_limit else examples
