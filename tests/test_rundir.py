@@ -96,7 +96,9 @@ def test_failed_model_save_keeps_the_metrics(tmp_path, tiny_model_dir, monkeypat
     assert any("could not be saved" in line and "No space left" in line for line in logged)
 
 
-def test_nothing_is_written_when_the_data_cannot_be_read(tmp_path, tiny_model_dir):
+def test_nothing_is_written_when_the_data_cannot_be_read(tmp_path, tiny_model_dir, monkeypatch):
+    monkeypatch.delenv("FISHDIP_DATA_DIR", raising=False)  # wnut17 is then nowhere
+    monkeypatch.setenv("FISHDIP_CACHE_DIR", str(tmp_path / "cache"))
     out = tmp_path / "run"
     result = runner.invoke(app, _args(tiny_model_dir, out, "--task", "wnut17"))
     assert result.exit_code == 2 and "not found" in result.output
