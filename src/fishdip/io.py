@@ -55,3 +55,19 @@ def read_json(path: Path | str) -> Any:
         raise DataError(f"{path}: not UTF-8 ({exc})") from None
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: line {exc.lineno}, column {exc.colno}: invalid JSON ({exc.msg})") from None
+
+
+def read_jsonl(path: Path | str) -> list[dict]:
+    """One JSON object per line (blank lines skipped); a bad line is a DataError naming it."""
+    rows = []
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}: line {number}: invalid JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path}: line {number}: expected an object")
+        rows.append(row)
+    return rows

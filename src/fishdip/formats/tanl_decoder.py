@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from itertools import groupby
 
 from fishdip.formats.entity_relation import Decoded, Entity, Relation, Schema, escape
 from fishdip.formats.tanl import CLOSE, OPEN, SEP
@@ -54,16 +55,7 @@ def parse(text: str) -> tuple[list[str], list[tuple[str, list[tuple[str, ...]], 
             start, in_name, name, other = stack.pop()
             tags: list[tuple[str, ...]] = []
             if not in_name:
-                groups, current = [], []
-                for w in other:
-                    if w == SEP:
-                        if current:
-                            groups.append(current)
-                        current = []
-                    else:
-                        current.append(w)
-                if current:
-                    groups.append(current)
+                groups = [list(g) for is_sep, g in groupby(other, lambda w: w == SEP) if not is_sep]
                 tags = [tuple(" ".join(g).split(f" {EQUALS} ")) for g in groups]
             entities.append((" ".join(name), tags, start, len(copied)))
         elif stack and word == SEP:

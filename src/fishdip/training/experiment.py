@@ -13,6 +13,7 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass, replace
+from itertools import groupby
 from pathlib import Path
 
 import torch
@@ -89,6 +90,7 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True, log=print, meta
         start_model = meta_trained_model(cfg, task, meta_dir or out / "meta-model", log, progress)
     device = pick_device(cfg.device)
     episodes, rows = list(state.finished), list(state.rows)
+    order = {e: i for i, e in enumerate(cfg.episodes)}
     results = _results(cfg, episodes)
     for episode in cfg.episodes:
         if episode in done:
@@ -112,7 +114,6 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True, log=print, meta
         episodes.append(record)
         results = _results(cfg, episodes)
         # metrics and predictions first, atomically: a failure or kill after this keeps them
-        order = {e: i for i, e in enumerate(cfg.episodes)}
         write_jsonl_atomic(out / "predictions.jsonl", sorted(rows, key=lambda r: order.get(r["episode"], 0)))
         write_json_atomic(out / "results.json", results)
         if cfg.save_model:
@@ -130,14 +131,9 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True, log=print, meta
 
 
 def _ranges(numbers: list[int]) -> str:
-    """[1, 2, 3, 5] -> "1-3, 5"."""
-    parts: list[str] = []
-    for n in numbers:
-        if parts and n == int(parts[-1].split("-")[-1]) + 1:
-            parts[-1] = f"{parts[-1].split('-')[0]}-{n}"
-        else:
-            parts.append(str(n))
-    return ", ".join(parts)
+    """[1, 2, 3, 5] -> "1-3, 5" (ascending numbers; a run of consecutive ones is one range)."""
+    runs = [[n for _, n in group] for _, group in groupby(enumerate(numbers), lambda x: x[1] - x[0])]
+    return ", ".join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs)
 
 
 @dataclass

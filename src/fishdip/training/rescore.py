@@ -8,14 +8,13 @@ the ``fishdip`` and ``tanl`` decoders can be compared on exactly the same model 
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 
 from fishdip.errors import FishdipError
 from fishdip.evaluation.metrics import aggregate
 from fishdip.evaluation.predict import LIMIT_ERROR
-from fishdip.io import read_json
+from fishdip.io import read_json, read_jsonl
 from fishdip.tasks import load_task
 from fishdip.training.config import ExperimentConfig
 
@@ -38,12 +37,10 @@ def _rows(path: Path) -> dict[int, list[dict]]:
     if not path.is_file():
         raise FishdipError(f"{path}: not found: the run has no stored generations")
     by_episode: dict[int, list[dict]] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        try:
-            row = json.loads(line)
-            by_episode.setdefault(int(row["episode"]), []).append(row)
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-            raise FishdipError(f"{path}: line {number}: not a prediction row") from None
+    for row in read_jsonl(path):
+        if not isinstance(row.get("episode"), int) or "generated" not in row:
+            raise FishdipError(f"{path}: a row without 'episode' and 'generated': not a prediction row")
+        by_episode.setdefault(row["episode"], []).append(row)
     return by_episode
 
 

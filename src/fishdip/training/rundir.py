@@ -20,7 +20,7 @@ from pathlib import Path
 
 from fishdip import __version__
 from fishdip.errors import FishdipError
-from fishdip.io import read_json
+from fishdip.io import read_json, read_jsonl
 
 # options that say where outputs go or what is kept, not what is computed
 NOT_IDENTITY = ("output_dir", "save_model", "data_dir")
@@ -121,13 +121,8 @@ def check_run_folder(folder: Path, config: dict, overwrite: bool = False) -> Run
     wanted = list(config["episodes"])
     finished = [e for e in results.get("episodes", []) if e.get("episode") in wanted]
     done = {e["episode"] for e in finished}
-    rows = []
     predictions = folder / "predictions.jsonl"
-    if predictions.is_file():
-        import json
-
-        rows = [row for line in predictions.read_text(encoding="utf-8").splitlines() if line.strip()
-                for row in [json.loads(line)] if row.get("episode") in done]
+    rows = [r for r in read_jsonl(predictions) if r.get("episode") in done] if predictions.is_file() else []
     return RunState(finished, rows, complete=done >= set(wanted))
 
 
