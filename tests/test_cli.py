@@ -69,7 +69,7 @@ def test_single_method_writes_into_output_dir(tmp_path, tiny_model_dir):
     result = runner.invoke(app, [
         "train", "--task", "ade", "--fold", "1", "--method", "fish", "--model", str(tiny_model_dir),
         "--data-dir", str(FIXTURES), "--epochs", "1", "--max-length", "64", "--output-dir", str(out),
-        "--quiet", "--no-save-model",
+        "--quiet", "--save", "none",
     ])
     assert result.exit_code == 0, result.output
     assert (out / "results.json").is_file() and not (out / "models").exists()
@@ -127,7 +127,7 @@ def test_rescore_decodes_stored_generations_again(tmp_path, tiny_model_dir, data
     result = runner.invoke(app, [
         "train", "--task", "conll04", "--method", "full", "--model", str(tiny_model_dir), "--data-dir",
         str(data_dir), "--train-size", "2", "--epochs", "1", "--eval-limit", "3", "--max-length", "64",
-        "--output-dir", str(out), "--quiet", "--no-save-model"])
+        "--output-dir", str(out), "--quiet", "--save", "none"])
     assert result.exit_code == 0, result.output
     # rewrite the stored generations with gold text: the rescored F1 must then be perfect
     from fishdip.data.datasets import load_split
@@ -154,7 +154,7 @@ def test_strict_tags_reports_file_and_line(tmp_path, tiny_model_dir):
         (folder / f"{split}.txt").write_text("Acme\tB-org\nCorp\tI-org\n\nsaid\tO\nBob\tI-per\n")
     args = ["train", "--task", "conll", "--model", str(tiny_model_dir), "--data-dir", str(tmp_path / "data"),
             "--epochs", "1", "--max-length", "32", "--output-dir", str(tmp_path / "out"), "--quiet",
-            "--no-save-model"]
+            "--save", "none"]
     result = runner.invoke(app, [*args, "--strict-tags"])
     assert result.exit_code == 2
     assert "train.txt: line 5: invalid transition O -> I-per" in result.output

@@ -76,7 +76,7 @@ def test_fewrel_cli_runs_episodes(tmp_path, data_dir, tiny_model_dir):
     result = CliRunner().invoke(app, [
         "train", "--task", "fewrel", "--method", "full,fish-dip", "--model", str(folder), "--data-dir",
         str(data_dir), "--n-way", "5", "--k-shot", "1", "--queries", "1", "--episodes", "1-2", "--epochs", "1",
-        "--max-length", "128", "--output-dir", str(out), "--quiet", "--no-save-model"])
+        "--max-length", "128", "--output-dir", str(out), "--quiet", "--save", "none"])
     assert result.exit_code == 0, result.output
     assert "accuracy" in result.output
     res = json.loads((out / "fish-dip" / "results.json").read_text())
@@ -139,7 +139,7 @@ def test_meta_training_runs_once_and_is_reused(tmp_path, data_dir, tiny_model_di
     args = ["train", "--task", "fewrel", "--method", "full,fish-dip", "--model", str(folder), "--data-dir",
             str(data_dir), "--n-way", "3", "--k-shot", "1", "--queries", "1", "--episodes", "1", "--epochs", "1",
             "--max-length", "128", "--meta-train", "holdout", "--meta-train-size", "6", "--output-dir", str(out),
-            "--quiet", "--no-save-model"]
+            "--quiet", "--save", "none"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert result.output.count("meta-training on 6 instances") == 1 and "reusing" in result.output

@@ -59,6 +59,10 @@ BAD = [
     (["--fisher", "cube"], "--fisher 'cube': must be one of square, abs"),
     (["--fish-samples", "0"], "--fish-samples 0: must be >= 1"),
     (["--seed", "-3"], "--seed -3: must be >= 0"),
+    (["--precision", "fp8"], "--precision 'fp8': must be one of auto, fp32, bf16, fp16"),
+    (["--precision", "fp16", "--device", "cpu"], "--precision fp16: needs a CUDA GPU"),
+    (["--save", "zip"], "--save 'zip': must be one of auto, delta, full, none"),
+    (["--method", "full", "--save", "delta"], "--save delta: full fine-tuning changes every entry"),
     (["--no-such-option"], "No such option: --no-such-option"),
 ]
 
@@ -82,6 +86,6 @@ def test_every_train_option_is_in_the_table():
     from fishdip.training.config import ExperimentConfig, TrainConfig, option_name
 
     tested = {a for args, _ in BAD for a in args if a.startswith("--")}
-    no_bad_value = {"--strict-tags", "--save-model"}  # flags: any value is valid
+    no_bad_value = {"--strict-tags"}  # flags: any value is valid
     options = {option_name(f) for cls in (ExperimentConfig, TrainConfig) for f in fields(cls) if f.name != "train"}
     assert options - tested - no_bad_value == set()

@@ -20,7 +20,7 @@ runner = CliRunner()
 def _args(model, out, *extra):
     return ["train", "--task", "conll03", "--method", "full", "--model", str(model), "--data-dir", str(FIXTURES),
             "--eval-split", "dev", "--batch-size", "2", "--max-length", "48", "--output-dir", str(out), "--quiet",
-            "--no-save-model", *extra]
+            "--save", "none", *extra]
 
 
 def test_killed_run_resumes_without_redoing_finished_episodes(tmp_path, tiny_model_dir):

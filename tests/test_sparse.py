@@ -162,3 +162,32 @@ def test_empty_mask_freezes_parameter_for_autograd():
 def test_top_k_ties_go_to_lower_index():
     mask = top_k_mask({"a": torch.tensor([1.0, 2.0, 2.0, 2.0]), "b": torch.tensor([2.0, 0.5])}, 2)
     assert mask.indices["a"].tolist() == [1, 2] and mask.indices["b"].tolist() == []
+
+
+@pytest.mark.parametrize("name", ["adamw", "adafactor"])
+def test_gathered_gradients_give_the_same_step_and_free_the_dense_ones(name):
+    """Inside gathering(), backward leaves only the masked entries (accumulated over micro-batches)."""
+    mask = SparseMask({"w": torch.tensor([0, 3, 17]), "b": torch.tensor([2])})
+    x = torch.randn(2, 4, 6, generator=torch.Generator().manual_seed(1))
+
+    def loss(params, xb):
+        return ((xb @ params["w"].view(6, 5)) + params["b"][:5]).pow(2).sum()
+
+    results = []
+    for gather in (False, True):
+        params = _params()
+        opt = _optimizers()[name](params)
+        opt.set_mask(mask)
+        for _ in range(2):  # two optimizer steps of two micro-batches each
+            for xb in x:
+                if gather:
+                    with opt.gathering():
+                        loss(params, xb).backward()
+                    assert all(p.grad is None for p in params.values())
+                else:
+                    loss(params, xb).backward()
+            opt.step()
+            opt.zero_grad()
+        results.append({n: p.detach().clone() for n, p in params.items()})
+    for n in results[0]:
+        assert torch.equal(results[0][n], results[1][n])

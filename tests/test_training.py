@@ -3,7 +3,7 @@ import torch
 
 from fishdip.evaluation.predict import predict
 from fishdip.formats import entity_relation as er
-from fishdip.models.text2text import collate, generate, per_sample_loss
+from fishdip.models.text2text import collate, encode_pair, generate, pad_batch, per_sample_loss, token_losses
 from fishdip.tasks import JointERTask
 from fishdip.training.config import TrainConfig
 from fishdip.training.trainer import Trainer, train
@@ -47,6 +47,26 @@ def test_per_sample_loss_ignores_padding(tiny_model):
     alone = per_sample_loss(tiny_model, collate(tiny_model, PAIRS[:1], 96))
     padded = per_sample_loss(tiny_model, collate(tiny_model, [PAIRS[0], (PAIRS[0][0] + " x" * 20, "y" * 60)], 96))
     assert torch.allclose(alone[0], padded[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("make", [make_tiny_t5, make_tiny_llama], ids=["t5", "llama"])
+def test_token_losses_equal_the_models_own_loss(make):
+    """The LM head runs on target positions only (decoder-only): same loss as the model's forward."""
+    loaded = make()
+    loaded.model.eval()
+    batch = collate(loaded, PAIRS[:3], 96)
+    total, count = token_losses(loaded, batch)
+    with torch.no_grad():
+        for row in range(3):
+            one = {k: v[row : row + 1] for k, v in batch.items()}
+            reference = loaded.model(**one).loss  # HF shifts (causal) and ignores -100 itself
+            assert torch.allclose(total[row] / count[row], reference, atol=1e-5)
+
+
+def test_encoded_pairs_pad_to_the_same_batch(tiny_model):
+    rows = [encode_pair(tiny_model, s, t, 96) for s, t in PAIRS[:3]]
+    for key, value in pad_batch(tiny_model, rows).items():
+        assert torch.equal(value, collate(tiny_model, PAIRS[:3], 96)[key])
 
 
 def _snapshot(model):
@@ -184,3 +204,24 @@ def test_long_source_keeps_its_end_and_the_prompt_cue():
     assert t5.tokenizer.decode(enc["input_ids"][0], skip_special_tokens=True).endswith("hotel in the north")
     short, _ = _causal_pieces(llama, "Booth shot Lincoln .", None, 96)  # short ones are untouched
     assert short == llama.tokenizer("Sentence: Booth shot Lincoln .\nAnnotated:")["input_ids"][:-1]  # no EOS
+
+
+def test_bf16_autocast_trains_float32_master_weights():
+    loaded = make_tiny_llama()
+    result = train(loaded, PAIRS, _cfg(method="fish-dip", precision="bf16", epochs=3), progress=False)
+    assert result.precision == "bf16"
+    assert all(p.dtype == torch.float32 for p in loaded.model.parameters())
+    assert result.losses[-1]["loss"] < result.losses[0]["loss"]
+    assert result.refresh_seconds > 0 and result.train_tokens > 0
+
+
+def test_precision_auto_and_fp16_only_on_cuda(monkeypatch):
+    from fishdip.training import precision as amp
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(amp, "cpu_has_fast_bf16", lambda: False)
+    assert amp.resolve("auto", cpu) == "fp32"
+    monkeypatch.setattr(amp, "cpu_has_fast_bf16", lambda: True)
+    assert amp.resolve("auto", cpu) == "bf16"
+    with pytest.raises(ValueError, match="fp16 needs a CUDA GPU"):
+        amp.resolve("fp16", cpu)

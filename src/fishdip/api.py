@@ -25,7 +25,7 @@ from fishdip.tasks import JointERTask, Task, task_from_metadata
 from fishdip.text import tokenize
 from fishdip.training.config import ConfigError, ExperimentConfig, TrainConfig
 from fishdip.training.experiment import Comparison, run_comparison
-from fishdip.training.rundir import default_output_dir
+from fishdip.training.rundir import default_output_dir, model_folder
 
 
 @dataclass
@@ -197,12 +197,6 @@ class Predictor:
 def load(path: str | Path, decoder: str | None = None) -> Predictor:
     """A predictor from a model folder written by ``train`` (``models/episode-<i>``), or from a
     run folder (its first episode's model)."""
-    path = Path(path)
-    if not (path / "fishdip.json").is_file():
-        candidates = sorted(path.glob("models/episode-*/fishdip.json")) or \
-            sorted(path.glob("*/models/episode-*/fishdip.json"))
-        if not candidates:
-            raise FishdipError(f"{path}: no trained fishdip model here (fishdip.json, or models/episode-*/)")
-        path = candidates[0].parent
+    path = model_folder(Path(path))
     meta = read_fishdip_metadata(str(path))
     return Predictor(load_model(str(path)), task_from_metadata(meta, decoder), meta.get("max_length", 256))

@@ -229,6 +229,32 @@ def predict_cmd(
 
 
 @app.command()
+def export(
+    source: Annotated[Path, typer.Argument(help="a saved model (models/episode-<i>, delta or full) or a run folder")],
+    output: Annotated[Path, typer.Option(help="folder to write the complete model into")],
+    episode: Annotated[Optional[int], typer.Option(help="which episode's model of a run (default: the first)")] = None,
+    method: Annotated[Optional[str], typer.Option(help="which method's run, in a comparison folder")] = None,
+) -> None:
+    """Write a complete model folder (a delta merged onto its base model), loadable by transformers alone."""
+    from fishdip.models.loading import load_model, read_fishdip_metadata, save_model
+    from fishdip.training.rundir import model_folder
+
+    try:
+        folder = model_folder(source, episode, method)
+        if output.exists() and (not output.is_dir() or any(output.iterdir())):
+            raise FishdipError(f"--output {output}: exists and is not an empty folder; nothing was written")
+        loaded = load_model(str(folder))
+        meta = read_fishdip_metadata(str(folder)) or {}
+        meta = {k: v for k, v in meta.items() if k not in ("base_checksum", "delta_entries", "generation_budget")}
+        save_model(loaded, output, {**meta, "exported_from": str(folder.resolve())})
+    except (FishdipError, ValueError) as exc:
+        _fail(exc)
+    except OSError as exc:
+        _fail(FishdipError(f"--output {output}: {exc.strerror or exc}"))
+    typer.echo(f"{folder} -> {output} (a complete model: transformers' from_pretrained loads it)")
+
+
+@app.command()
 def tasks(
     data_dir: Annotated[Optional[str], typer.Option(help="also report which datasets are found here")] = None,
 ) -> None:

@@ -26,6 +26,7 @@ from transformers import (
 )
 
 from fishdip.errors import FishdipError
+from fishdip.models.delta import DELTA_FILE, apply_delta, check_base, is_delta, save_delta, weights_checksum
 from fishdip.paths import cache_dir
 
 EMBEDDED = "embedded"
@@ -119,7 +120,10 @@ def resolve(name: str) -> str:
 
 
 def load_model(name: str = EMBEDDED, dtype: torch.dtype = torch.float32) -> LoadedModel:
-    """Load a model and tokenizer by hub name, local path or ``embedded``."""
+    """Load a model and tokenizer by hub name, local path or ``embedded``; a delta folder
+    (``delta.py``) loads its base model and applies the delta."""
+    if is_delta(name):
+        return _load_delta(Path(name), dtype)
     path = resolve(name)
     try:
         config = AutoConfig.from_pretrained(path)
@@ -161,6 +165,41 @@ def save_model(loaded: LoadedModel, folder: Path, extra: dict | None = None) -> 
         tmp.rename(folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def base_identity(name: str) -> str:
+    """How a delta names its base: an existing local folder by its absolute path, else as given."""
+    path = Path(name).expanduser()
+    return str(path.resolve()) if name != EMBEDDED and path.is_dir() else name
+
+
+def save_delta_model(loaded: LoadedModel, touched: dict[str, torch.Tensor], folder: Path, extra: dict,
+                     base_checksum: str) -> None:
+    """Save a sparse fine-tune as a delta on ``extra["base_model"]`` (atomically, like save_model)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    try:
+        entries = save_delta(loaded.model, touched, tmp / DELTA_FILE)
+        meta = {**extra, "base_model": base_identity(extra["base_model"]), "base_checksum": base_checksum,
+                "delta_entries": entries, "generation_budget": loaded.budget.to_dict()}
+        (tmp / "fishdip.json").write_text(json.dumps(meta, indent=2) + "\n")
+        if folder.exists():
+            shutil.rmtree(folder)
+        tmp.rename(folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _load_delta(folder: Path, dtype: torch.dtype) -> LoadedModel:
+    meta = read_fishdip_metadata(str(folder)) or {}
+    if "base_model" not in meta:
+        raise FishdipError(f"{folder}: a delta checkpoint needs fishdip.json naming its base_model")
+    loaded = load_model(meta["base_model"], dtype)
+    check_base(folder, meta["base_model"], meta.get("base_checksum"), weights_checksum(loaded.model))
+    apply_delta(loaded.model, folder / DELTA_FILE)
+    loaded.name = str(folder)
+    loaded.budget = GenerationBudget.from_dict(meta.get("generation_budget"))
+    return loaded
 
 
 def read_fishdip_metadata(name: str) -> dict | None:

@@ -70,29 +70,61 @@ def encode_sources(loaded: LoadedModel, sources: list[str], max_length: int) -> 
         tok.truncation_side = side
 
 
+@dataclass(frozen=True)
+class Encoded:
+    """One training pair as token ids: what the model reads and the target positions it is scored on.
+
+    Encoder-decoders: ``input_ids`` is the source and ``labels`` the target. Decoder-only models:
+    ``input_ids`` is prompt + target and ``labels`` marks the target (IGNORE on the prompt).
+    Encoding a pair once and padding later lets the trainer tokenize each sample a single time."""
+
+    input_ids: tuple[int, ...]
+    labels: tuple[int, ...]
+
+    @property
+    def cost(self) -> int:
+        """Positions the model runs over (for grouping samples of similar length)."""
+        return len(self.input_ids) + (len(self.labels) if len(self.labels) != len(self.input_ids) else 0)
+
+
+def encode_pair(loaded: LoadedModel, source: str, target: str, max_length: int) -> Encoded:
+    tok = loaded.tokenizer
+    if loaded.is_encoder_decoder:
+        side, tok.truncation_side = tok.truncation_side, "left"  # keep a long source's end
+        try:
+            ids = tok(source, max_length=max_length, truncation=True)["input_ids"]
+        finally:
+            tok.truncation_side = side
+        labels = tok(text_target=target, max_length=max_length, truncation=True)["input_ids"]
+        return Encoded(tuple(ids), tuple(labels))
+    prompt, answer = _causal_pieces(loaded, source, target, max_length)
+    return Encoded(tuple(prompt + answer), tuple([IGNORE] * len(prompt) + answer))
+
+
+def pad_batch(loaded: LoadedModel, rows: list[Encoded]) -> dict[str, torch.Tensor]:
+    """Right-padded tensors; padding is IGNORE in ``labels`` and 0 in ``attention_mask``."""
+    pad = loaded.tokenizer.pad_token_id
+
+    def stack(seqs: list[tuple[int, ...]], fill: int) -> torch.Tensor:
+        out = torch.full((len(seqs), max(len(x) for x in seqs)), fill, dtype=torch.long)
+        for i, x in enumerate(seqs):
+            out[i, : len(x)] = torch.tensor(x, dtype=torch.long)
+        return out
+
+    input_ids = stack([r.input_ids for r in rows], pad)
+    attention = stack([(1,) * len(r.input_ids) for r in rows], 0)
+    return {"input_ids": input_ids, "attention_mask": attention, "labels": stack([r.labels for r in rows], IGNORE)}
+
+
 def collate(loaded: LoadedModel, pairs: list[tuple[str, str]], max_length: int) -> dict[str, torch.Tensor]:
     """Training batch with ``labels`` set to IGNORE on prompt and padding positions."""
-    tok = loaded.tokenizer
-    sources = [s for s, _ in pairs]
-    targets = [t for _, t in pairs]
-    if loaded.is_encoder_decoder:
-        enc = encode_sources(loaded, sources, max_length)
-        dec = tok(text_target=targets, max_length=max_length, truncation=True, padding=True,
-                  return_tensors="pt")
-        labels = dec["input_ids"].masked_fill(dec["attention_mask"] == 0, IGNORE)
-        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": labels}
+    return pad_batch(loaded, [encode_pair(loaded, s, t, max_length) for s, t in pairs])
 
-    rows = [_causal_pieces(loaded, s, t, max_length) for s, t in pairs]
-    width = max(len(p) + len(a) for p, a in rows)
-    input_ids = torch.full((len(rows), width), tok.pad_token_id, dtype=torch.long)
-    attention = torch.zeros((len(rows), width), dtype=torch.long)
-    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
-    for i, (prompt, answer) in enumerate(rows):  # right padding for training
-        ids = prompt + answer
-        input_ids[i, : len(ids)] = torch.tensor(ids)
-        attention[i, : len(ids)] = 1
-        labels[i, len(prompt) : len(ids)] = torch.tensor(answer)
-    return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+
+# Decoder-only architectures whose logits are exactly ``lm_head(final hidden state)`` (no scaling or
+# soft-capping): for them only the target positions go through the LM head. With a 49k vocabulary the
+# head is a fifth of a small model's matrix work, and prompt and padding positions need no logits.
+PLAIN_LM_HEAD = ("llama", "mistral", "qwen2", "qwen3", "smollm3")
 
 
 def token_losses(loaded: LoadedModel, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -101,6 +133,15 @@ def token_losses(loaded: LoadedModel, batch: dict[str, torch.Tensor]) -> tuple[t
     device = next(model.parameters()).device
     batch = {k: v.to(device) for k, v in batch.items()}
     labels = batch["labels"]
+    if not loaded.is_encoder_decoder and model.config.model_type in PLAIN_LM_HEAD:
+        hidden = model.get_decoder()(input_ids=batch["input_ids"],
+                                     attention_mask=batch["attention_mask"]).last_hidden_state
+        labels = labels[:, 1:]  # position t predicts token t+1
+        rows, cols = (labels != IGNORE).nonzero(as_tuple=True)
+        logits = model.get_output_embeddings()(hidden[rows, cols])
+        token_loss = F.cross_entropy(logits.float(), labels[rows, cols], reduction="none")
+        total = torch.zeros(labels.shape[0], device=device).index_add_(0, rows, token_loss)
+        return total, (labels != IGNORE).float().sum(dim=1)
     if loaded.is_encoder_decoder:
         decoder_input_ids = model.prepare_decoder_input_ids_from_labels(labels=labels)
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],

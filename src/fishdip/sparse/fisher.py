@@ -24,17 +24,30 @@ def fisher_scores(
     """
     if kind not in FISHER_KINDS:
         raise ValueError(f"--fisher must be one of {FISHER_KINDS}, got {kind!r}")
-    # accumulate where the gradients are: no host round trip per sample on a GPU
-    scores = {name: torch.zeros_like(p, dtype=torch.float32) for name, p in params.items()}
-    for i in samples:
+    # one flat buffer (top_k_mask selects on it without a copy), accumulated where the gradients
+    # are (no host round trip per sample on a GPU)
+    first = next(iter(params.values()))
+    flat = torch.zeros(sum(p.numel() for p in params.values()), dtype=torch.float32, device=first.device)
+    scores = {name: view.view(p.shape) for (name, p), view in
+              zip(params.items(), flat.split([p.numel() for p in params.values()]))}
+    by_param = {p: scores[name] for name, p in params.items()}
+
+    def add(p: nn.Parameter) -> None:
+        # as soon as a parameter's gradient is complete: add it and free it, so that a backward
+        # pass holds one dense gradient at a time
+        g = p.grad.float()
+        by_param[p].add_(g * g if kind == "square" else g.abs())
+        p.grad = None
+
+    hooks = [p.register_post_accumulate_grad_hook(add) for p in params.values()]
+    try:
         for p in params.values():
             p.grad = None
-        sample_loss(i).backward()
-        for name, p in params.items():
-            if p.grad is None:
-                continue
-            g = p.grad.detach().float()
-            scores[name] += g * g if kind == "square" else g.abs()
-    for p in params.values():
-        p.grad = None
+        for i in samples:
+            sample_loss(i).backward()
+    finally:
+        for hook in hooks:
+            hook.remove()
+        for p in params.values():
+            p.grad = None
     return scores

@@ -52,7 +52,9 @@ def top_k_mask(scores: dict[str, torch.Tensor], k: int) -> SparseMask:
     """
     names = list(scores)
     sizes = [scores[n].numel() for n in names]
-    flat = torch.cat([scores[n].reshape(-1).float() for n in names])
+    flat = _flat_view(list(scores.values()))
+    if flat is None:
+        flat = torch.cat([scores[n].reshape(-1).float() for n in names])
     k = min(k, flat.numel())
     if flat.is_cuda:
         threshold = torch.topk(flat, k, sorted=False).values.min()
@@ -68,6 +70,20 @@ def top_k_mask(scores: dict[str, torch.Tensor], k: int) -> SparseMask:
         lo, hi = torch.searchsorted(keep, bounds[i : i + 2]).tolist()
         indices[name] = keep[lo:hi] - bounds[i]
     return SparseMask(indices)
+
+
+def _flat_view(tensors: list[torch.Tensor]) -> torch.Tensor | None:
+    """The one float32 buffer ``tensors`` are consecutive views of (as fisher_scores makes them), if so:
+    selecting on it directly saves a copy of every score."""
+    base = tensors[0]._base if tensors else None
+    if base is None or base.dtype != torch.float32 or base.dim() != 1:
+        return None
+    offset = base.storage_offset()
+    for t in tensors:
+        if t._base is not base or t.storage_offset() != offset or not t.is_contiguous():
+            return None
+        offset += t.numel()
+    return base if offset - base.storage_offset() == base.numel() else None
 
 
 def random_mask(sizes: dict[str, int], k: int, seed: int) -> SparseMask:

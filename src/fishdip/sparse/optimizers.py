@@ -9,11 +9,17 @@ is never written, so it stays bit-identical; state exists only for the
 On a mask refresh, entries that stay keep their moments and step counts,
 entries that join start fresh (per-entry step, so bias correction is right),
 entries that leave are forgotten.
+
+Gradient memory: inside ``gathering()``, each parameter's masked gradient entries are taken the
+moment autograd has accumulated its gradient, and the dense gradient is freed on the spot, so a
+backward pass holds one dense gradient at a time instead of one per parameter. Gradients of several
+micro-batches add up in the gathered entries (gradient accumulation).
 """
 
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -33,6 +39,36 @@ class SparseOptimizer(torch.optim.Optimizer):
             if not p.is_contiguous():
                 raise ValueError(f"parameter {self.names[p]} must be contiguous")
             self.state[p]["idx"] = torch.empty(0, dtype=torch.long, device=p.device)
+        self._gathering = False
+        self._hooks = [p.register_post_accumulate_grad_hook(self._gather) for p in self.names]
+
+    def _gather(self, p: nn.Parameter) -> None:
+        """Keep the masked entries of ``p``'s fresh gradient and free the dense one."""
+        if not self._gathering or p.grad is None:
+            return
+        state = self.state[p]
+        g = p.grad.reshape(-1)[state["idx"]].float()
+        state["grad"] = g if state.get("grad") is None else state["grad"].add_(g)
+        p.grad = None
+
+    @contextmanager
+    def gathering(self):
+        """Backward passes run in this context leave gathered masked gradients, not dense ones."""
+        self._gathering = True
+        try:
+            yield
+        finally:
+            self._gathering = False
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        super().zero_grad(set_to_none)
+        for state in self.state.values():
+            state.pop("grad", None)
+
+    def remove_hooks(self) -> None:
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks = []
 
     @torch.no_grad()
     def set_mask(self, mask: SparseMask) -> None:
@@ -49,6 +85,8 @@ class SparseOptimizer(torch.optim.Optimizer):
                 hit = old_idx[pos] == new_idx
                 for key in _STATE_KEYS:
                     carried[key][hit] = state[key][pos[hit]]
+            if state.get("grad") is not None:
+                raise RuntimeError("set_mask between backward and step would drop gathered gradients")
             state.clear()
             state["idx"] = new_idx
             state.update(carried)
@@ -58,9 +96,13 @@ class SparseOptimizer(torch.optim.Optimizer):
     def _masked_grads(self, group: dict) -> list[tuple[nn.Parameter, torch.Tensor]]:
         out = []
         for p in group["params"]:
-            idx = self.state[p]["idx"]
-            if p.grad is not None and idx.numel():
-                out.append((p, p.grad.reshape(-1)[idx].float()))
+            state = self.state[p]
+            if not state["idx"].numel():
+                continue
+            if state.get("grad") is not None:  # gathered during backward
+                out.append((p, state.pop("grad")))
+            elif p.grad is not None:
+                out.append((p, p.grad.reshape(-1)[state["idx"]].float()))
         return out
 
     @staticmethod
@@ -98,8 +140,8 @@ class SparseOptimizer(torch.optim.Optimizer):
 
     def num_state_bytes(self) -> int:
         """Memory held as optimizer state, for benchmarks."""
-        return sum(t.numel() * t.element_size() for s in self.state.values() for t in s.values()
-                   if isinstance(t, torch.Tensor))
+        return sum(t.numel() * t.element_size() for s in self.state.values() for k, t in s.items()
+                   if isinstance(t, torch.Tensor) and k != "grad")
 
 
 class SparseAdamW(SparseOptimizer):

@@ -13,13 +13,16 @@ def default_num_regressing(num_batches: int) -> int:
 
 
 @torch.no_grad()
-def sample_losses(batch_loss: Callable[[list[int]], torch.Tensor], num_samples: int,
+def sample_losses(batch_loss: Callable[[list[int]], torch.Tensor], lengths: list[int],
                   batch_size: int) -> torch.Tensor:
-    """Loss of every training sample, computed in batches without gradients."""
-    losses = []
-    for start in range(0, num_samples, batch_size):
-        losses.append(batch_loss(list(range(start, min(start + batch_size, num_samples)))).float().cpu())
-    return torch.cat(losses)
+    """Loss of every training sample, computed without gradients in batches of similar length
+    (sorted by ``lengths``: little padding); returned in the samples' own order."""
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    losses = torch.empty(len(lengths))
+    for start in range(0, len(order), batch_size):
+        ids = order[start : start + batch_size]
+        losses[ids] = batch_loss(ids).float().cpu()
+    return losses
 
 
 def most_regressing(losses: torch.Tensor, n: int) -> list[int]:

@@ -22,6 +22,7 @@ DEFAULT_LR = {"full": 1e-4, "fish": 1e-3, "fish-dip": 1e-3, "random": 1e-3}
 OPTIMIZERS = ("adamw", "adafactor")
 DECODER_NAMES = ("fishdip", "tanl")  # formats/decoders.py
 RC_SCORES = ("sum", "mean")
+SAVE_MODES = ("auto", "delta", "full", "none")
 
 
 class ConfigError(FishdipError, ValueError):
@@ -94,6 +95,10 @@ class TrainConfig:
                      "per-sample gradients", choices=("square", "abs"))
     fish_samples: int = _f(128, "fish: training samples the one fixed mask is computed on", min=1)
     seed: int = _f(0, "seed for shuffling, dropout and random masks", min=0)
+    precision: str = _f("fp32", "fp32; bf16 or fp16: matrix products in that precision (autocast), float32 "
+                        "master weights and optimizer state; fp16 (with loss scaling) on CUDA only; auto: bf16 "
+                        "where the device runs it natively (CUDA with bf16, CPU with AVX-512 bf16 / AMX), "
+                        "else fp32", choices=("auto", "fp32", "bf16", "fp16"))
 
     def validate(self) -> None:
         check_fields(self)
@@ -139,7 +144,10 @@ class ExperimentConfig:
     output_dir: str = _f("runs/run", "where config, results, predictions and models go (the CLI's default: "
                          "a new folder runs/<task>-<methods>-<date>-<time> per run); a rerun into the same "
                          "folder resumes it")
-    save_model: bool = _f(True, "save the trained model(s)")
+    save: str = _f("auto", "how each episode's model is saved: delta (only the entries the sparse masks "
+                   "touched, a few % of the model, loaded onto the base model; the default for sparse methods), "
+                   "full (a complete model folder; the default for full fine-tuning), or none",
+                   choices=SAVE_MODES)
     device: str = _f("auto", "auto, cpu, cuda, cuda:1, mps ...")
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -158,8 +166,17 @@ class ExperimentConfig:
         if few_shot and self.eval_limit is not None and self.eval_limit % self.n_way:
             raise ConfigError(f"--eval-limit {self.eval_limit}: few-shot queries come in groups of --n-way "
                               f"{self.n_way}; use a multiple of {self.n_way} so every relation keeps its share")
+        if self.save == "delta" and self.train.method == "full":
+            raise ConfigError("--save delta: full fine-tuning changes every entry; use --save full (or auto)")
         if self.meta_train is not None and not few_shot:
             raise ConfigError(f"--meta-train: only for few-shot tasks (fewrel, fewrel_pubmed), not {self.task}")
+
+    @property
+    def save_mode(self) -> str:
+        """``save`` with ``auto`` resolved: delta for sparse methods, full otherwise."""
+        if self.save != "auto":
+            return self.save
+        return "full" if self.train.method == "full" else "delta"
 
     def to_dict(self) -> dict:
         return {**asdict(self), "train": self.train.to_dict()}
@@ -190,6 +207,10 @@ def check_model(option: str, name: str) -> None:
     if name == "embedded":
         return
     path = Path(name).expanduser()
+    if (path / "delta.safetensors").is_file():
+        if not (path / "fishdip.json").is_file():
+            raise ConfigError(f"{option} {name}: a delta checkpoint without fishdip.json (its base model)")
+        return
     if path.exists():
         if not path.is_dir():
             raise ConfigError(f"{option} {name}: is a file; expected a model folder or a hub name")
@@ -231,6 +252,12 @@ def check_device(option: str, name: str) -> None:
         raise ConfigError(f"{option} {name}: not supported (auto, cpu, cuda, cuda:N, mps)")
 
 
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def check_environment(cfg: ExperimentConfig, model_path: bool = True) -> None:
     """What ``validate`` cannot see: folders, files and devices named by the options
     (``model_path=False``: the model is already in memory)."""
@@ -240,5 +267,8 @@ def check_environment(cfg: ExperimentConfig, model_path: bool = True) -> None:
         check_model("--model", cfg.model)
     check_output_dir("--output-dir", cfg.output_dir)
     check_device("--device", cfg.device)
+    if cfg.train.precision == "fp16" and not (cfg.device.startswith("cuda") or (
+            cfg.device == "auto" and _cuda_available())):
+        raise ConfigError(f"--precision fp16: needs a CUDA GPU (loss scaling); use bf16 or fp32 on {cfg.device}")
     if cfg.meta_train not in (None, "holdout") and not Path(cfg.meta_train).is_file():
         raise ConfigError(f"--meta-train {cfg.meta_train}: no such file (or 'holdout')")

@@ -4,7 +4,8 @@ Files in ``output_dir``:
   config.json         everything needed to rerun, and what identifies the run (rundir.py)
   results.json        per-episode metrics + "aggregate" mean/std (rewritten after each episode)
   predictions.jsonl   input, generated text, parsed structures and gold, per episode
-  models/episode-<i>/ the trained model of each episode (written after its metrics)
+  models/episode-<i>/ the trained model of each episode (written after its metrics): a delta on the
+                      base model for sparse methods (``--save delta``, models/delta.py), else a full model
 """
 
 from __future__ import annotations
@@ -23,13 +24,15 @@ from fishdip.data.datasets import DATASETS, data_files
 from fishdip.data.fetch import sha256
 from fishdip.evaluation.metrics import aggregate
 from fishdip.io import write_json_atomic, write_jsonl_atomic
-from fishdip.models.loading import load_model, save_model
+from fishdip.models.delta import weights_checksum
+from fishdip.models.loading import load_model, save_delta_model, save_model
 from fishdip.models.text2text import PROMPT, budget_from_pairs
 from fishdip.tasks import Task, load_task
-from fishdip.training.config import ExperimentConfig, check_environment
+from fishdip.training import precision as amp
+from fishdip.training.config import ConfigError, ExperimentConfig, check_environment
 from fishdip.training.meta import meta_trained_model
 from fishdip.training.rundir import check_layout, check_run_folder, clean_leftovers
-from fishdip.training.trainer import train
+from fishdip.training.trainer import Trainer
 
 
 def pick_device(name: str) -> torch.device:
@@ -89,6 +92,12 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True, log=print, meta
     if cfg.meta_train:
         start_model = meta_trained_model(cfg, task, meta_dir or out / "meta-model", log, progress)
     device = pick_device(cfg.device)
+    save = cfg.save_mode
+    if save == "delta" and fresh_model is not None:  # a model held in memory has no name to load it by
+        if cfg.save == "delta":
+            raise ConfigError("save='delta' needs a base model that can be loaded by name or path; "
+                              "this one is held in memory (use save='full')")
+        save = "full"
     episodes, rows = list(state.finished), list(state.rows)
     order = {e: i for i, e in enumerate(cfg.episodes)}
     results = _results(cfg, episodes)
@@ -100,13 +109,16 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True, log=print, meta
         log(f"[{cfg.train.method}] episode {episode}: {len(train_examples)} training / "
             f"{len(eval_examples)} evaluation examples on {device}")
         loaded = fresh_model() if fresh_model is not None else load_model(start_model)
+        base_checksum = weights_checksum(loaded.model) if save == "delta" else None
         loaded.model.to(device)
         # the episode number seeds shuffling and random masks too: every method sees the same stream
         pairs = task.pairs(train_examples)
-        result = train(loaded, pairs, replace(cfg.train, seed=episode), progress=progress)
+        trainer = Trainer(loaded, pairs, replace(cfg.train, seed=episode), progress=progress)
+        result = trainer.train()
         # a generation budget fixed by the training targets, the same for every batch composition
         loaded.budget = budget_from_pairs(loaded, pairs)
-        texts, decoded = task.predict(loaded, eval_examples, cfg, context, progress=progress)
+        with amp.autocast(result.precision, device):
+            texts, decoded = task.predict(loaded, eval_examples, cfg, context, progress=progress)
         record = {"episode": episode, **context, "metrics": task.score(eval_examples, decoded),
                   "train": vars(result), "seconds": round(time.perf_counter() - started, 1), "model": None}
         rows += [{"episode": episode, **task.prediction_row(ex, text, pred)}
@@ -116,11 +128,14 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True, log=print, meta
         # metrics and predictions first, atomically: a failure or kill after this keeps them
         write_jsonl_atomic(out / "predictions.jsonl", sorted(rows, key=lambda r: order.get(r["episode"], 0)))
         write_json_atomic(out / "results.json", results)
-        if cfg.save_model:
+        if save != "none":
             folder = out / "models" / f"episode-{episode}"
+            meta = {**task.metadata(), "prompt": PROMPT, "max_length": cfg.train.max_length, "base_model": start_model}
             try:
-                save_model(loaded, folder, {**task.metadata(), "prompt": PROMPT,
-                                            "max_length": cfg.train.max_length, "base_model": cfg.model})
+                if save == "delta":
+                    save_delta_model(loaded, trainer.touched, folder, meta, base_checksum)
+                else:
+                    save_model(loaded, folder, meta)
                 record["model"] = str(folder.relative_to(out))
                 write_json_atomic(out / "results.json", results)
             except OSError as exc:

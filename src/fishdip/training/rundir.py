@@ -22,8 +22,10 @@ from fishdip import __version__
 from fishdip.errors import FishdipError
 from fishdip.io import read_json, read_jsonl
 
+# options added after runs were first written, with the value those older runs had in effect
+ADDED_LATER = {"train.precision": "fp32"}
 # options that say where outputs go or what is kept, not what is computed
-NOT_IDENTITY = ("output_dir", "save_model", "data_dir")
+NOT_IDENTITY = ("output_dir", "save", "save_model", "data_dir")
 # every file and folder a run writes (removed by --overwrite)
 RUN_FILES = ("config.json", "results.json", "predictions.jsonl", "model", "models", "meta-model",
              "comparison.md", "comparison.json", "losses.png")
@@ -55,7 +57,7 @@ def differences(old: dict, new: dict) -> list[str]:
     a, b = _flatten(identity(old)), _flatten(identity(new))
     out = []
     for key in sorted(set(a) | set(b)):
-        if a.get(key) != b.get(key):
+        if a.get(key, ADDED_LATER.get(key)) != b.get(key, ADDED_LATER.get(key)):
             name = key.removeprefix("train.").replace("_", "-")
             if key == "data_files":
                 out.append("data files (checksums differ)")
@@ -142,3 +144,22 @@ def check_layout(out: Path, methods: list[str], overwrite: bool) -> None:
         remove_run(out)
         for name in subruns:
             remove_run(out / name)
+
+
+def model_folder(path: Path, episode: int | None = None, method: str | None = None) -> Path:
+    """The saved model a path points at: a model folder itself (``models/episode-<i>``), or a run
+    folder (``episode``, default the first; ``method`` for a comparison's ``<method>/``)."""
+    path = Path(path)
+    if (path / "fishdip.json").is_file():
+        return path
+    runs = [path / method] if method else [path, *sorted(p for p in path.iterdir() if p.is_dir())] \
+        if path.is_dir() else []
+    for run in runs:
+        found = {int(f.parent.name.split("-")[1]): f.parent for f in run.glob("models/episode-*/fishdip.json")}
+        if found:
+            if episode is None:
+                return found[min(found)]
+            if episode in found:
+                return found[episode]
+            raise FishdipError(f"{run}: no saved model of episode {episode} (saved: {sorted(found)})")
+    raise FishdipError(f"{path}: no trained fishdip model here (fishdip.json, or models/episode-*/)")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -20,14 +21,16 @@ from transformers import get_linear_schedule_with_warmup
 from transformers.optimization import Adafactor
 
 from fishdip.models.loading import LoadedModel
-from fishdip.models.text2text import collate, per_sample_loss
+from fishdip.models.text2text import encode_pair, pad_batch, per_sample_loss
 from fishdip.sparse.fisher import fisher_scores
 from fishdip.sparse.masks import SparseMask, num_to_keep, random_mask, top_k_mask
 from fishdip.sparse.optimizers import SparseAdafactor, SparseAdamW
 from fishdip.sparse.selection import default_num_regressing, most_regressing, sample_losses
+from fishdip.training import precision as amp
 from fishdip.training.config import TrainConfig
 
 SPARSE_METHODS = ("fish", "fish-dip", "random")
+RANK_BATCH = 4  # ranking runs without gradients, so its batches can be this many times larger
 
 
 @dataclass
@@ -39,6 +42,10 @@ class TrainResult:
     losses: list[dict] = field(default_factory=list)  # {"step", "loss", "lr"} per optimizer step
     refreshes: list[dict] = field(default_factory=list)  # one per mask computation
     optimizer_state_bytes: int = 0
+    precision: str = "fp32"  # what --precision resolved to on this device
+    refresh_seconds: float = 0.0  # time spent computing masks (ranking, Fisher scores, top-k)
+    train_tokens: int = 0  # tokens the training forward passes ran over (padding included)
+    touched_entries: int = 0  # entries that any mask let learn (union over refreshes)
 
 
 def build_optimizer(cfg: TrainConfig, params: dict[str, torch.nn.Parameter]) -> torch.optim.Optimizer:
@@ -64,18 +71,26 @@ class Trainer:
             raise ValueError("no training examples")
         self.loaded, self.pairs, self.cfg, self.progress = loaded, pairs, cfg, progress
         self.params = {n: p for n, p in loaded.model.named_parameters() if p.requires_grad}
+        self.device = next(loaded.model.parameters()).device
+        self.precision = amp.resolve(cfg.precision, self.device)
+        # tokenized once: training batches and every refresh's ranking reuse these
+        self.encoded = [encode_pair(loaded, s, t, cfg.max_length) for s, t in pairs]
         self.micro_batches_per_epoch = math.ceil(len(pairs) / cfg.batch_size)
         self.steps_per_epoch = math.ceil(self.micro_batches_per_epoch / cfg.grad_accum_steps)
         self.total_steps = self.steps_per_epoch * cfg.epochs
         self.num_keep = num_to_keep(sum(p.numel() for p in self.params.values()), cfg.sparsity)
-        self.result = TrainResult(total_params=sum(p.numel() for p in self.params.values()))
+        self.result = TrainResult(total_params=sum(p.numel() for p in self.params.values()),
+                                  precision=self.precision)
         self.mask: SparseMask | None = None
+        # every entry any mask has held: all a sparse fine-tune can have changed (a delta checkpoint)
+        self.touched: dict[str, torch.Tensor] = {}
         self._timing: dict = {}  # breakdown of the mask computation in progress
 
     # -- losses -------------------------------------------------------------
     def batch_loss(self, ids: list[int]) -> torch.Tensor:
-        batch = collate(self.loaded, [self.pairs[i] for i in ids], self.cfg.max_length)
-        return per_sample_loss(self.loaded, batch)
+        batch = pad_batch(self.loaded, [self.encoded[i] for i in ids])
+        with amp.autocast(self.precision, self.device):
+            return per_sample_loss(self.loaded, batch)
 
     # -- masks --------------------------------------------------------------
     def _fisher_mask(self, samples: list[int]) -> SparseMask:
@@ -109,7 +124,7 @@ class Trainer:
             was_training = model.training
             model.eval()
             ranked = time.perf_counter()
-            losses = sample_losses(self.batch_loss, len(self.pairs), self.cfg.batch_size)
+            losses = sample_losses(self.batch_loss, [e.cost for e in self.encoded], RANK_BATCH * cfg.batch_size)
             self._timing["ranking_seconds"] = round(time.perf_counter() - ranked, 3)
             model.train(was_training)
             n = cfg.regressing_samples or default_num_regressing(self.micro_batches_per_epoch)
@@ -120,12 +135,17 @@ class Trainer:
         if self.mask is not None:
             info["overlap_with_previous"] = mask.overlap(self.mask) / self.num_keep
         info.update(self._timing, seconds=round(time.perf_counter() - started, 3))
+        self.result.refresh_seconds = round(self.result.refresh_seconds + info["seconds"], 3)
         self.result.refreshes.append(info)
         return mask
 
     def _install(self, mask: SparseMask, optimizer: torch.optim.Optimizer) -> None:
         self.mask = mask
         optimizer.set_mask(mask)
+        for name, idx in mask.indices.items():
+            old = self.touched.get(name)
+            self.touched[name] = idx.clone() if old is None else torch.unique(torch.cat([old, idx.to(old.device)]))
+        self.result.touched_entries = sum(int(t.numel()) for t in self.touched.values())
 
     # -- loop ---------------------------------------------------------------
     def train(self) -> TrainResult:
@@ -133,6 +153,10 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         started = time.perf_counter()
         optimizer = build_optimizer(cfg, self.params)
+        scaler = amp.grad_scaler(self.precision, self.device)
+        # sparse optimizers gather the masked gradient entries during backward (one dense gradient
+        # alive at a time); loss scaling (fp16) needs the dense gradients to unscale them
+        gather = optimizer.gathering if cfg.method in SPARSE_METHODS and scaler is None else nullcontext
         warmup = round(cfg.warmup_ratio * self.total_steps)
         scheduler = get_linear_schedule_with_warmup(optimizer, warmup, self.total_steps)
         if cfg.method in SPARSE_METHODS:
@@ -152,11 +176,19 @@ class Trainer:
                 total = 0.0
                 for ids in group:  # loss = mean over samples of the optimizer step
                     loss = self.batch_loss(ids).sum() / n_samples
-                    loss.backward()
+                    with gather():
+                        (scaler.scale(loss) if scaler else loss).backward()
                     total += float(loss.detach())
+                    self.result.train_tokens += sum(len(self.encoded[i].input_ids) for i in ids)
+                if scaler:
+                    scaler.unscale_(optimizer)
                 if cfg.method not in SPARSE_METHODS and cfg.max_grad_norm:
                     torch.nn.utils.clip_grad_norm_(self.params.values(), cfg.max_grad_norm)
-                optimizer.step()
+                if scaler:
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
@@ -173,6 +205,8 @@ class Trainer:
             self.result.optimizer_state_bytes = sum(
                 t.numel() * t.element_size() for s in optimizer.state.values() for t in s.values()
                 if isinstance(t, torch.Tensor))
+        if hasattr(optimizer, "remove_hooks"):
+            optimizer.remove_hooks()
         for p in self.params.values():  # leave the model as we found it
             p.requires_grad_(True)
         self.result.steps = step

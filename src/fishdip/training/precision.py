@@ -1,0 +1,47 @@
+"""Numeric precision of training and evaluation: float32, or bfloat16 / float16 autocast.
+
+Weights, gradients and optimizer state stay float32 (the "master" copy); ``torch.autocast`` runs the
+matrix products in the low precision. Measured on the embedded model (benchmarks/efficiency.py):
+a CPU with AVX-512 bf16 / AMX runs a training step about 1.7x faster in bf16 than in float32, while
+bf16 *weights* (no float32 master) gain only a few percent more. A CPU without native bf16 has no
+fast bf16 kernels, so ``auto`` picks float32 there.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+import torch
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def cpu_has_fast_bf16() -> bool:
+    """AVX-512 with bf16 instructions (or AMX): oneDNN then runs bf16 matrix products natively."""
+    return torch.backends.cpu.get_cpu_capability() in ("AVX512", "AMX") and \
+        bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def resolve(precision: str, device: torch.device) -> str:
+    """``auto`` -> what is fast and safe on ``device``; anything else is checked and returned."""
+    if precision == "auto":
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+        return "bf16" if device.type == "cpu" and cpu_has_fast_bf16() else "fp32"
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("--precision fp16 needs a CUDA GPU (loss scaling); use bf16 or fp32 on "
+                         f"{device.type}")
+    return precision
+
+
+def autocast(precision: str, device: torch.device):
+    """The context forward passes run in (``precision`` already resolved)."""
+    if precision == "fp32":
+        return nullcontext()
+    return torch.autocast(device.type, dtype=DTYPES[precision])
+
+
+def grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler | None:
+    """float16 gradients underflow without loss scaling; bf16 has float32's range and needs none."""
+    return torch.amp.GradScaler(device.type) if precision == "fp16" else None
