@@ -225,3 +225,22 @@ def test_precision_auto_and_fp16_only_on_cuda(monkeypatch):
     assert amp.resolve("auto", cpu) == "bf16"
     with pytest.raises(ValueError, match="fp16 needs a CUDA GPU"):
         amp.resolve("fp16", cpu)
+
+
+@pytest.mark.parametrize("method", ["full", "fish-dip"])
+def test_fp16_loss_scaling_path_trains(method, monkeypatch):
+    """fp16 is refused on CPU for users (no speed there), but its loss-scaling path runs on CPU too:
+    exercise it here so that a GPU run does not meet it for the first time."""
+    from fishdip.training import precision as amp
+
+    monkeypatch.setattr(amp, "resolve", lambda precision, device: precision)
+    loaded = make_tiny_llama()
+    before = _snapshot(loaded.model)
+    trainer = Trainer(loaded, PAIRS, _cfg(method=method, precision="fp16", epochs=3), progress=False)
+    result = trainer.train()
+    assert result.precision == "fp16" and result.losses[-1]["loss"] < result.losses[0]["loss"]
+    if method == "fish-dip":  # dense gradients (for the scaler), yet frozen entries still never move
+        for name, p in loaded.model.named_parameters():
+            frozen = torch.ones(p.numel(), dtype=torch.bool)
+            frozen[trainer.touched.get(name, torch.empty(0, dtype=torch.long))] = False
+            assert torch.equal(p.detach().reshape(-1)[frozen], before[name].reshape(-1)[frozen])

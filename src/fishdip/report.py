@@ -24,7 +24,7 @@ def comparison_table(results: dict[str, dict], times: bool = True) -> str:
     """Markdown table, one row per method: scores (x100, mean ± std over episodes) and times."""
     shown = [m for m in ALL_METRICS if any(m in r["aggregate"] for r in results.values())]
     header = ["method", *shown, "format errors", "cut at limit"]
-    header += ["train s/episode", "wall s/episode"] if times else []
+    header += ["train s/episode", "of it mask refreshes", "wall s/episode"] if times else []
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for method, res in results.items():
         agg = res["aggregate"]
@@ -33,7 +33,9 @@ def comparison_table(results: dict[str, dict], times: bool = True) -> str:
         cut = sum(e["metrics"]["errors"].get(LIMIT_ERROR, 0) for e in eps) / len(eps)
         row = [method, *(_cell(agg.get(m)) for m in shown), f"{errors:.1f}", f"{cut:.1f}"]
         if times:
-            row += [f"{sum(e['train']['seconds'] for e in eps) / len(eps):.0f}",
+            train_s = sum(e["train"]["seconds"] for e in eps)
+            refresh_s = sum(e["train"].get("refresh_seconds", 0.0) for e in eps)
+            row += [f"{train_s / len(eps):.0f}", f"{refresh_s / max(train_s, 1e-9):.0%}",
                     f"{sum(e['seconds'] for e in eps) / len(eps):.0f}"]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
@@ -47,9 +49,10 @@ def describe_header(info: dict) -> str:
             f"- training data: {info.get('training', '?')}; episodes {', '.join(map(str, episodes))} "
             f"(episode i draws its subset with seed i, the same for every method)\n"
             f"- evaluation: {info.get('evaluation', '?')}; decoder: {info.get('decoder', 'fishdip')}\n"
-            f"- scores are x100, mean ± sample std over episodes; format errors: annotations that could not "
-            f"be used (unknown type, missing type, text not found in the input, relation tail not found), "
-            f"per episode; cut at limit: sentences whose generation hit its token budget, per episode\n\n")
+            + (f"- precision: {info['precision']}\n" if info.get("precision") else "") +
+            "- scores are x100, mean ± sample std over episodes; format errors: annotations that could not "
+            "be used (unknown type, missing type, text not found in the input, relation tail not found), "
+            "per episode; cut at limit: sentences whose generation hit its token budget, per episode\n\n")
 
 
 def plot_losses(results: dict[str, dict], path: Path, title: str = "") -> None:
@@ -93,7 +96,10 @@ def plot_losses(results: dict[str, dict], path: Path, title: str = "") -> None:
 
 def write_comparison(results: dict[str, dict], out: Path, info: dict | None = None) -> str:
     """comparison.md (header + table), comparison.json and losses.png; returns the markdown."""
-    info = info or {}
+    info = dict(info or {})
+    used = sorted({e["train"].get("precision", "fp32") for r in results.values() for e in r["episodes"]})
+    if used and "precision" in info:
+        info["precision"] = f"{', '.join(used)} (--precision {info['precision']})"
     text = describe_header(info) + comparison_table(results)
     write_text_atomic(out / "comparison.md", text)
     write_json_atomic(out / "comparison.json",

@@ -149,8 +149,9 @@ def token_losses(loaded: LoadedModel, batch: dict[str, torch.Tensor]) -> tuple[t
     else:
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         logits, labels = logits[:, :-1], labels[:, 1:]  # position t predicts token t+1
-    token_loss = F.cross_entropy(logits.transpose(1, 2).float(), labels, ignore_index=IGNORE,
-                                 reduction="none")
+    # flattened: log-softmax over a contiguous last dimension, no transposed copy of the logits
+    token_loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1),
+                                 ignore_index=IGNORE, reduction="none").view(labels.shape)
     real = (labels != IGNORE).float()
     return (token_loss * real).sum(dim=1), real.sum(dim=1)
 

@@ -190,4 +190,4 @@ def describe(cfg: ExperimentConfig) -> dict:
         size = f"{cfg.n_way}-way {cfg.k_shot}-shot episodes, {cfg.n_queries} queries per relation"
     evaluation = f"{cfg.eval_split} split" + (f", first {cfg.eval_limit}" if cfg.eval_limit else ", all of it")
     return {"task": cfg.task, "model": cfg.model, "training": size, "evaluation": evaluation,
-            "episodes": cfg.episodes, "decoder": cfg.decoder}
+            "episodes": cfg.episodes, "decoder": cfg.decoder, "precision": cfg.train.precision}

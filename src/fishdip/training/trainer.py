@@ -30,7 +30,6 @@ from fishdip.training import precision as amp
 from fishdip.training.config import TrainConfig
 
 SPARSE_METHODS = ("fish", "fish-dip", "random")
-RANK_BATCH = 4  # ranking runs without gradients, so its batches can be this many times larger
 
 
 @dataclass
@@ -65,11 +64,12 @@ class Trainer:
     """Trains one model on one list of (source, target) pairs."""
 
     def __init__(self, loaded: LoadedModel, pairs: list[tuple[str, str]], cfg: TrainConfig,
-                 progress: bool = True):
+                 progress: bool = True, gather_grads: bool = True):
         cfg.validate()
         if not pairs:
             raise ValueError("no training examples")
         self.loaded, self.pairs, self.cfg, self.progress = loaded, pairs, cfg, progress
+        self.gather_grads = gather_grads  # False only to measure what gathering saves (benchmarks)
         self.params = {n: p for n, p in loaded.model.named_parameters() if p.requires_grad}
         self.device = next(loaded.model.parameters()).device
         self.precision = amp.resolve(cfg.precision, self.device)
@@ -124,7 +124,9 @@ class Trainer:
             was_training = model.training
             model.eval()
             ranked = time.perf_counter()
-            losses = sample_losses(self.batch_loss, [e.cost for e in self.encoded], RANK_BATCH * cfg.batch_size)
+            # batches of the training size (larger ones would raise the peak memory: the logits of a
+            # large vocabulary dominate it), sorted by length so that they carry little padding
+            losses = sample_losses(self.batch_loss, [e.cost for e in self.encoded], cfg.batch_size)
             self._timing["ranking_seconds"] = round(time.perf_counter() - ranked, 3)
             model.train(was_training)
             n = cfg.regressing_samples or default_num_regressing(self.micro_batches_per_epoch)
@@ -156,7 +158,8 @@ class Trainer:
         scaler = amp.grad_scaler(self.precision, self.device)
         # sparse optimizers gather the masked gradient entries during backward (one dense gradient
         # alive at a time); loss scaling (fp16) needs the dense gradients to unscale them
-        gather = optimizer.gathering if cfg.method in SPARSE_METHODS and scaler is None else nullcontext
+        gather = optimizer.gathering if cfg.method in SPARSE_METHODS and scaler is None and self.gather_grads \
+            else nullcontext
         warmup = round(cfg.warmup_ratio * self.total_steps)
         scheduler = get_linear_schedule_with_warmup(optimizer, warmup, self.total_steps)
         if cfg.method in SPARSE_METHODS:
@@ -173,6 +176,7 @@ class Trainer:
             for group_start in range(0, len(batches), cfg.grad_accum_steps):
                 group = batches[group_start : group_start + cfg.grad_accum_steps]
                 n_samples = sum(len(b) for b in group)
+                step_started = time.perf_counter()
                 total = 0.0
                 for ids in group:  # loss = mean over samples of the optimizer step
                     loss = self.batch_loss(ids).sum() / n_samples
@@ -193,7 +197,8 @@ class Trainer:
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
                 self.result.losses.append({"step": step, "epoch": epoch, "loss": round(total, 5),
-                                           "lr": scheduler.get_last_lr()[0]})
+                                           "lr": scheduler.get_last_lr()[0],
+                                           "seconds": round(time.perf_counter() - step_started, 3)})
                 bar.update(1)
                 bar.set_postfix(loss=f"{total:.4f}")
                 if cfg.method == "fish-dip" and step % cfg.refresh_steps == 0 and step < self.total_steps:
