@@ -133,8 +133,11 @@ def train(*, examples: list | None = None, eval_examples: list | None = None,
     options["model"] = base.name if base is not None else model
     cfg, methods = _config(options)
     fresh = (lambda: copy.deepcopy(base)) if base is not None else None
+    from fishdip.training.distributed import setup
+
+    # under torchrun / accelerate launch every process calls train(); the main one writes (distributed.py)
     comparison: Comparison = run_comparison(cfg, methods, overwrite=overwrite, progress=progress, log=log,
-                                            task=task, fresh_model=fresh)
+                                            task=task, fresh_model=fresh, dist=setup(cfg.device))
     return TrainResult(comparison.output_dir, comparison.runs, comparison.table)
 
 

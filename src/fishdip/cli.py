@@ -105,12 +105,16 @@ def configs_from_options(options: dict) -> tuple[ExperimentConfig, list[str]]:
 
 def train(**options) -> None:
     """Fine-tune a model on a (low-resource subset of a) task and evaluate it."""
+    from fishdip.training.distributed import setup
     from fishdip.training.experiment import run_comparison
 
     try:
         cfg, methods = configs_from_options(options)
+        dist = setup(cfg.device)  # several processes when started by torchrun / accelerate launch
         results = run_comparison(cfg, methods, overwrite=options["overwrite"], progress=not options["quiet"],
-                                 log=lambda s: typer.echo(s, err=True))
+                                 log=lambda s: typer.echo(s, err=True), dist=dist)
+        if not dist.main:
+            return
     except (FishdipError, ValueError) as exc:
         _fail(exc)
     except KeyboardInterrupt:

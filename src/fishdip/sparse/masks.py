@@ -28,6 +28,15 @@ class SparseMask:
                 shared += int(torch.isin(idx, other.indices[name]).sum())
         return shared
 
+    def checksum(self) -> int:
+        """A cheap fingerprint of which entries are in the mask (to compare masks across processes)."""
+        total = 0
+        for i, name in enumerate(sorted(self.indices)):
+            idx = self.indices[name]
+            weights = torch.arange(1, idx.numel() + 1, dtype=torch.long, device=idx.device)
+            total = (total * 1_000_003 + int((idx * weights).sum()) + (i + 1) * idx.numel()) % (2**61 - 1)
+        return total
+
     def dense(self, name: str, like: torch.Tensor) -> torch.Tensor:
         """Boolean mask shaped like the parameter (for inspection and tests)."""
         flat = torch.zeros(like.numel(), dtype=torch.bool, device=self.indices[name].device)

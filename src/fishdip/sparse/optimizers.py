@@ -60,6 +60,19 @@ class SparseOptimizer(torch.optim.Optimizer):
         finally:
             self._gathering = False
 
+    def sum_gathered(self, sum_) -> None:
+        """Apply ``sum_`` (an in-place all-reduce) to every gathered gradient at once: one flat
+        buffer of the masked entries, not one call per parameter (several processes, distributed.py)."""
+        states = [self.state[p] for p in self.names if self.state[p]["idx"].numel()]
+        for state in states:  # a process without samples in this step gathered nothing
+            if state.get("grad") is None:
+                state["grad"] = torch.zeros(state["idx"].numel(), device=state["idx"].device)
+        if not states:
+            return
+        flat = sum_(torch.cat([s["grad"] for s in states]))
+        for state, part in zip(states, flat.split([s["grad"].numel() for s in states])):
+            state["grad"] = part
+
     def zero_grad(self, set_to_none: bool = True) -> None:
         super().zero_grad(set_to_none)
         for state in self.state.values():

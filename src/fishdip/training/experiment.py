@@ -22,6 +22,7 @@ import torch
 from fishdip import __version__
 from fishdip.data.datasets import DATASETS, data_files
 from fishdip.data.fetch import sha256
+from fishdip.errors import FishdipError
 from fishdip.evaluation.metrics import aggregate
 from fishdip.io import write_json_atomic, write_jsonl_atomic
 from fishdip.models.delta import weights_checksum
@@ -30,15 +31,19 @@ from fishdip.models.text2text import PROMPT, budget_from_pairs
 from fishdip.tasks import Task, load_task
 from fishdip.training import precision as amp
 from fishdip.training.config import ConfigError, ExperimentConfig, check_environment
+from fishdip.training.distributed import SINGLE, Dist
 from fishdip.training.meta import meta_trained_model
 from fishdip.training.rundir import check_layout, check_run_folder, clean_leftovers
 from fishdip.training.trainer import Trainer
 
 
-def pick_device(name: str) -> torch.device:
-    if name != "auto":
-        return torch.device(name)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def pick_device(name: str, dist: Dist = SINGLE) -> torch.device:
+    """``auto``: a GPU if there is one (with several processes: the process's own GPU), else the CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and dist.active:
+        return torch.device("cuda", dist.local_rank)
+    return torch.device(name)
 
 
 def _data_files(cfg: ExperimentConfig, task: Task, data: dict) -> dict[str, str]:
@@ -60,38 +65,55 @@ def _results(cfg: ExperimentConfig, episodes: list[dict]) -> dict:
 
 
 def run_experiment(cfg: ExperimentConfig, progress: bool = True, log=print, meta_dir: Path | None = None,
-                   overwrite: bool = False, task: Task | None = None, fresh_model=None) -> dict:
+                   overwrite: bool = False, task: Task | None = None, fresh_model=None,
+                   dist: Dist = SINGLE) -> dict:
     """Run every episode of ``cfg`` not already finished in ``cfg.output_dir`` (see rundir.py).
 
     ``meta_dir``: where the meta-trained model is kept (``--meta-train``; default
     ``<output_dir>/meta-model``; several methods share one). ``task``: a task object to use instead
     of ``cfg.task`` (in-memory examples); ``fresh_model``: a callable giving each episode its own
-    copy of a model already in memory, instead of loading ``cfg.model``."""
+    copy of a model already in memory, instead of loading ``cfg.model``. ``dist``: this process's
+    place among several (distributed.py): all train and evaluate a share, the main one writes."""
     cfg.validate(known_task=task is None)
+    if dist.active and cfg.meta_train:
+        raise ConfigError("--meta-train runs in one process: run it once without a launcher (the meta-trained "
+                          "model is kept in RUN/meta-model and reused), then launch the episodes")
+    log = log if dist.main else (lambda *_: None)
     check_environment(cfg, model_path=fresh_model is None)
     out = Path(cfg.output_dir)
     task = task or load_task(cfg.task, cfg.data_dir, cfg.decoder)
     # read every episode's data before writing anything: a bad file fails here, leaving no trace
     data = {episode: task.episode_data(episode, cfg) for episode in cfg.episodes}
     config = {"fishdip_version": __version__, **cfg.to_dict(), "data_files": _data_files(cfg, task, data)}
-    state = check_run_folder(out, config, overwrite)
+    # the main process decides what the folder holds (and may clean it); the others follow its answer
+    state = error = None
+    if dist.main:
+        try:
+            state = check_run_folder(out, config, overwrite)
+        except FishdipError as exc:
+            error = exc
+    state, error = dist.broadcast((state, error))
+    if error is not None:
+        raise error
     if state.complete:
         log(f"{out}: this run is already finished (episodes {_ranges(cfg.episodes)}); nothing to do "
             f"(--overwrite runs it again)")
         return _results(cfg, state.finished)
-    out.mkdir(parents=True, exist_ok=True)
-    leftovers = clean_leftovers(out)
-    if leftovers:
-        log(f"{out}: removed {len(leftovers)} temporary file(s) of an interrupted run")
+    if dist.main:
+        out.mkdir(parents=True, exist_ok=True)
+        leftovers = clean_leftovers(out)
+        if leftovers:
+            log(f"{out}: removed {len(leftovers)} temporary file(s) of an interrupted run")
     done = {e["episode"] for e in state.finished}
     if done:
         log(f"{out}: resuming: episodes {_ranges(sorted(done))} are finished and kept; running "
             f"{_ranges([e for e in cfg.episodes if e not in done])}")
-    write_json_atomic(out / "config.json", config)
+    if dist.main:
+        write_json_atomic(out / "config.json", config)
     start_model = cfg.model
     if cfg.meta_train:
         start_model = meta_trained_model(cfg, task, meta_dir or out / "meta-model", log, progress)
-    device = pick_device(cfg.device)
+    device = pick_device(cfg.device, dist)
     save = cfg.save_mode
     if save == "delta" and fresh_model is not None:  # a model held in memory has no name to load it by
         if cfg.save == "delta":
@@ -107,18 +129,27 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True, log=print, meta
         started = time.perf_counter()
         train_examples, eval_examples, context = data[episode]
         log(f"[{cfg.train.method}] episode {episode}: {len(train_examples)} training / "
-            f"{len(eval_examples)} evaluation examples on {device}")
+            f"{len(eval_examples)} evaluation examples on {device}"
+            + (f" (x {dist.world} processes)" if dist.active else ""))
         loaded = fresh_model() if fresh_model is not None else load_model(start_model)
         base_checksum = weights_checksum(loaded.model) if save == "delta" else None
         loaded.model.to(device)
         # the episode number seeds shuffling and random masks too: every method sees the same stream
         pairs = task.pairs(train_examples)
-        trainer = Trainer(loaded, pairs, replace(cfg.train, seed=episode), progress=progress)
+        trainer = Trainer(loaded, pairs, replace(cfg.train, seed=episode), progress=progress and dist.main,
+                          dist=dist)
         result = trainer.train()
         # a generation budget fixed by the training targets, the same for every batch composition
         loaded.budget = budget_from_pairs(loaded, pairs)
-        with amp.autocast(result.precision, device):
-            texts, decoded = task.predict(loaded, eval_examples, cfg, context, progress=progress)
+        with amp.autocast(result.precision, device):  # each process generates for its share
+            texts, decoded = task.predict(loaded, dist.share(eval_examples), cfg, context,
+                                          progress=progress and dist.main)
+        if dist.active:
+            shards = dist.gather((texts, decoded))
+            texts, decoded = dist.unshard([t for t, _ in shards]), dist.unshard([d for _, d in shards])
+            if not dist.main:
+                del loaded
+                continue
         record = {"episode": episode, **context, "metrics": task.score(eval_examples, decoded),
                   "train": vars(result), "seconds": round(time.perf_counter() - started, 1), "model": None}
         rows += [{"episode": episode, **task.prediction_row(ex, text, pred)}
@@ -161,7 +192,7 @@ class Comparison:
 
 
 def run_comparison(cfg: ExperimentConfig, methods: list[str], overwrite: bool = False, progress: bool = True,
-                   log=print, task: Task | None = None, fresh_model=None) -> Comparison:
+                   log=print, task: Task | None = None, fresh_model=None, dist: Dist = SINGLE) -> Comparison:
     """Run ``cfg`` once per method (one method: into ``output_dir``; several: ``output_dir/<method>``),
     each on the same subsets, then write comparison.md/json and losses.png."""
     from fishdip.report import write_comparison
@@ -171,13 +202,23 @@ def run_comparison(cfg: ExperimentConfig, methods: list[str], overwrite: bool = 
         c.validate(known_task=task is None)
     check_environment(cfg, model_path=fresh_model is None)
     out = Path(cfg.output_dir)
-    check_layout(out, methods, overwrite)
+    error = None
+    if dist.main:
+        try:
+            check_layout(out, methods, overwrite)
+        except FishdipError as exc:
+            error = exc
+    error = dist.broadcast(error)
+    if error is not None:
+        raise error
     runs = {}
     for method, c in zip(methods, configs):
         sub = out if len(methods) == 1 else out / method
         runs[method] = run_experiment(replace(c, output_dir=str(sub)), progress=progress, log=log,
                                       meta_dir=out / "meta-model", overwrite=overwrite, task=task,
-                                      fresh_model=fresh_model)
+                                      fresh_model=fresh_model, dist=dist)
+    if not dist.main:  # the main process writes the comparison
+        return Comparison(runs, out, "")
     info = describe(cfg) if task is None else {**describe(cfg), "task": task.dataset}
     return Comparison(runs, out, write_comparison(runs, out, info))
 

@@ -28,6 +28,7 @@ from fishdip.sparse.optimizers import SparseAdafactor, SparseAdamW
 from fishdip.sparse.selection import default_num_regressing, most_regressing, sample_losses
 from fishdip.training import precision as amp
 from fishdip.training.config import TrainConfig
+from fishdip.training.distributed import SINGLE, Dist
 
 SPARSE_METHODS = ("fish", "fish-dip", "random")
 
@@ -64,18 +65,21 @@ class Trainer:
     """Trains one model on one list of (source, target) pairs."""
 
     def __init__(self, loaded: LoadedModel, pairs: list[tuple[str, str]], cfg: TrainConfig,
-                 progress: bool = True, gather_grads: bool = True):
+                 progress: bool = True, gather_grads: bool = True, dist: Dist = SINGLE):
         cfg.validate()
         if not pairs:
             raise ValueError("no training examples")
         self.loaded, self.pairs, self.cfg, self.progress = loaded, pairs, cfg, progress
         self.gather_grads = gather_grads  # False only to measure what gathering saves (benchmarks)
+        # several processes: --batch-size is per process, a micro-batch spans all of them (distributed.py)
+        self.dist = dist
+        self.global_batch = cfg.batch_size * dist.world
         self.params = {n: p for n, p in loaded.model.named_parameters() if p.requires_grad}
         self.device = next(loaded.model.parameters()).device
         self.precision = amp.resolve(cfg.precision, self.device)
         # tokenized once: training batches and every refresh's ranking reuse these
         self.encoded = [encode_pair(loaded, s, t, cfg.max_length) for s, t in pairs]
-        self.micro_batches_per_epoch = math.ceil(len(pairs) / cfg.batch_size)
+        self.micro_batches_per_epoch = math.ceil(len(pairs) / (cfg.batch_size * dist.world))
         self.steps_per_epoch = math.ceil(self.micro_batches_per_epoch / cfg.grad_accum_steps)
         self.total_steps = self.steps_per_epoch * cfg.epochs
         self.num_keep = num_to_keep(sum(p.numel() for p in self.params.values()), cfg.sparsity)
@@ -100,13 +104,30 @@ class Trainer:
         for p in self.params.values():
             p.requires_grad_(True)
         started = time.perf_counter()
-        scores = fisher_scores(self.params, lambda i: self.batch_loss([i])[0], samples, self.cfg.fisher)
+        # each process scores its share of the samples; the sums are added up across processes
+        scores = fisher_scores(self.params, lambda i: self.batch_loss([i])[0], self.dist.share(samples),
+                               self.cfg.fisher)
+        if self.dist.active:
+            for value in scores.values():  # views of one flat buffer (fisher_scores)
+                flat = value._base
+                break
+            self.dist.sum_(flat)
         model.train(was_training)
         self._timing["fisher_seconds"] = round(time.perf_counter() - started, 3)
         started = time.perf_counter()
         mask = top_k_mask(scores, self.num_keep)
         self._timing["top_k_seconds"] = round(time.perf_counter() - started, 3)
+        self._check_same_mask(mask)
         return mask
+
+    def _check_same_mask(self, mask: SparseMask) -> None:
+        """Every process must train the same entries: compare a cheap checksum of the mask (recorded
+        in one process too, so that runs can be compared)."""
+        digest = self._timing["mask_checksum"] = mask.checksum()
+        sums = self.dist.gather(digest)
+        if len(set(sums)) > 1:
+            raise RuntimeError(f"the processes selected different masks (checksums {sums}); "
+                               "their weights or data differ")
 
     def compute_mask(self, step: int) -> SparseMask:
         cfg, started = self.cfg, time.perf_counter()
@@ -124,9 +145,7 @@ class Trainer:
             was_training = model.training
             model.eval()
             ranked = time.perf_counter()
-            # batches of the training size (larger ones would raise the peak memory: the logits of a
-            # large vocabulary dominate it), sorted by length so that they carry little padding
-            losses = sample_losses(self.batch_loss, [e.cost for e in self.encoded], cfg.batch_size)
+            losses = self._rank_samples()
             self._timing["ranking_seconds"] = round(time.perf_counter() - ranked, 3)
             model.train(was_training)
             n = cfg.regressing_samples or default_num_regressing(self.micro_batches_per_epoch)
@@ -140,6 +159,31 @@ class Trainer:
         self.result.refresh_seconds = round(self.result.refresh_seconds + info["seconds"], 3)
         self.result.refreshes.append(info)
         return mask
+
+    def _rank_samples(self) -> torch.Tensor:
+        """Loss of every training sample without gradients, in batches of the training size (larger
+        ones would raise the peak memory: a large vocabulary's logits dominate it), sorted by length
+        so that they carry little padding. Each process ranks its share; the losses are summed."""
+        by_length = sorted(range(len(self.encoded)), key=lambda i: (self.encoded[i].cost, i))
+        mine = self.dist.share(by_length)
+        losses = torch.zeros(len(self.encoded))
+        if mine:
+            losses[mine] = sample_losses(lambda pos: self.batch_loss([mine[i] for i in pos]),
+                                         [self.encoded[i].cost for i in mine], self.cfg.batch_size)
+        return self.dist.sum_(losses)
+
+    def _sum_gradients(self, optimizer: torch.optim.Optimizer, gathered: bool) -> None:
+        """Add up the processes' gradients: the gathered masked entries only, or dense gradients."""
+        if not self.dist.active:
+            return
+        if gathered:
+            optimizer.sum_gathered(self.dist.sum_)
+            return
+        for p in self.params.values():
+            if p.requires_grad:
+                if p.grad is None:  # this process had no sample in the step
+                    p.grad = torch.zeros_like(p)
+                self.dist.sum_(p.grad)
 
     def _install(self, mask: SparseMask, optimizer: torch.optim.Optimizer) -> None:
         self.mask = mask
@@ -158,8 +202,8 @@ class Trainer:
         scaler = amp.grad_scaler(self.precision, self.device)
         # sparse optimizers gather the masked gradient entries during backward (one dense gradient
         # alive at a time); loss scaling (fp16) needs the dense gradients to unscale them
-        gather = optimizer.gathering if cfg.method in SPARSE_METHODS and scaler is None and self.gather_grads \
-            else nullcontext
+        gathered = cfg.method in SPARSE_METHODS and scaler is None and self.gather_grads
+        gather = optimizer.gathering if gathered else nullcontext
         warmup = round(cfg.warmup_ratio * self.total_steps)
         scheduler = get_linear_schedule_with_warmup(optimizer, warmup, self.total_steps)
         if cfg.method in SPARSE_METHODS:
@@ -169,21 +213,28 @@ class Trainer:
         model.train()
         shuffler = torch.Generator().manual_seed(cfg.seed)
         step = 0
-        bar = tqdm(total=self.total_steps, desc=f"train {cfg.method}", disable=not self.progress)
+        bar = tqdm(total=self.total_steps, desc=f"train {cfg.method}", disable=not (self.progress and self.dist.main))
         for epoch in range(cfg.epochs):
             order = torch.randperm(len(self.pairs), generator=shuffler).tolist()
-            batches = [order[i : i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
+            size = self.global_batch
+            batches = [order[i : i + size] for i in range(0, len(order), size)]
             for group_start in range(0, len(batches), cfg.grad_accum_steps):
                 group = batches[group_start : group_start + cfg.grad_accum_steps]
                 n_samples = sum(len(b) for b in group)
                 step_started = time.perf_counter()
                 total = 0.0
                 for ids in group:  # loss = mean over samples of the optimizer step
-                    loss = self.batch_loss(ids).sum() / n_samples
+                    mine = self.dist.share(ids)
+                    if not mine:  # more processes than samples left in this micro-batch
+                        continue
+                    loss = self.batch_loss(mine).sum() / n_samples
                     with gather():
                         (scaler.scale(loss) if scaler else loss).backward()
                     total += float(loss.detach())
-                    self.result.train_tokens += sum(len(self.encoded[i].input_ids) for i in ids)
+                    self.result.train_tokens += sum(len(self.encoded[i].input_ids) for i in mine)
+                self._sum_gradients(optimizer, gathered)
+                if self.dist.active:
+                    total = float(self.dist.sum_(torch.tensor([total], dtype=torch.float64)))
                 if scaler:
                     scaler.unscale_(optimizer)
                 if cfg.method not in SPARSE_METHODS and cfg.max_grad_norm:
