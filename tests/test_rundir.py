@@ -138,7 +138,10 @@ def test_ctrl_c_says_where_the_results_are_and_how_to_resume(tmp_path, tiny_mode
     proc = subprocess.Popen([sys.executable, "-c", "from fishdip.cli import main; main()",
                              *_args(tiny_model_dir, out, "--episodes", "1-3", "--epochs", "3000")],
                             cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    time.sleep(8)  # inside episode 1's training
+    deadline = time.time() + 120  # config.json is written just before episode 1 starts
+    while not (out / "config.json").is_file() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    time.sleep(3)  # inside episode 1's training
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-2000:]

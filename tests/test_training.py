@@ -244,3 +244,23 @@ def test_fp16_loss_scaling_path_trains(method, monkeypatch):
             frozen = torch.ones(p.numel(), dtype=torch.bool)
             frozen[trainer.touched.get(name, torch.empty(0, dtype=torch.long))] = False
             assert torch.equal(p.detach().reshape(-1)[frozen], before[name].reshape(-1)[frozen])
+
+
+def test_max_steps_cycles_epochs_and_stop_loss_ends_early():
+    result = train(make_tiny_llama(), PAIRS, _cfg(method="fish-dip", max_steps=7), progress=False)
+    assert result.steps == 7 and [x["epoch"] for x in result.losses] == [0, 0, 0, 1, 1, 1, 2]
+    assert [r["step"] for r in result.refreshes] == [0, 2, 4, 6]
+    stopped = train(make_tiny_llama(), PAIRS, _cfg(method="full", max_steps=30, stop_loss=1e9), progress=False)
+    assert stopped.steps == 20 and stopped.stopped_early == 20  # 20 steps in a row under the threshold
+
+
+def test_rank_by_sum_ranks_by_the_summed_token_loss():
+    loaded = make_tiny_llama()
+    trainer = Trainer(loaded, PAIRS, _cfg(rank_by="sum"), progress=False)
+    trainer.compute_mask(step=0)
+    loaded.model.eval()
+    with torch.no_grad():
+        totals, _ = token_losses(loaded, collate(loaded, PAIRS, 96))
+    # 10 pairs in batches of 4: 3 batches, so the minimum of 3 regressing samples
+    expected = sorted(range(len(PAIRS)), key=lambda i: (-float(totals[i]), i))[:3]
+    assert trainer.result.refreshes[0]["samples"] == expected

@@ -78,6 +78,10 @@ class TrainConfig:
                      "fish-dip: Fisher mask refreshed on the most regressing samples; random: random mask",
                      choices=METHODS)
     epochs: int = _f(3, "passes over the training subset", min=1)
+    max_steps: int | None = _f(None, "train for exactly this many optimizer steps instead of --epochs (the data "
+                               "is cycled in reshuffled epochs), so methods compare at equal compute", min=1)
+    stop_loss: float | None = _f(None, "stop once the training loss has stayed below this for 20 steps in a row "
+                                 "(the reference uses 1e-6); off by default", above=0)
     batch_size: int = _f(8, "sentences per micro-batch", min=1)
     grad_accum_steps: int = _f(1, "micro-batches per optimizer step", min=1)
     lr: float | None = _f(None, "peak learning rate, linear decay to 0 "
@@ -93,6 +97,10 @@ class TrainConfig:
                                         "(default: 10 % of batches per epoch, clamped to 3..25)", min=1)
     fisher: str = _f("square", "Fisher score per entry: sum of squared (square) or absolute (abs) "
                      "per-sample gradients", choices=("square", "abs"))
+    rank_by: str = _f("mean", "fish-dip: rank samples by their mean token loss, or by the summed loss (the "
+                      "reference's effect: longer targets rank higher)", choices=("mean", "sum"))
+    rank_mode: str = _f("eval", "fish-dip: rank samples without dropout (eval), or with it (train, as the "
+                        "reference after its first refresh)", choices=("eval", "train"))
     fish_samples: int = _f(128, "fish: training samples the one fixed mask is computed on", min=1)
     seed: int = _f(0, "seed for shuffling, dropout and random masks", min=0)
     precision: str = _f("fp32", "fp32; bf16 or fp16: matrix products in that precision (autocast), float32 "

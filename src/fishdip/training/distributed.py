@@ -105,3 +105,12 @@ def setup(device: str) -> Dist:
     state = PartialState(cpu=cpu)
     return Dist(state.process_index, state.num_processes, state.local_process_index,
                 torch_dist.get_backend() if torch_dist.is_initialized() else "gloo")
+
+
+def pick_device(name: str, dist: Dist = SINGLE) -> torch.device:
+    """``auto``: a GPU if there is one (with several processes: the process's own GPU), else the CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and dist.active:
+        return torch.device("cuda", dist.local_rank)
+    return torch.device(name)

@@ -17,8 +17,6 @@ from dataclasses import dataclass, replace
 from itertools import groupby
 from pathlib import Path
 
-import torch
-
 from fishdip import __version__
 from fishdip.data.datasets import DATASETS, data_files
 from fishdip.data.fetch import sha256
@@ -31,19 +29,10 @@ from fishdip.models.text2text import PROMPT, budget_from_pairs
 from fishdip.tasks import Task, load_task
 from fishdip.training import precision as amp
 from fishdip.training.config import ConfigError, ExperimentConfig, check_environment
-from fishdip.training.distributed import SINGLE, Dist
+from fishdip.training.distributed import SINGLE, Dist, pick_device
 from fishdip.training.meta import meta_trained_model
 from fishdip.training.rundir import check_layout, check_run_folder, clean_leftovers
 from fishdip.training.trainer import Trainer
-
-
-def pick_device(name: str, dist: Dist = SINGLE) -> torch.device:
-    """``auto``: a GPU if there is one (with several processes: the process's own GPU), else the CPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and dist.active:
-        return torch.device("cuda", dist.local_rank)
-    return torch.device(name)
 
 
 def _data_files(cfg: ExperimentConfig, task: Task, data: dict) -> dict[str, str]:
@@ -75,9 +64,6 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True, log=print, meta
     copy of a model already in memory, instead of loading ``cfg.model``. ``dist``: this process's
     place among several (distributed.py): all train and evaluate a share, the main one writes."""
     cfg.validate(known_task=task is None)
-    if dist.active and cfg.meta_train:
-        raise ConfigError("--meta-train runs in one process: run it once without a launcher (the meta-trained "
-                          "model is kept in RUN/meta-model and reused), then launch the episodes")
     log = log if dist.main else (lambda *_: None)
     check_environment(cfg, model_path=fresh_model is None)
     out = Path(cfg.output_dir)
@@ -112,7 +98,7 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True, log=print, meta
         write_json_atomic(out / "config.json", config)
     start_model = cfg.model
     if cfg.meta_train:
-        start_model = meta_trained_model(cfg, task, meta_dir or out / "meta-model", log, progress)
+        start_model = meta_trained_model(cfg, task, meta_dir or out / "meta-model", log, progress, dist)
     device = pick_device(cfg.device, dist)
     save = cfg.save_mode
     if save == "delta" and fresh_model is not None:  # a model held in memory has no name to load it by

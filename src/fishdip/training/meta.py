@@ -14,7 +14,8 @@ from pathlib import Path
 from fishdip.models.loading import load_model, read_fishdip_metadata, save_model
 from fishdip.models.text2text import budget_from_pairs
 from fishdip.training.config import ExperimentConfig, TrainConfig
-from fishdip.training.trainer import train
+from fishdip.training.distributed import SINGLE, Dist, pick_device
+from fishdip.training.trainer import Trainer
 
 META_LR = 1e-4
 
@@ -26,8 +27,10 @@ def meta_options(cfg: ExperimentConfig) -> dict:
             "batch_size": cfg.train.batch_size, "max_length": cfg.train.max_length, "lr": META_LR}
 
 
-def meta_trained_model(cfg: ExperimentConfig, task, folder: Path, log=print, progress: bool = True) -> str:
-    """Path of the model meta-trained for ``cfg`` (trained now, or found in ``folder``)."""
+def meta_trained_model(cfg: ExperimentConfig, task, folder: Path, log=print, progress: bool = True,
+                       dist: Dist = SINGLE) -> str:
+    """Path of the model meta-trained for ``cfg`` (trained now, or found in ``folder``); with several
+    processes all train their share and the main one saves."""
     options = meta_options(cfg)
     meta = read_fishdip_metadata(str(folder))
     if meta is not None and meta.get("meta_train") == options:
@@ -36,10 +39,13 @@ def meta_trained_model(cfg: ExperimentConfig, task, folder: Path, log=print, pro
     pairs = task.meta_pairs(cfg)
     log(f"meta-training on {len(pairs)} instances of other relations ({cfg.meta_train}), full fine-tuning")
     loaded = load_model(cfg.model)
-    result = train(loaded, pairs, TrainConfig(method="full", epochs=cfg.meta_train_epochs,
-                                              batch_size=cfg.train.batch_size, lr=META_LR,
-                                              max_length=cfg.train.max_length, seed=0), progress=progress)
+    loaded.model.to(pick_device(cfg.device, dist))
+    settings = TrainConfig(method="full", epochs=cfg.meta_train_epochs, batch_size=cfg.train.batch_size, lr=META_LR,
+                           max_length=cfg.train.max_length, seed=0)
+    result = Trainer(loaded, pairs, settings, progress=progress and dist.main, dist=dist).train()
     loaded.budget = budget_from_pairs(loaded, pairs)
-    save_model(loaded, folder, {**task.metadata(), "meta_train": options,
-                                "meta_train_loss": result.losses[-1]["loss"] if result.losses else None})
+    if dist.main:
+        save_model(loaded, folder, {**task.metadata(), "meta_train": options,
+                                    "meta_train_loss": result.losses[-1]["loss"] if result.losses else None})
+    dist.barrier()  # the other processes load it next
     return str(folder)

@@ -23,7 +23,8 @@ from fishdip.errors import FishdipError
 from fishdip.io import read_json, read_jsonl
 
 # options added after runs were first written, with the value those older runs had in effect
-ADDED_LATER = {"train.precision": "fp32"}
+ADDED_LATER = {"train.precision": "fp32", "train.max_steps": None, "train.stop_loss": None,
+               "train.rank_by": "mean", "train.rank_mode": "eval"}
 # options that say where outputs go or what is kept, not what is computed
 NOT_IDENTITY = ("output_dir", "save", "save_model", "data_dir")
 # every file and folder a run writes (removed by --overwrite)

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from contextlib import nullcontext
@@ -21,7 +22,7 @@ from transformers import get_linear_schedule_with_warmup
 from transformers.optimization import Adafactor
 
 from fishdip.models.loading import LoadedModel
-from fishdip.models.text2text import encode_pair, pad_batch, per_sample_loss
+from fishdip.models.text2text import encode_pair, pad_batch, per_sample_loss, token_losses
 from fishdip.sparse.fisher import fisher_scores
 from fishdip.sparse.masks import SparseMask, num_to_keep, random_mask, top_k_mask
 from fishdip.sparse.optimizers import SparseAdafactor, SparseAdamW
@@ -31,6 +32,7 @@ from fishdip.training.config import TrainConfig
 from fishdip.training.distributed import SINGLE, Dist
 
 SPARSE_METHODS = ("fish", "fish-dip", "random")
+STOP_PATIENCE = 20  # --stop-loss: steps in a row under the threshold (the reference's patience)
 
 
 @dataclass
@@ -46,6 +48,7 @@ class TrainResult:
     refresh_seconds: float = 0.0  # time spent computing masks (ranking, Fisher scores, top-k)
     train_tokens: int = 0  # tokens the training forward passes ran over (padding included)
     touched_entries: int = 0  # entries that any mask let learn (union over refreshes)
+    stopped_early: int | None = None  # the step --stop-loss ended training at
 
 
 def build_optimizer(cfg: TrainConfig, params: dict[str, torch.nn.Parameter]) -> torch.optim.Optimizer:
@@ -81,7 +84,8 @@ class Trainer:
         self.encoded = [encode_pair(loaded, s, t, cfg.max_length) for s, t in pairs]
         self.micro_batches_per_epoch = math.ceil(len(pairs) / (cfg.batch_size * dist.world))
         self.steps_per_epoch = math.ceil(self.micro_batches_per_epoch / cfg.grad_accum_steps)
-        self.total_steps = self.steps_per_epoch * cfg.epochs
+        # --max-steps: a fixed compute budget (data cycled in reshuffled epochs), else whole epochs
+        self.total_steps = cfg.max_steps or self.steps_per_epoch * cfg.epochs
         self.num_keep = num_to_keep(sum(p.numel() for p in self.params.values()), cfg.sparsity)
         self.result = TrainResult(total_params=sum(p.numel() for p in self.params.values()),
                                   precision=self.precision)
@@ -91,9 +95,12 @@ class Trainer:
         self._timing: dict = {}  # breakdown of the mask computation in progress
 
     # -- losses -------------------------------------------------------------
-    def batch_loss(self, ids: list[int]) -> torch.Tensor:
+    def batch_loss(self, ids: list[int], reduce: str = "mean") -> torch.Tensor:
+        """Per-sample loss: the mean over its target tokens, or their sum (``reduce="sum"``)."""
         batch = pad_batch(self.loaded, [self.encoded[i] for i in ids])
         with amp.autocast(self.precision, self.device):
+            if reduce == "sum":
+                return token_losses(self.loaded, batch)[0]
             return per_sample_loss(self.loaded, batch)
 
     # -- masks --------------------------------------------------------------
@@ -143,7 +150,9 @@ class Trainer:
         else:  # fish-dip
             model = self.loaded.model
             was_training = model.training
-            model.eval()
+            # --rank-mode eval: no dropout, a deterministic ranking; train: as the reference after its
+            # first refresh (the model is left in train mode)
+            model.train(cfg.rank_mode == "train")
             ranked = time.perf_counter()
             losses = self._rank_samples()
             self._timing["ranking_seconds"] = round(time.perf_counter() - ranked, 3)
@@ -168,7 +177,7 @@ class Trainer:
         mine = self.dist.share(by_length)
         losses = torch.zeros(len(self.encoded))
         if mine:
-            losses[mine] = sample_losses(lambda pos: self.batch_loss([mine[i] for i in pos]),
+            losses[mine] = sample_losses(lambda pos: self.batch_loss([mine[i] for i in pos], self.cfg.rank_by),
                                          [self.encoded[i].cost for i in mine], self.cfg.batch_size)
         return self.dist.sum_(losses)
 
@@ -214,11 +223,16 @@ class Trainer:
         shuffler = torch.Generator().manual_seed(cfg.seed)
         step = 0
         bar = tqdm(total=self.total_steps, desc=f"train {cfg.method}", disable=not (self.progress and self.dist.main))
-        for epoch in range(cfg.epochs):
+        below = 0  # consecutive steps with the loss under --stop-loss
+        for epoch in itertools.count():
+            if step >= self.total_steps:
+                break
             order = torch.randperm(len(self.pairs), generator=shuffler).tolist()
             size = self.global_batch
             batches = [order[i : i + size] for i in range(0, len(order), size)]
             for group_start in range(0, len(batches), cfg.grad_accum_steps):
+                if step >= self.total_steps:
+                    break
                 group = batches[group_start : group_start + cfg.grad_accum_steps]
                 n_samples = sum(len(b) for b in group)
                 step_started = time.perf_counter()
@@ -252,8 +266,14 @@ class Trainer:
                                            "seconds": round(time.perf_counter() - step_started, 3)})
                 bar.update(1)
                 bar.set_postfix(loss=f"{total:.4f}")
+                below = below + 1 if cfg.stop_loss is not None and total < cfg.stop_loss else 0
+                if below >= STOP_PATIENCE:
+                    self.result.stopped_early = step
+                    break
                 if cfg.method == "fish-dip" and step % cfg.refresh_steps == 0 and step < self.total_steps:
                     self._install(self.compute_mask(step), optimizer)
+            if self.result.stopped_early:
+                break
         bar.close()
         if hasattr(optimizer, "num_state_bytes"):
             self.result.optimizer_state_bytes = optimizer.num_state_bytes()
