@@ -3,9 +3,11 @@
 Compares on the embedded model's architecture (SmolLM2-135M, random weights, so no
 download is needed):
   dense AdamW         - full fine-tuning
-  masked dense AdamW  - the reference FISH-mask recipe: dense AdamW, gradients zeroed
-                        outside the mask (state for every entry; frozen entries drift
-                        through momentum and weight decay)
+  masked dense AdamW  - what masking the gradients of a dense AdamW does: state for every
+                        entry, and frozen entries drift through momentum and weight decay.
+                        (The FISH-DIP reference masks a dense Adafactor without momentum
+                        or weight decay, where masked entries do not move; its cost is
+                        the dense optimizer state.)
   SparseAdamW         - fishdip: state for the k trainable entries only
 
 Prints a table and writes JSON (default benchmarks/results/sparse_step.json).

@@ -1,8 +1,10 @@
 """Optimizers that keep their state only for the entries a sparse mask lets learn.
 
-Why not a dense optimizer with masked gradients (the reference implementation)?
-Adam's momentum keeps moving an entry after its gradient is masked, and weight
-decay moves every entry: "frozen" weights drift. Here an entry outside the mask
+Why not a dense optimizer with masked gradients? It keeps state for every entry, and
+with Adam's momentum or weight decay an entry keeps moving after its gradient is
+masked: "frozen" weights drift. (The FISH-DIP reference masks a dense Adafactor
+without momentum or weight decay, where they stay put; its cost is the dense
+state.) Here an entry outside the mask
 is never written, so it stays bit-identical; state exists only for the
 ``k`` trainable entries (~20 bytes each instead of 8 bytes per model entry).
 
