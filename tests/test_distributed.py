@@ -39,9 +39,10 @@ def data(tmp_path):
     return folder.parent
 
 
-def _train(model_dir, data, out, batch_size, processes):
+def _train(model_dir, data, out, batch_size, processes, accumulate=1):
     args = ["train", "--task", "conll", "--data-dir", str(data), "--model", str(model_dir),
             "--method", "fish-dip", "--train-size", "10", "--epochs", "3", "--batch-size", str(batch_size),
+            "--grad-accum-steps", str(accumulate),
             "--refresh-steps", "2", "--sparsity", "0.05", "--lr", "1e-2", "--max-length", "64",
             "--eval-limit", "5", "--eval-batch-size", "1", "--device", "cpu", "--precision", "fp32",
             "--save", "none", "--quiet", "--output-dir", str(out)]
@@ -52,9 +53,13 @@ def _train(model_dir, data, out, batch_size, processes):
     return json.loads((out / "results.json").read_text()), (out / "predictions.jsonl").read_text()
 
 
-def test_two_processes_match_one_with_the_same_effective_batch(tiny_llama_dir, data, tmp_path):
+@pytest.mark.parametrize("batch_size, accumulate", [(2, 1), (1, 2)], ids=["batch-2", "batch-1-accumulate-2"])
+def test_two_processes_match_one_with_the_same_effective_batch(tiny_llama_dir, data, tmp_path, batch_size, accumulate):
+    """One process with batches of 4 against two with 2 each, or 1 each accumulated over 2: the
+    same 4 samples make every optimizer step."""
     one, one_predictions = _train(tiny_llama_dir, data, tmp_path / "one", batch_size=4, processes=1)
-    two, two_predictions = _train(tiny_llama_dir, data, tmp_path / "two", batch_size=2, processes=2)
+    two, two_predictions = _train(tiny_llama_dir, data, tmp_path / "two", batch_size=batch_size, processes=2,
+                                  accumulate=accumulate)
     train_one, train_two = one["episodes"][0]["train"], two["episodes"][0]["train"]
     # the refresh schedule counts optimizer steps: the same steps, refreshes and regressing samples
     assert [r["step"] for r in train_one["refreshes"]] == [r["step"] for r in train_two["refreshes"]]

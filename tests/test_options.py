@@ -39,7 +39,7 @@ BAD = [
     (["--output-dir", "README.md/run"], "README.md is a file, so no folder can be made there"),
     (["--device", "cuda:7"], "--device cuda:7: this machine has"),
     (["--device", "toaster"], "--device toaster: not a device"),
-    (["--method", "lora"], "--method 'lora': must be one of full, fish, fish-dip, random"),
+    (["--method", "lora"], "--method 'lora': must be one of full, fish, fish-dip, random, random-dip"),
     (["--method", "full,nope"], "--method 'nope': must be one of"),
     (["--epochs", "0"], "--epochs 0: must be >= 1"),
     (["--batch-size", "0"], "--batch-size 0: must be >= 1"),
@@ -66,7 +66,7 @@ BAD = [
     (["--rank-by", "max"], "--rank-by 'max': must be one of mean, sum"),
     (["--rank-mode", "test"], "--rank-mode 'test': must be one of eval, train"),
     (["--save", "zip"], "--save 'zip': must be one of auto, delta, full, none"),
-    (["--method", "full", "--save", "delta"], "--save delta: full fine-tuning changes every entry"),
+    (["--method", "full", "--save", "delta"], "--save delta: full changes every entry"),
     (["--no-such-option"], "No such option: --no-such-option"),
 ]
 

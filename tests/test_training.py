@@ -73,11 +73,12 @@ def _snapshot(model):
     return {n: p.detach().clone() for n, p in model.named_parameters()}
 
 
+@pytest.mark.parametrize("method", ["fish-dip", "random-dip"])
 @pytest.mark.parametrize("optimizer", ["adamw", "adafactor"])
 @pytest.mark.parametrize("make", [make_tiny_t5, make_tiny_llama], ids=["t5", "llama"])
-def test_fish_dip_mask_is_exact_and_frozen_entries_never_move(make, optimizer):
+def test_refreshed_mask_is_exact_and_frozen_entries_never_move(make, optimizer, method):
     loaded = make()
-    cfg = _cfg(optimizer=optimizer, weight_decay=0.1)
+    cfg = _cfg(optimizer=optimizer, weight_decay=0.1, method=method)
     trainer = Trainer(loaded, PAIRS, cfg, progress=False)
     masks_seen = []
     original_install = trainer._install
@@ -95,6 +96,10 @@ def test_fish_dip_mask_is_exact_and_frozen_entries_never_move(make, optimizer):
     assert len(result.refreshes) == 3  # before training, after steps 2 and 4
     for mask, _ in masks_seen:
         assert mask.num_trainable == trainer.num_keep
+    if method == "random-dip":  # a new draw at every refresh, yet the same draws for the same seed
+        assert all(r["overlap_with_previous"] < 0.5 for r in result.refreshes[1:])
+        again = Trainer(make(), PAIRS, cfg, progress=False)
+        assert again.compute_mask(step=2).checksum() == masks_seen[1][0].checksum()
     # union of all masks: anything outside never moved, bit for bit
     names = dict(loaded.model.named_parameters())
     for name, p in names.items():

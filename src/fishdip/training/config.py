@@ -14,11 +14,8 @@ from pathlib import Path
 
 from fishdip.data.datasets import DATASETS
 from fishdip.errors import FishdipError
+from fishdip.training.methods import METHODS
 
-METHODS = ("full", "fish", "fish-dip", "random")
-# Sparse masks train 1 % of the entries and need a larger step than full fine-tuning
-# (Sung et al. 2021 make the same observation for FISH masks); used when --lr is not given.
-DEFAULT_LR = {"full": 1e-4, "fish": 1e-3, "fish-dip": 1e-3, "random": 1e-3}
 OPTIMIZERS = ("adamw", "adafactor")
 DECODER_NAMES = ("fishdip", "tanl")  # formats/decoders.py
 RC_SCORES = ("sum", "mean")
@@ -74,9 +71,8 @@ def check_fields(obj, skip: tuple[str, ...] = ()) -> None:
 
 @dataclass
 class TrainConfig:
-    method: str = _f("fish-dip", "full: all parameters learn; fish: one Fisher mask before training; "
-                     "fish-dip: Fisher mask refreshed on the most regressing samples; random: random mask",
-                     choices=METHODS)
+    method: str = _f("fish-dip", "; ".join(f"{m.name}: {m.help}" for m in METHODS.values()),
+                     choices=tuple(METHODS))
     epochs: int = _f(3, "passes over the training subset", min=1)
     max_steps: int | None = _f(None, "train for exactly this many optimizer steps instead of --epochs (the data "
                                "is cycled in reshuffled epochs), so methods compare at equal compute", min=1)
@@ -113,7 +109,7 @@ class TrainConfig:
 
     @property
     def effective_lr(self) -> float:
-        return self.lr if self.lr is not None else DEFAULT_LR[self.method]
+        return self.lr if self.lr is not None else METHODS[self.method].default_lr
 
     def to_dict(self) -> dict:
         return {**asdict(self), "effective_lr": self.effective_lr}
@@ -174,8 +170,8 @@ class ExperimentConfig:
         if few_shot and self.eval_limit is not None and self.eval_limit % self.n_way:
             raise ConfigError(f"--eval-limit {self.eval_limit}: few-shot queries come in groups of --n-way "
                               f"{self.n_way}; use a multiple of {self.n_way} so every relation keeps its share")
-        if self.save == "delta" and self.train.method == "full":
-            raise ConfigError("--save delta: full fine-tuning changes every entry; use --save full (or auto)")
+        if self.save == "delta" and not METHODS[self.train.method].sparse:
+            raise ConfigError(f"--save delta: {self.train.method} changes every entry; use --save full (or auto)")
         if self.meta_train is not None and not few_shot:
             raise ConfigError(f"--meta-train: only for few-shot tasks (fewrel, fewrel_pubmed), not {self.task}")
 
@@ -184,7 +180,7 @@ class ExperimentConfig:
         """``save`` with ``auto`` resolved: delta for sparse methods, full otherwise."""
         if self.save != "auto":
             return self.save
-        return "full" if self.train.method == "full" else "delta"
+        return "delta" if METHODS[self.train.method].sparse else "full"
 
     def to_dict(self) -> dict:
         return {**asdict(self), "train": self.train.to_dict()}

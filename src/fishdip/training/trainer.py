@@ -1,11 +1,7 @@
-"""The training loop, with the mask schedule of each method.
-
-- full:     every parameter learns (torch AdamW / transformers Adafactor).
-- fish:     one Fisher mask, computed before training on ``fish_samples`` samples.
-- fish-dip: before training and every ``refresh_steps`` optimizer steps, rank all
-            training samples by loss, take the most regressing (highest loss),
-            and keep the top ``sparsity`` fraction of entries by Fisher score on them.
-- random:   one uniformly random mask of the same size.
+"""The training loop: micro-batches, gradient accumulation, the learning-rate schedule, and the
+method's mask (training/methods.py) installed before training and, for refreshed methods, every
+``--refresh-steps`` optimizer steps. Sparse methods train with the sparse optimizers (state and
+writes for the masked entries only); ``full`` with torch's AdamW or transformers' Adafactor.
 """
 
 from __future__ import annotations
@@ -24,14 +20,14 @@ from transformers.optimization import Adafactor
 from fishdip.models.loading import LoadedModel
 from fishdip.models.text2text import encode_pair, pad_batch, per_sample_loss, token_losses
 from fishdip.sparse.fisher import fisher_scores
-from fishdip.sparse.masks import SparseMask, num_to_keep, random_mask, top_k_mask
+from fishdip.sparse.masks import SparseMask, num_to_keep, top_k_mask
 from fishdip.sparse.optimizers import SparseAdafactor, SparseAdamW
-from fishdip.sparse.selection import default_num_regressing, most_regressing, sample_losses
+from fishdip.sparse.selection import sample_losses
 from fishdip.training import precision as amp
 from fishdip.training.config import TrainConfig
 from fishdip.training.distributed import SINGLE, Dist
+from fishdip.training.methods import METHODS
 
-SPARSE_METHODS = ("fish", "fish-dip", "random")
 STOP_PATIENCE = 20  # --stop-loss: steps in a row under the threshold (the reference's patience)
 
 
@@ -53,7 +49,7 @@ class TrainResult:
 
 def build_optimizer(cfg: TrainConfig, params: dict[str, torch.nn.Parameter]) -> torch.optim.Optimizer:
     clip = cfg.max_grad_norm or None
-    if cfg.method in SPARSE_METHODS:
+    if METHODS[cfg.method].sparse:
         if cfg.optimizer == "adamw":
             return SparseAdamW(params, lr=cfg.effective_lr, weight_decay=cfg.weight_decay, max_grad_norm=clip)
         return SparseAdafactor(params, lr=cfg.effective_lr, relative_step=False, scale_parameter=False,
@@ -73,6 +69,7 @@ class Trainer:
         if not pairs:
             raise ValueError("no training examples")
         self.loaded, self.pairs, self.cfg, self.progress = loaded, pairs, cfg, progress
+        self.method = METHODS[cfg.method]
         self.gather_grads = gather_grads  # False only to measure what gathering saves (benchmarks)
         # several processes: --batch-size is per process, a micro-batch spans all of them (distributed.py)
         self.dist = dist
@@ -104,7 +101,8 @@ class Trainer:
             return per_sample_loss(self.loaded, batch)
 
     # -- masks --------------------------------------------------------------
-    def _fisher_mask(self, samples: list[int]) -> SparseMask:
+    def fisher_mask(self, samples: list[int]) -> SparseMask:
+        """The top ``num_keep`` entries by empirical Fisher information on ``samples``."""
         model = self.loaded.model
         was_training = model.training
         model.eval()  # no dropout: the same samples always give the same mask
@@ -137,31 +135,11 @@ class Trainer:
                                "their weights or data differ")
 
     def compute_mask(self, step: int) -> SparseMask:
-        cfg, started = self.cfg, time.perf_counter()
-        info: dict = {"step": step}
+        """The method's mask for the steps from ``step`` on (training/methods.py), with a record of it."""
+        started = time.perf_counter()
         self._timing = {}
-        if cfg.method == "random":
-            sizes = {n: p.numel() for n, p in self.params.items()}
-            mask = random_mask(sizes, self.num_keep, seed=cfg.seed)
-        elif cfg.method == "fish":
-            order = torch.randperm(len(self.pairs), generator=torch.Generator().manual_seed(cfg.seed))
-            samples = sorted(order[: cfg.fish_samples].tolist())
-            mask, info["samples"] = self._fisher_mask(samples), samples
-        else:  # fish-dip
-            model = self.loaded.model
-            was_training = model.training
-            # --rank-mode eval: no dropout, a deterministic ranking; train: as the reference after its
-            # first refresh (the model is left in train mode)
-            model.train(cfg.rank_mode == "train")
-            ranked = time.perf_counter()
-            losses = self._rank_samples()
-            self._timing["ranking_seconds"] = round(time.perf_counter() - ranked, 3)
-            model.train(was_training)
-            n = cfg.regressing_samples or default_num_regressing(self.micro_batches_per_epoch)
-            samples = most_regressing(losses, n)
-            mask = self._fisher_mask(samples)
-            info.update(samples=samples, sample_losses=[round(float(losses[i]), 4) for i in samples],
-                        mean_train_loss=round(float(losses.mean()), 4))
+        mask, info = self.method.choose(self, step)
+        info = {"step": step, **info}
         if self.mask is not None:
             info["overlap_with_previous"] = mask.overlap(self.mask) / self.num_keep
         info.update(self._timing, seconds=round(time.perf_counter() - started, 3))
@@ -169,10 +147,22 @@ class Trainer:
         self.result.refreshes.append(info)
         return mask
 
-    def _rank_samples(self) -> torch.Tensor:
+    def rank_samples(self) -> torch.Tensor:
         """Loss of every training sample without gradients, in batches of the training size (larger
         ones would raise the peak memory: a large vocabulary's logits dominate it), sorted by length
-        so that they carry little padding. Each process ranks its share; the losses are summed."""
+        so that they carry little padding. Each process ranks its share; the losses are summed.
+        ``--rank-mode eval``: no dropout, a deterministic ranking; ``train``: as the reference after
+        its first refresh. ``--rank-by``: mean or summed token loss."""
+        model, started = self.loaded.model, time.perf_counter()
+        was_training = model.training
+        model.train(self.cfg.rank_mode == "train")
+        try:
+            return self._sample_losses()
+        finally:
+            model.train(was_training)
+            self._timing["ranking_seconds"] = round(time.perf_counter() - started, 3)
+
+    def _sample_losses(self) -> torch.Tensor:
         by_length = sorted(range(len(self.encoded)), key=lambda i: (self.encoded[i].cost, i))
         mine = self.dist.share(by_length)
         losses = torch.zeros(len(self.encoded))
@@ -211,11 +201,11 @@ class Trainer:
         scaler = amp.grad_scaler(self.precision, self.device)
         # sparse optimizers gather the masked gradient entries during backward (one dense gradient
         # alive at a time); loss scaling (fp16) needs the dense gradients to unscale them
-        gathered = cfg.method in SPARSE_METHODS and scaler is None and self.gather_grads
+        gathered = self.method.sparse and scaler is None and self.gather_grads
         gather = optimizer.gathering if gathered else nullcontext
         warmup = round(cfg.warmup_ratio * self.total_steps)
         scheduler = get_linear_schedule_with_warmup(optimizer, warmup, self.total_steps)
-        if cfg.method in SPARSE_METHODS:
+        if self.method.sparse:
             self._install(self.compute_mask(step=0), optimizer)
         self.result.trainable_params = self.num_keep if self.mask else self.result.total_params
 
@@ -251,7 +241,7 @@ class Trainer:
                     total = float(self.dist.sum_(torch.tensor([total], dtype=torch.float64)))
                 if scaler:
                     scaler.unscale_(optimizer)
-                if cfg.method not in SPARSE_METHODS and cfg.max_grad_norm:
+                if not self.method.sparse and cfg.max_grad_norm:
                     torch.nn.utils.clip_grad_norm_(self.params.values(), cfg.max_grad_norm)
                 if scaler:
                     scaler.step(optimizer)
@@ -270,7 +260,7 @@ class Trainer:
                 if below >= STOP_PATIENCE:
                     self.result.stopped_early = step
                     break
-                if cfg.method == "fish-dip" and step % cfg.refresh_steps == 0 and step < self.total_steps:
+                if self.method.refresh and step % cfg.refresh_steps == 0 and step < self.total_steps:
                     self._install(self.compute_mask(step), optimizer)
             if self.result.stopped_early:
                 break
