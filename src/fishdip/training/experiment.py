@@ -24,7 +24,7 @@ from fishdip.errors import FishdipError
 from fishdip.evaluation.metrics import aggregate
 from fishdip.io import write_json_atomic, write_jsonl_atomic
 from fishdip.models.delta import weights_checksum
-from fishdip.models.loading import load_model, save_delta_model, save_model
+from fishdip.models.loading import load_model, save_adapter_model, save_delta_model, save_model
 from fishdip.models.text2text import PROMPT, budget_from_pairs
 from fishdip.tasks import Task, load_task
 from fishdip.training import precision as amp
@@ -101,9 +101,9 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True, log=print, meta
         start_model = meta_trained_model(cfg, task, meta_dir or out / "meta-model", log, progress, dist)
     device = pick_device(cfg.device, dist)
     save = cfg.save_mode
-    if save == "delta" and fresh_model is not None:  # a model held in memory has no name to load it by
-        if cfg.save == "delta":
-            raise ConfigError("save='delta' needs a base model that can be loaded by name or path; "
+    if save in ("delta", "adapter") and fresh_model is not None:  # a model in memory has no name to load it by
+        if cfg.save == save:
+            raise ConfigError(f"save='{save}' needs a base model that can be loaded by name or path; "
                               "this one is held in memory (use save='full')")
         save = "full"
     episodes, rows = list(state.finished), list(state.rows)
@@ -118,7 +118,7 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True, log=print, meta
             f"{len(eval_examples)} evaluation examples on {device}"
             + (f" (x {dist.world} processes)" if dist.active else ""))
         loaded = fresh_model() if fresh_model is not None else load_model(start_model)
-        base_checksum = weights_checksum(loaded.model) if save == "delta" else None
+        base_checksum = weights_checksum(loaded.model) if save in ("delta", "adapter") else None
         loaded.model.to(device)
         # the episode number seeds shuffling and random masks too: every method sees the same stream
         pairs = task.pairs(train_examples)
@@ -151,7 +151,11 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True, log=print, meta
             try:
                 if save == "delta":
                     save_delta_model(loaded, trainer.touched, folder, meta, base_checksum)
+                elif save == "adapter":
+                    save_adapter_model(loaded, folder, meta, base_checksum)
                 else:
+                    if hasattr(loaded.model, "merge_and_unload"):  # adapters, saved merged into the weights
+                        loaded.model = loaded.model.merge_and_unload()
                     save_model(loaded, folder, meta)
                 record["model"] = str(folder.relative_to(out))
                 write_json_atomic(out / "results.json", results)

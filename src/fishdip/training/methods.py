@@ -1,9 +1,10 @@
 """The fine-tuning methods: one entry each, the only place a method is defined.
 
-A method says which entries learn (``choose``: a sparse mask, or None for every parameter), whether
-that choice is made again every ``--refresh-steps`` optimizer steps (``refresh``), and its default
-learning rate. The trainer, the options and the run folders read everything from here; a new mask
-method is one ``Method`` entry plus, if it chooses entries a new way, one function.
+A method says which entries learn (``choose``: a sparse mask; ``wrap``: adapter weights added by the
+``peft`` library; neither: every parameter), whether the mask is chosen again every
+``--refresh-steps`` optimizer steps (``refresh``), its default learning rate and how a trained model
+is saved. The trainer, the options and the run folders read everything from here; a new method is
+one ``Method`` entry plus, if it chooses entries a new way, one function.
 """
 
 from __future__ import annotations
@@ -50,13 +51,37 @@ def uniformly_random(trainer: Trainer, step: int) -> tuple[SparseMask, dict]:
     return random_mask(sizes, trainer.num_keep, seed=seed), {}
 
 
+def peft_adapter(kind: str) -> Callable:
+    """Wrap a model with LoRA or (IA)3 adapters; only the adapter weights then require gradients.
+    Target modules: ``--lora-targets``, else peft's defaults for the architecture (T5, BART and
+    Llama-style: the attention query/value projections for LoRA; keys, values and the feed-forward
+    output for (IA)3)."""
+
+    def wrap(model, cfg):
+        from peft import IA3Config, LoraConfig, TaskType, get_peft_model
+
+        task = TaskType.SEQ_2_SEQ_LM if model.config.is_encoder_decoder else TaskType.CAUSAL_LM
+        targets = [t.strip() for t in cfg.lora_targets.split(",")] if cfg.lora_targets else None
+        if kind == "lora":
+            config = LoraConfig(task_type=task, r=cfg.lora_rank, lora_alpha=cfg.lora_alpha,
+                                lora_dropout=cfg.lora_dropout, target_modules=targets)
+        else:
+            config = IA3Config(task_type=task)
+        torch.manual_seed(cfg.seed)  # LoRA's A matrices start random: the same start for the same seed
+        return get_peft_model(model, config)
+
+    return wrap
+
+
 @dataclass(frozen=True)
 class Method:
     name: str
     help: str
     default_lr: float  # when --lr is not given
-    choose: Chooser | None = None  # None: every parameter learns (dense optimizer)
+    choose: Chooser | None = None  # a sparse mask (sparse optimizers)
     refresh: bool = False  # choose again every --refresh-steps optimizer steps
+    wrap: Callable | None = None  # (model, cfg) -> the model with trainable adapters (dense optimizer)
+    saves: str = "full"  # what --save auto writes: full | delta | adapter
 
     @property
     def sparse(self) -> bool:
@@ -65,13 +90,18 @@ class Method:
 
 # Sparse masks train 1 % of the entries and need a larger step than full fine-tuning (Sung et al.
 # 2021 make the same observation for FISH masks).
+# LoRA / (IA)3 rates: common starting points, not tuned here (the experiment grid sweeps them on dev).
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("full", "every parameter learns", 1e-4),
     Method("fish", "one Fisher mask, computed before training on --fish-samples samples", 1e-3,
-           fisher_on_random_samples),
+           fisher_on_random_samples, saves="delta"),
     Method("fish-dip", "a Fisher mask on the most regressing samples, recomputed every --refresh-steps", 1e-3,
-           fisher_on_regressing_samples, refresh=True),
-    Method("random", "one uniformly random mask of the same size", 1e-3, uniformly_random),
+           fisher_on_regressing_samples, refresh=True, saves="delta"),
+    Method("random", "one uniformly random mask of the same size", 1e-3, uniformly_random, saves="delta"),
     Method("random-dip", "a new random mask every --refresh-steps (ablation: dynamic, but not Fisher)", 1e-3,
-           uniformly_random, refresh=True),
+           uniformly_random, refresh=True, saves="delta"),
+    Method("lora", "low-rank adapters (peft; --lora-rank, --lora-alpha, --lora-dropout, --lora-targets)", 5e-4,
+           wrap=peft_adapter("lora"), saves="adapter"),
+    Method("ia3", "(IA)3 rescaling vectors (peft, the architecture's default modules)", 3e-3,
+           wrap=peft_adapter("ia3"), saves="adapter"),
 )}

@@ -70,6 +70,8 @@ class Trainer:
             raise ValueError("no training examples")
         self.loaded, self.pairs, self.cfg, self.progress = loaded, pairs, cfg, progress
         self.method = METHODS[cfg.method]
+        if self.method.wrap is not None:  # adapters: from here on only their weights require gradients
+            loaded.model = self.method.wrap(loaded.model, cfg)
         self.gather_grads = gather_grads  # False only to measure what gathering saves (benchmarks)
         # several processes: --batch-size is per process, a micro-batch spans all of them (distributed.py)
         self.dist = dist
@@ -84,7 +86,7 @@ class Trainer:
         # --max-steps: a fixed compute budget (data cycled in reshuffled epochs), else whole epochs
         self.total_steps = cfg.max_steps or self.steps_per_epoch * cfg.epochs
         self.num_keep = num_to_keep(sum(p.numel() for p in self.params.values()), cfg.sparsity)
-        self.result = TrainResult(total_params=sum(p.numel() for p in self.params.values()),
+        self.result = TrainResult(total_params=sum(p.numel() for p in loaded.model.parameters()),
                                   precision=self.precision)
         self.mask: SparseMask | None = None
         # every entry any mask has held: all a sparse fine-tune can have changed (a delta checkpoint)
@@ -207,7 +209,7 @@ class Trainer:
         scheduler = get_linear_schedule_with_warmup(optimizer, warmup, self.total_steps)
         if self.method.sparse:
             self._install(self.compute_mask(step=0), optimizer)
-        self.result.trainable_params = self.num_keep if self.mask else self.result.total_params
+        self.result.trainable_params = self.num_keep if self.mask else sum(p.numel() for p in self.params.values())
 
         model.train()
         shuffler = torch.Generator().manual_seed(cfg.seed)
