@@ -68,6 +68,9 @@ class LoadedModel:
     name: str  # what the user asked for (hub name, path or "embedded")
     # set from the training targets after fine-tuning; saved with the model
     budget: GenerationBudget = field(default_factory=GenerationBudget)
+    # in-context learning (evaluation/icl.py): gives each source a prefix of annotated examples
+    # (``.prefix(source)``) within ``.context_tokens`` tokens; None for a fine-tuned model
+    demonstrations: object | None = None
 
     @property
     def is_encoder_decoder(self) -> bool:

@@ -190,12 +190,19 @@ def generate(
     limits = [budget.tokens(len(tok(s, add_special_tokens=False)["input_ids"]), max_length) for s in sources]
     kwargs = dict(max_new_tokens=max(limits), num_beams=num_beams, do_sample=False,
                   pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    demos = loaded.demonstrations
+    if demos is not None:  # in-context learning: an annotation ends at its line's end
+        kwargs.update(stop_strings=["\n"], tokenizer=tok)
     if loaded.is_encoder_decoder:
+        if demos is not None:
+            sources, max_length = [demos.prefix(s) + s for s in sources], max_length + demos.context_tokens
         enc = encode_sources(loaded, sources, max_length)
         out = model.generate(**{k: v.to(device) for k, v in enc.items()}, **kwargs)
         new_tokens = out[:, 1:]  # after the decoder start token
     else:
         prompts = [_causal_pieces(loaded, s, None, max_length)[0] for s in sources]
+        if demos is not None:
+            prompts = [_with_prefix(loaded, demos.prefix(s), p) for s, p in zip(sources, prompts)]
         width = max(len(p) for p in prompts)
         input_ids = torch.full((len(prompts), width), tok.pad_token_id, dtype=torch.long)
         attention = torch.zeros((len(prompts), width), dtype=torch.long)
@@ -208,6 +215,19 @@ def generate(
     texts, hits = [], []
     for row, limit in zip(new_tokens.tolist(), limits):
         eos = row.index(tok.eos_token_id) if tok.eos_token_id in row else len(row)
+        text = tok.decode(row[: min(eos, limit)], skip_special_tokens=True)
+        if demos is not None:
+            text, newline, _ = text.lstrip().partition("\n")
+            eos = eos if not newline else 0  # stopped by the end of the line, not by the budget
         hits.append(eos >= limit)
-        texts.append(" ".join(tok.decode(row[: min(eos, limit)], skip_special_tokens=True).split()))
+        texts.append(" ".join(text.split()))
     return Generated(texts, hits)
+
+
+def _with_prefix(loaded: LoadedModel, prefix: str, prompt: list[int]) -> list[int]:
+    """``prefix`` (demonstrations) tokenized in front of a prompt, after its BOS token if it has one."""
+    ids = loaded.tokenizer(prefix, add_special_tokens=False)["input_ids"]
+    bos = loaded.tokenizer.bos_token_id
+    if prompt and bos is not None and prompt[0] == bos:
+        return prompt[:1] + ids + prompt[1:]
+    return ids + prompt

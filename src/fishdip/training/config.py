@@ -98,6 +98,9 @@ class TrainConfig:
     lora_dropout: float = _f(0.05, "lora: dropout on the adapters' input", min=0, max=1)
     lora_targets: str | None = _f(None, "lora: comma list of module names to adapt (default: peft's choice "
                                   "for the architecture, e.g. q,v for T5, q_proj,v_proj for Llama-style)")
+    icl_context: int = _f(1024, "icl: tokens of demonstrations in front of each sentence", min=16)
+    icl_selection: str = _f("tfidf", "icl: demonstrations most similar to the sentence (tfidf: cosine of TF-IDF "
+                            "word vectors) or in a random order seeded by the episode", choices=("tfidf", "random"))
     rank_by: str = _f("mean", "fish-dip: rank samples by their mean token loss, or by the summed loss (the "
                       "reference's effect: longer targets rank higher)", choices=("mean", "sum"))
     rank_mode: str = _f("eval", "fish-dip: rank samples without dropout (eval), or with it (train, as the "
@@ -179,6 +182,11 @@ class ExperimentConfig:
         if self.save == "delta" and not method.sparse:
             raise ConfigError(f"--save delta: {method.name} is not a sparse method; use --save "
                               f"{method.saves} (or auto)")
+        if not method.trains and self.save not in ("auto", "none"):
+            raise ConfigError(f"--save {self.save}: {method.name} trains nothing, so there is no model to save")
+        if not method.trains and known_task and DATASETS[self.task].family == "fewshot_rc":
+            raise ConfigError(f"--method {method.name}: few-shot relation classification scores candidates by "
+                              "loss, not by generation; in-context learning is for the generation tasks")
         if self.save == "adapter" and method.wrap is None:
             raise ConfigError(f"--save adapter: {method.name} trains no adapter; use --save {method.saves} (or auto)")
         if self.meta_train is not None and not few_shot:

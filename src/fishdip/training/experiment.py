@@ -21,6 +21,7 @@ from fishdip import __version__
 from fishdip.data.datasets import DATASETS, data_files
 from fishdip.data.fetch import sha256
 from fishdip.errors import FishdipError
+from fishdip.evaluation.icl import Demonstrations
 from fishdip.evaluation.metrics import aggregate
 from fishdip.io import write_json_atomic, write_jsonl_atomic
 from fishdip.models.delta import weights_checksum
@@ -31,8 +32,9 @@ from fishdip.training import precision as amp
 from fishdip.training.config import ConfigError, ExperimentConfig, check_environment
 from fishdip.training.distributed import SINGLE, Dist, pick_device
 from fishdip.training.meta import meta_trained_model
+from fishdip.training.methods import METHODS
 from fishdip.training.rundir import check_layout, check_run_folder, clean_leftovers
-from fishdip.training.trainer import Trainer
+from fishdip.training.trainer import Trainer, TrainResult
 
 
 def _data_files(cfg: ExperimentConfig, task: Task, data: dict) -> dict[str, str]:
@@ -122,9 +124,15 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True, log=print, meta
         loaded.model.to(device)
         # the episode number seeds shuffling and random masks too: every method sees the same stream
         pairs = task.pairs(train_examples)
-        trainer = Trainer(loaded, pairs, replace(cfg.train, seed=episode), progress=progress and dist.main,
-                          dist=dist)
-        result = trainer.train()
+        if METHODS[cfg.train.method].trains:
+            trainer = Trainer(loaded, pairs, replace(cfg.train, seed=episode), progress=progress and dist.main,
+                              dist=dist)
+            result = trainer.train()
+        else:  # in-context learning: the base model, with demonstrations drawn from the training subset
+            loaded.demonstrations = Demonstrations(loaded, pairs, cfg.train.icl_context, cfg.train.icl_selection,
+                                                   seed=episode)
+            result = TrainResult(total_params=sum(p.numel() for p in loaded.model.parameters()),
+                                 precision=amp.resolve(cfg.train.precision, device))
         # a generation budget fixed by the training targets, the same for every batch composition
         loaded.budget = budget_from_pairs(loaded, pairs)
         with amp.autocast(result.precision, device):  # each process generates for its share

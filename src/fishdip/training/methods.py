@@ -81,7 +81,8 @@ class Method:
     choose: Chooser | None = None  # a sparse mask (sparse optimizers)
     refresh: bool = False  # choose again every --refresh-steps optimizer steps
     wrap: Callable | None = None  # (model, cfg) -> the model with trainable adapters (dense optimizer)
-    saves: str = "full"  # what --save auto writes: full | delta | adapter
+    saves: str = "full"  # what --save auto writes: full | delta | adapter | none
+    trains: bool = True  # False: in-context learning, the base model with demonstrations
 
     @property
     def sparse(self) -> bool:
@@ -104,4 +105,6 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            wrap=peft_adapter("lora"), saves="adapter"),
     Method("ia3", "(IA)3 rescaling vectors (peft, the architecture's default modules)", 3e-3,
            wrap=peft_adapter("ia3"), saves="adapter"),
+    Method("icl", "no training: the most similar training examples as demonstrations in the prompt "
+           "(--icl-context, --icl-selection)", 0.0, saves="none", trains=False),
 )}
