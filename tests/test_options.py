@@ -67,6 +67,7 @@ BAD = [
     (["--rank-mode", "test"], "--rank-mode 'test': must be one of eval, train"),
     (["--save", "zip"], "--save 'zip': must be one of auto, delta, adapter, full, none"),
     (["--method", "fish-dip", "--save", "adapter"], "--save adapter: fish-dip trains no adapter"),
+    (["--recipe", "tanl"], "--recipe 'tanl': must be one of default, paper"),
     (["--icl-context", "8"], "--icl-context 8: must be >= 16"),
     (["--icl-selection", "bm25"], "--icl-selection 'bm25': must be one of tfidf, random"),
     (["--method", "icl", "--save", "full"], "--save full: icl trains nothing"),

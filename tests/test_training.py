@@ -269,3 +269,16 @@ def test_rank_by_sum_ranks_by_the_summed_token_loss():
     # 10 pairs in batches of 4: 3 batches, so the minimum of 3 regressing samples
     expected = sorted(range(len(PAIRS)), key=lambda i: (-float(totals[i]), i))[:3]
     assert trainer.result.refreshes[0]["samples"] == expected
+
+
+def test_paper_recipe_uses_the_reference_optimizer_and_ranking():
+    from fishdip.sparse.optimizers import MaskedDenseAdafactor
+    from fishdip.training.trainer import build_optimizer
+
+    cfg = _cfg(recipe="paper", lr=None, rank_by="mean", optimizer="adamw", weight_decay=0.1)
+    trainer = Trainer(make_tiny_llama(), PAIRS, cfg, progress=False)
+    assert (trainer.cfg.rank_by, trainer.cfg.rank_mode, trainer.cfg.weight_decay) == ("sum", "train", 0.0)
+    optimizer = build_optimizer(trainer.cfg, trainer.params)
+    assert isinstance(optimizer, MaskedDenseAdafactor) and optimizer.defaults["lr"] == 1e-2
+    result = trainer.train()
+    assert result.losses[-1]["loss"] < result.losses[0]["loss"]

@@ -28,11 +28,12 @@ from torch import nn
 
 from fishdip.sparse.masks import SparseMask
 
-_STATE_KEYS = ("step", "exp_avg", "exp_avg_sq")
-
 
 class SparseOptimizer(torch.optim.Optimizer):
     """Shared machinery: named parameters, mask installation, clipping over masked entries."""
+
+    per_entry_state: tuple[str, ...] = ("step", "exp_avg", "exp_avg_sq")  # carried for entries that stay
+    per_tensor_state: tuple[str, ...] = ()  # state of a whole tensor, kept when the mask changes
 
     def __init__(self, named_params: dict[str, nn.Parameter], defaults: dict):
         self.names = {p: name for name, p in named_params.items()}
@@ -92,19 +93,21 @@ class SparseOptimizer(torch.optim.Optimizer):
             state = self.state[p]
             new_idx = mask.indices.get(name, torch.empty(0, dtype=torch.long)).to(p.device)
             old_idx = state["idx"]
+            kept = {k: state[k] for k in self.per_tensor_state if k in state}  # statistics of the whole tensor
             carried = {}
-            for key in _STATE_KEYS:
+            for key in self.per_entry_state:
                 carried[key] = torch.zeros(new_idx.numel(), dtype=torch.float32, device=p.device)
             if old_idx.numel() and new_idx.numel() and "step" in state:
                 pos = torch.searchsorted(old_idx, new_idx).clamp(max=old_idx.numel() - 1)
                 hit = old_idx[pos] == new_idx
-                for key in _STATE_KEYS:
+                for key in self.per_entry_state:
                     carried[key][hit] = state[key][pos[hit]]
             if state.get("grad") is not None:
                 raise RuntimeError("set_mask between backward and step would drop gathered gradients")
             state.clear()
             state["idx"] = new_idx
             state.update(carried)
+            state.update(kept)
             # autograd need not produce gradients for parameters with nothing to learn
             p.requires_grad_(new_idx.numel() > 0)
 
@@ -251,4 +254,78 @@ class SparseAdafactor(SparseOptimizer):
         if group["weight_decay"]:
             values.add_(values * (-group["weight_decay"] * lr))
         values.sub_(update)
+        self._write(p, idx, values)
+
+
+class MaskedDenseAdafactor(SparseOptimizer):
+    """The FISH-DIP reference's update, without its dense state: transformers' Adafactor run on
+    gradients that are zero outside the mask (``--recipe paper``).
+
+    Its factored second moment of a matrix averages g**2 over whole rows and columns, zeros outside
+    the mask included, and its update clipping takes the RMS over the whole tensor, so its steps on
+    masked entries are several times larger than ``SparseAdafactor``'s. This class keeps exactly
+    those statistics: a row and a column vector per matrix (no full-size state) and one step count
+    per tensor, advanced every step for every parameter, masked or not. Vectors (biases, norms)
+    keep their full second moment, as transformers does; they are a negligible fraction of the
+    model. Entries outside the mask are never written. ``scale_parameter`` multiplies the learning
+    rate by the parameter's RMS, as in transformers even with ``relative_step=False``.
+    """
+
+    per_entry_state = ()
+    per_tensor_state = ("tensor_step", "row", "col", "sq")
+
+    def __init__(self, named_params, lr=1e-2, eps=(1e-30, 1e-3), clip_threshold=1.0, decay_rate=-0.8,
+                 scale_parameter=True, max_grad_norm: float | None = None):
+        super().__init__(named_params, dict(lr=lr, eps=eps, clip_threshold=clip_threshold, decay_rate=decay_rate,
+                                            scale_parameter=scale_parameter, max_grad_norm=max_grad_norm))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = closure() if closure is not None else None
+        for group in self.param_groups:
+            grads = dict(self._masked_grads(group))
+            self._clip(list(grads.items()), group.get("max_grad_norm"))
+            for p in group["params"]:  # every parameter: its statistics decay even without masked entries
+                g = grads.get(p)
+                if g is None:
+                    g = torch.zeros(0, device=p.device)
+                self._update(p, g, self.state[p], group)
+        return loss
+
+    def _update(self, p, g, state, group) -> None:
+        idx, eps1 = state["idx"], group["eps"][0]
+        if "tensor_step" not in state:
+            state["tensor_step"] = 0
+            if p.dim() >= 2:
+                state["row"] = torch.zeros(p.shape[:-1].numel(), device=p.device)
+                state["col"] = torch.zeros(p.shape[-1], device=p.device)
+            else:
+                state["sq"] = torch.zeros(p.numel(), device=p.device)
+        state["tensor_step"] += 1
+        beta2t = 1.0 - math.pow(state["tensor_step"], group["decay_rate"])
+        sq = g * g
+        if p.dim() >= 2:  # mean of (g**2 + eps1) over each row / column of the masked dense gradient
+            rows, cols = p.shape[:-1].numel(), p.shape[-1]
+            r, c = idx // cols, idx % cols
+            row_mean = torch.zeros(rows, device=p.device).index_add_(0, r, sq).div_(cols).add_(eps1)
+            col_mean = torch.zeros(cols, device=p.device).index_add_(0, c, sq).div_(rows).add_(eps1)
+            state["row"].mul_(beta2t).add_(row_mean, alpha=1 - beta2t)
+            state["col"].mul_(beta2t).add_(col_mean, alpha=1 - beta2t)
+            if not idx.numel():
+                return
+            r_factor = (state["row"] / state["row"].mean()).rsqrt_()
+            update = r_factor[r] * state["col"].rsqrt()[c] * g
+        else:
+            state["sq"].mul_(beta2t).add_(eps1 * (1 - beta2t))
+            state["sq"].index_add_(0, idx, sq * (1 - beta2t))
+            if not idx.numel():
+                return
+            update = state["sq"][idx].rsqrt() * g
+        rms = update.norm(2) / math.sqrt(p.numel())  # the dense update is zero outside the mask
+        update.div_((rms / group["clip_threshold"]).clamp_(min=1.0))
+        lr = group["lr"]
+        if group["scale_parameter"]:
+            lr *= max(group["eps"][1], float(p.data.float().norm(2) / math.sqrt(p.numel())))
+        values = p.data.view(-1)[idx].float()
+        values.sub_(update * lr)
         self._write(p, idx, values)

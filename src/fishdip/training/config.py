@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from fishdip.data.datasets import DATASETS
@@ -20,6 +20,7 @@ OPTIMIZERS = ("adamw", "adafactor")
 DECODER_NAMES = ("fishdip", "tanl")  # formats/decoders.py
 RC_SCORES = ("sum", "mean")
 SAVE_MODES = ("auto", "delta", "adapter", "full", "none")
+PAPER_LR = 1e-2  # the FISH-DIP reference's Adafactor learning rate
 
 
 class ConfigError(FishdipError, ValueError):
@@ -107,6 +108,11 @@ class TrainConfig:
                         "reference after its first refresh)", choices=("eval", "train"))
     fish_samples: int = _f(128, "fish: training samples the one fixed mask is computed on", min=1)
     seed: int = _f(0, "seed for shuffling, dropout and random masks", min=0)
+    recipe: str = _f("default", "paper: the FISH-DIP reference's settings, which replace --optimizer, "
+                     "--weight-decay, --rank-by and --rank-mode: transformers' Adafactor (scale_parameter, no "
+                     "relative step, no momentum, no weight decay; for sparse methods a sparse Adafactor that "
+                     "reproduces its update on masked dense gradients), lr 1e-2 unless --lr, ranking by summed "
+                     "loss in train mode", choices=("default", "paper"))
     precision: str = _f("fp32", "fp32; bf16 or fp16: matrix products in that precision (autocast), float32 "
                         "master weights and optimizer state; fp16 (with loss scaling) on CUDA only; auto: bf16 "
                         "where the device runs it natively (CUDA with bf16, CPU with AVX-512 bf16 / AMX), "
@@ -117,7 +123,15 @@ class TrainConfig:
 
     @property
     def effective_lr(self) -> float:
-        return self.lr if self.lr is not None else METHODS[self.method].default_lr
+        if self.lr is not None:
+            return self.lr
+        return PAPER_LR if self.recipe == "paper" else METHODS[self.method].default_lr
+
+    def resolved(self) -> TrainConfig:
+        """The options the trainer uses: ``--recipe paper`` fixes the reference's settings."""
+        if self.recipe != "paper":
+            return self
+        return replace(self, optimizer="adafactor", weight_decay=0.0, rank_by="sum", rank_mode="train")
 
     def to_dict(self) -> dict:
         return {**asdict(self), "effective_lr": self.effective_lr}

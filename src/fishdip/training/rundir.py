@@ -26,7 +26,7 @@ from fishdip.io import read_json, read_jsonl
 ADDED_LATER = {"train.precision": "fp32", "train.max_steps": None, "train.stop_loss": None,
                "train.rank_by": "mean", "train.rank_mode": "eval", "train.lora_rank": 8,
                "train.lora_alpha": 16.0, "train.lora_dropout": 0.05, "train.lora_targets": None,
-               "train.icl_context": 1024, "train.icl_selection": "tfidf"}
+               "train.icl_context": 1024, "train.icl_selection": "tfidf", "train.recipe": "default"}
 # options that say where outputs go or what is kept, not what is computed
 NOT_IDENTITY = ("output_dir", "save", "save_model", "data_dir")
 # every file and folder a run writes (removed by --overwrite)

@@ -21,7 +21,7 @@ from fishdip.models.loading import LoadedModel
 from fishdip.models.text2text import encode_pair, pad_batch, per_sample_loss, token_losses
 from fishdip.sparse.fisher import fisher_scores
 from fishdip.sparse.masks import SparseMask, num_to_keep, top_k_mask
-from fishdip.sparse.optimizers import SparseAdafactor, SparseAdamW
+from fishdip.sparse.optimizers import MaskedDenseAdafactor, SparseAdafactor, SparseAdamW
 from fishdip.sparse.selection import sample_losses
 from fishdip.training import precision as amp
 from fishdip.training.config import TrainConfig
@@ -49,6 +49,9 @@ class TrainResult:
 
 def build_optimizer(cfg: TrainConfig, params: dict[str, torch.nn.Parameter]) -> torch.optim.Optimizer:
     clip = cfg.max_grad_norm or None
+    paper = cfg.recipe == "paper"  # the reference's Adafactor: scale_parameter, its masked dense update
+    if METHODS[cfg.method].sparse and paper:
+        return MaskedDenseAdafactor(params, lr=cfg.effective_lr, scale_parameter=True, max_grad_norm=clip)
     if METHODS[cfg.method].sparse:
         if cfg.optimizer == "adamw":
             return SparseAdamW(params, lr=cfg.effective_lr, weight_decay=cfg.weight_decay, max_grad_norm=clip)
@@ -56,7 +59,7 @@ def build_optimizer(cfg: TrainConfig, params: dict[str, torch.nn.Parameter]) -> 
                                weight_decay=cfg.weight_decay, max_grad_norm=clip)
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(params.values(), lr=cfg.effective_lr, weight_decay=cfg.weight_decay)
-    return Adafactor(list(params.values()), lr=cfg.effective_lr, relative_step=False, scale_parameter=False,
+    return Adafactor(list(params.values()), lr=cfg.effective_lr, relative_step=False, scale_parameter=paper,
                      warmup_init=False, weight_decay=cfg.weight_decay)
 
 
@@ -66,6 +69,7 @@ class Trainer:
     def __init__(self, loaded: LoadedModel, pairs: list[tuple[str, str]], cfg: TrainConfig,
                  progress: bool = True, gather_grads: bool = True, dist: Dist = SINGLE):
         cfg.validate()
+        cfg = cfg.resolved()
         if not pairs:
             raise ValueError("no training examples")
         self.loaded, self.pairs, self.cfg, self.progress = loaded, pairs, cfg, progress
