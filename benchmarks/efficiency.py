@@ -22,6 +22,7 @@ Run:  python benchmarks/efficiency.py [--models embedded,t5-base] [--precisions 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import statistics
@@ -82,6 +83,14 @@ def training_pairs(n: int, byte_level: int = 0) -> list[tuple[str, str]]:
     return pairs
 
 
+def release_free_memory() -> None:
+    """Hand freed heap pages back to the OS (glibc keeps them otherwise, and they count as resident)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: resident sets then include freed pages
+        pass
+
+
 class PeakMemory:
     """Peak memory per phase ("train" or "refresh"): this process's resident set sampled every 5 ms,
     or on CUDA the allocator's peak."""
@@ -106,6 +115,7 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats()
         else:
             self._record(self.rss())
+            release_free_memory()  # else the next phase's resident set still holds this one's freed pages
         self.phase = phase
 
     def __enter__(self):
@@ -156,6 +166,7 @@ def measure(spec: dict) -> dict:
     import gc
 
     gc.collect()
+    release_free_memory()
     memory = PeakMemory(device)
     before = memory.now()
     compute_mask = trainer.compute_mask

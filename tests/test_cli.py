@@ -81,8 +81,8 @@ def test_bad_input_is_one_clear_line(tmp_path, tiny_model_dir, monkeypatch):
     result = runner.invoke(app, ["train", "--data-dir", str(tmp_path), "--model", str(tiny_model_dir)])
     assert result.exit_code == 2
     assert "error: dataset conll04" in result.output and "Traceback" not in result.output
-    result = runner.invoke(app, ["train", "--method", "lora", "--data-dir", str(tmp_path)])
-    assert result.exit_code == 2 and "--method 'lora': must be one of full" in result.output
+    result = runner.invoke(app, ["train", "--method", "bitfit", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "--method 'bitfit': must be one of full" in result.output
 
 
 @pytest.mark.parametrize("task,extra", [
