@@ -165,7 +165,7 @@ def test_generation_and_prediction_run_for_both_kinds(tiny_model):
 
 def test_invalid_config_is_rejected():
     with pytest.raises(ValueError, match="method"):
-        TrainConfig(method="lora").validate()
+        TrainConfig(method="bitfit").validate()
     with pytest.raises(ValueError, match="sparsity"):
         TrainConfig(sparsity=2.0).validate()
 
