@@ -156,14 +156,23 @@ def prepare(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, name: st
 
 def save_model(loaded: LoadedModel, folder: Path, extra: dict | None = None) -> None:
     """Save model + tokenizer (+ fishdip task metadata) atomically into ``folder``."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-    try:
+    def write(tmp: Path) -> None:
         loaded.model.save_pretrained(tmp)
         loaded.tokenizer.save_pretrained(tmp)
         if extra is not None:
-            extra = {**extra, "generation_budget": loaded.budget.to_dict()}
-            (tmp / "fishdip.json").write_text(json.dumps(extra, indent=2) + "\n")
+            meta = {**extra, "generation_budget": loaded.budget.to_dict()}
+            (tmp / "fishdip.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+    write_folder_atomic(folder, write)
+
+
+def write_folder_atomic(folder: Path, write) -> None:
+    """``write(tmp)`` fills a temporary folder beside ``folder``, which then replaces ``folder``:
+    a crash leaves the old folder or the new one, never half of one."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    try:
+        write(tmp)
         if folder.exists():
             shutil.rmtree(folder)
         tmp.rename(folder)
@@ -194,18 +203,13 @@ def save_adapter_model(loaded: LoadedModel, folder: Path, extra: dict, base_chec
 
 
 def _save_on_base(loaded: LoadedModel, folder: Path, extra: dict, base_checksum: str, write) -> None:
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-    try:
+    def write_all(tmp: Path) -> None:
         written = write(tmp)
         meta = {**extra, "base_model": base_identity(extra["base_model"]), "base_checksum": base_checksum,
                 **written, "generation_budget": loaded.budget.to_dict()}
         (tmp / "fishdip.json").write_text(json.dumps(meta, indent=2) + "\n")
-        if folder.exists():
-            shutil.rmtree(folder)
-        tmp.rename(folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    write_folder_atomic(folder, write_all)
 
 
 def is_adapter(folder: str | Path) -> bool:
