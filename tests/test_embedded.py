@@ -35,4 +35,10 @@ def test_issue_smoke_command(tmp_path, data_dir):
     train = results["episodes"][0]["train"]
     assert train["steps"] == 1 and train["trainable_params"] == round(0.01 * train["total_params"])
     assert len((out / "predictions.jsonl").read_text().splitlines()) == 8
-    assert (out / "models" / "episode-1" / "model.safetensors").is_file() and (out / "config.json").is_file()
+    # a delta on the embedded model: its 1 % of entries, a few percent of the 538 MB model file
+    delta = out / "models" / "episode-1" / "delta.safetensors"
+    assert delta.is_file() and delta.stat().st_size < 0.03 * 538e6 and (out / "config.json").is_file()
+    from fishdip.models.loading import load_model
+
+    loaded = load_model(str(delta.parent))  # the embedded base, checksum checked, delta applied
+    assert loaded.budget.longest_target > 0
