@@ -61,7 +61,7 @@ def top_k_mask(scores: dict[str, torch.Tensor], k: int) -> SparseMask:
     """
     names = list(scores)
     sizes = [scores[n].numel() for n in names]
-    flat = _flat_view(list(scores.values()))
+    flat = flat_view(list(scores.values()))
     if flat is None:
         flat = torch.cat([scores[n].reshape(-1).float() for n in names])
     k = min(k, flat.numel())
@@ -81,9 +81,9 @@ def top_k_mask(scores: dict[str, torch.Tensor], k: int) -> SparseMask:
     return SparseMask(indices)
 
 
-def _flat_view(tensors: list[torch.Tensor]) -> torch.Tensor | None:
+def flat_view(tensors: list[torch.Tensor]) -> torch.Tensor | None:
     """The one float32 buffer ``tensors`` are consecutive views of (as fisher_scores makes them), if so:
-    selecting on it directly saves a copy of every score."""
+    selecting on it (or all-reducing it) directly saves a copy of every score."""
     base = tensors[0]._base if tensors else None
     if base is None or base.dtype != torch.float32 or base.dim() != 1:
         return None

@@ -108,6 +108,7 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True, log=print, meta
             raise ConfigError(f"save='{save}' needs a base model that can be loaded by name or path; "
                               "this one is held in memory (use save='full')")
         save = "full"
+    base_checksum = None
     episodes, rows = list(state.finished), list(state.rows)
     order = {e: i for i, e in enumerate(cfg.episodes)}
     results = _results(cfg, episodes)
@@ -120,7 +121,8 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True, log=print, meta
             f"{len(eval_examples)} evaluation examples on {device}"
             + (f" (x {dist.world} processes)" if dist.active else ""))
         loaded = fresh_model() if fresh_model is not None else load_model(start_model)
-        base_checksum = weights_checksum(loaded.model) if save in ("delta", "adapter") else None
+        if save in ("delta", "adapter") and base_checksum is None:  # every episode starts from the same base
+            base_checksum = weights_checksum(loaded.model)
         loaded.model.to(device)
         # the episode number seeds shuffling and random masks too: every method sees the same stream
         pairs = task.pairs(train_examples)

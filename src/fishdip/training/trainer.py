@@ -20,7 +20,7 @@ from transformers.optimization import Adafactor
 from fishdip.models.loading import LoadedModel
 from fishdip.models.text2text import encode_pair, pad_batch, per_sample_loss, token_losses
 from fishdip.sparse.fisher import fisher_scores
-from fishdip.sparse.masks import SparseMask, num_to_keep, top_k_mask
+from fishdip.sparse.masks import SparseMask, flat_view, num_to_keep, top_k_mask
 from fishdip.sparse.optimizers import MaskedDenseAdafactor, SparseAdafactor, SparseAdamW
 from fishdip.sparse.selection import sample_losses
 from fishdip.training import precision as amp
@@ -50,9 +50,10 @@ class TrainResult:
 def build_optimizer(cfg: TrainConfig, params: dict[str, torch.nn.Parameter]) -> torch.optim.Optimizer:
     clip = cfg.max_grad_norm or None
     paper = cfg.recipe == "paper"  # the reference's Adafactor: scale_parameter, its masked dense update
-    if METHODS[cfg.method].sparse and paper:
+    sparse = METHODS[cfg.method].sparse
+    if sparse and paper:
         return MaskedDenseAdafactor(params, lr=cfg.effective_lr, scale_parameter=True, max_grad_norm=clip)
-    if METHODS[cfg.method].sparse:
+    if sparse:
         if cfg.optimizer == "adamw":
             return SparseAdamW(params, lr=cfg.effective_lr, weight_decay=cfg.weight_decay, max_grad_norm=clip)
         return SparseAdafactor(params, lr=cfg.effective_lr, relative_step=False, scale_parameter=False,
@@ -85,7 +86,7 @@ class Trainer:
         self.precision = amp.resolve(cfg.precision, self.device)
         # tokenized once: training batches and every refresh's ranking reuse these
         self.encoded = [encode_pair(loaded, s, t, cfg.max_length) for s, t in pairs]
-        self.micro_batches_per_epoch = math.ceil(len(pairs) / (cfg.batch_size * dist.world))
+        self.micro_batches_per_epoch = math.ceil(len(pairs) / self.global_batch)
         self.steps_per_epoch = math.ceil(self.micro_batches_per_epoch / cfg.grad_accum_steps)
         # --max-steps: a fixed compute budget (data cycled in reshuffled epochs), else whole epochs
         self.total_steps = cfg.max_steps or self.steps_per_epoch * cfg.epochs
@@ -118,11 +119,8 @@ class Trainer:
         # each process scores its share of the samples; the sums are added up across processes
         scores = fisher_scores(self.params, lambda i: self.batch_loss([i])[0], self.dist.share(samples),
                                self.cfg.fisher)
-        if self.dist.active:
-            for value in scores.values():  # views of one flat buffer (fisher_scores)
-                flat = value._base
-                break
-            self.dist.sum_(flat)
+        if self.dist.active:  # the scores are views of one flat buffer: one all-reduce
+            self.dist.sum_(flat_view(list(scores.values())))
         model.train(was_training)
         self._timing["fisher_seconds"] = round(time.perf_counter() - started, 3)
         started = time.perf_counter()
