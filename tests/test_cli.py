@@ -86,7 +86,7 @@ def test_bad_input_is_one_clear_line(tmp_path, tiny_model_dir, monkeypatch):
 
 
 @pytest.mark.parametrize("task,extra", [
-    ("conll03", []), ("conll", []), ("conll05", []), ("conll12", []), ("ace2005event", []),
+    ("conll03", []), ("conll", []), ("conll05", []), ("conll12", []), ("ace2005event", []), ("ace2005_joint_er", []),
     ("multiwoz21", ["--train-size", "1"]), ("ade", ["--fold", "0"]),
 ])
 def test_every_fixture_task_trains_and_scores(tmp_path, tiny_model_dir, task, extra):
@@ -115,7 +115,7 @@ def test_tasks_lists_every_dataset(tmp_path):
     result = runner.invoke(app, ["tasks", "--data-dir", str(FIXTURES)])
     assert result.exit_code == 0
     for name in ("conll04", "ade", "wnut17", "crossner_ai", "wikigold", "fewrel", "conll05", "ace2005event",
-                 "multiwoz21", "conll"):
+                 "multiwoz21", "conll", "ace2005_joint_er"):
         assert f"\n{name}  [" in "\n" + result.output
     assert "conll03  [ner]  (found in" in result.output
     assert result.output.count("    metric  ") == result.output.count("    source  ")  # every dataset says

@@ -133,3 +133,32 @@ def test_reader_corner_cases_are_one_clear_error_or_read_right(tmp_path):
     path.write_text("")
     with pytest.raises(DataError, match="spert.json: empty file"):
         read_spert(path, schema)
+
+
+def test_ace2005_joint_er_reads_dygie_documents_like_tanl():
+    """Document offsets with inclusive ends become sentence spans; a sentence without entities is
+    left out (TANL does the same); types get TANL's natural names."""
+    train, schema = load_split("ace2005_joint_er", "train", FIXTURES)
+    assert [ex.id for ex in train] == ["train-a-0", "train-a-2", "train-b-0", "train-b-1"]
+    first, third = train[0], train[1]
+    assert [(e.start, e.end, e.type) for e in first.entities] == [(0, 2, "PER"), (4, 6, "ORG"), (7, 8, "GPE")]
+    assert [(r.type, r.head.start, r.tail.start) for r in first.relations] == [("ORG-AFF", 0, 4), ("PHYS", 0, 7)]
+    assert third.tokens[third.entities[0].start:third.entities[0].end] == ["The", "tank"]
+    assert schema.entity_types["GPE"] == "geographical entity" and schema.relation_types["ORG-AFF"] == "employer"
+
+
+@pytest.mark.parametrize("line, message", [
+    ("{not json", "line 1: invalid JSON"),
+    ('{"sentences": [["A", "b"]], "ner": [[[0, 2, "PER"]]], "relations": [[]]}', "outside the sentence"),
+    ('{"sentences": [["A", "b"]], "ner": [[[0, 0, "Person"]]], "relations": [[]]}', "unknown entity type 'Person'"),
+    ('{"sentences": [["A", "b"]], "ner": [[[0, 0, "PER"]]], "relations": [[[0, 0, 1, 1, "PHYS"]]]}',
+     "not an entity"),
+    ('{"sentences": [["A"]], "ner": []}', "needs 'sentences', 'ner' and 'relations'"),
+])
+def test_ace2005_joint_er_bad_lines_name_file_and_line(tmp_path, line, message):
+    folder = tmp_path / "ace2005_joint_er"
+    folder.mkdir()
+    (folder / "train.json").write_text(line + "\n")
+    with pytest.raises(DataError, match=message) as err:
+        load_split("ace2005_joint_er", "train", tmp_path)
+    assert "train.json: line 1" in str(err.value)

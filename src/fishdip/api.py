@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 from fishdip.errors import FishdipError
@@ -23,9 +23,9 @@ from fishdip.formats import entity_relation as er
 from fishdip.models.loading import LoadedModel, load_model, prepare, read_fishdip_metadata
 from fishdip.tasks import JointERTask, Task, task_from_metadata
 from fishdip.text import tokenize
-from fishdip.training.config import ConfigError, ExperimentConfig, TrainConfig
+from fishdip.training.config import ExperimentConfig, TrainConfig, configs_from_options
 from fishdip.training.experiment import Comparison, run_comparison
-from fishdip.training.rundir import default_output_dir, model_folder
+from fishdip.training.rundir import model_folder
 
 
 @dataclass
@@ -95,20 +95,6 @@ def examples_task(train_examples: list, eval_examples: list, decoder: str = "fis
                         eval_data=eval_data)
 
 
-def _config(options: dict) -> tuple[ExperimentConfig, list[str]]:
-    exp_fields = {f.name for f in fields(ExperimentConfig)} - {"train"}
-    train_fields = {f.name for f in fields(TrainConfig)}
-    unknown = set(options) - exp_fields - train_fields
-    if unknown:
-        raise ConfigError(f"unknown option(s) {', '.join(sorted(unknown))}; see `fishdip train --help`")
-    methods = options.pop("method", "fish-dip")
-    methods = [m.strip() for m in methods.split(",")] if isinstance(methods, str) else list(methods)
-    train_cfg = TrainConfig(**{k: v for k, v in options.items() if k in train_fields}, method=methods[0])
-    exp = {k: v for k, v in options.items() if k in exp_fields}
-    exp.setdefault("output_dir", default_output_dir(exp.get("task", "conll04"), methods))
-    return ExperimentConfig(**exp, train=train_cfg), methods
-
-
 def train(*, examples: list | None = None, eval_examples: list | None = None,
           model: str | LoadedModel | tuple = "embedded", overwrite: bool = False, progress: bool = True,
           log=print, **options) -> TrainResult:
@@ -131,7 +117,7 @@ def train(*, examples: list | None = None, eval_examples: list | None = None,
     elif isinstance(model, LoadedModel):
         base = model
     options["model"] = base.name if base is not None else model
-    cfg, methods = _config(options)
+    cfg, methods = configs_from_options(options)
     fresh = (lambda: copy.deepcopy(base)) if base is not None else None
     from fishdip.training.distributed import setup
 

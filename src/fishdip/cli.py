@@ -1,4 +1,4 @@
-"""Command line: ``fishdip train | evaluate | predict | data fetch``."""
+"""Command line: ``fishdip train | experiment | report | evaluate | predict | export | data fetch``."""
 
 from __future__ import annotations
 
@@ -257,6 +257,58 @@ def export(
     except OSError as exc:
         _fail(FishdipError(f"--output {output}: {exc.strerror or exc}"))
     typer.echo(f"{folder} -> {output} (a complete model: transformers' from_pretrained loads it)")
+
+
+@app.command()
+def experiment(
+    grid_file: Annotated[Path, typer.Argument(help="the grid: a TOML file (see docs/GRID.md)")],
+    output_dir: Annotated[Optional[str], typer.Option(help="where the cells go (default: the file's "
+                                                      "output_dir)")] = None,
+    only: Annotated[Optional[list[str]], typer.Option(help="run only cells whose path matches this glob or "
+                                                      "prefix, e.g. conll04/size-9 or '*/fish-dip/*' "
+                                                      "(repeatable)")] = None,
+    dry_run: Annotated[bool, typer.Option(help="list the cells still to run, with time estimates; "
+                                          "run nothing")] = False,
+    quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
+) -> None:
+    """Run a grid of tasks x sizes x methods x episodes; a rerun skips finished cells and resumes."""
+    from fishdip.training.grid import load_grid, run_grid
+
+    try:
+        grid = load_grid(grid_file, output_dir)
+        status = run_grid(grid, only, progress=not quiet, log=lambda s: typer.echo(s, err=True), dry_run=dry_run)
+    except (FishdipError, ValueError) as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        typer.secho("\ninterrupted: finished cells are kept; run the same command again to go on",
+                    fg="yellow", err=True)
+        raise typer.Exit(130) from None
+    failed = {k: v for k, v in status.items() if v.startswith("failed")}
+    done = sum(v == "finished" for v in status.values())
+    typer.echo(f"{done}/{len(status)} selected cells finished" + (f", {len(failed)} failed:" if failed else ""))
+    for path, why in failed.items():
+        typer.echo(f"  {path}: {why}")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def report(
+    runs_dir: Annotated[Path, typer.Argument(help="a grid's output folder")],
+    output: Annotated[Optional[Path], typer.Option(help="where to write (default: RUNS_DIR/report)")] = None,
+    metric: Annotated[Optional[str], typer.Option(help="headline metric (default: the grid's, else the first)")] = None,
+    baseline: Annotated[str, typer.Option(help="the method label every other is compared with")] = "full",
+    focus: Annotated[str, typer.Option(help="the method label compared with every other")] = "fish-dip",
+) -> None:
+    """Tables (markdown, CSV) with paired statistics, and plots, of a grid's finished cells."""
+    from fishdip.grid_report import write_report
+
+    try:
+        out = write_report(runs_dir, output, metric, baseline, focus)
+    except (FishdipError, ValueError, OSError) as exc:
+        _fail(exc if isinstance(exc, FishdipError) else FishdipError(f"{runs_dir}: {exc}"))
+    typer.echo((out / "report.md").read_text())
+    typer.echo(f"report in {out}/ (report.md, report.csv, *.png)")
 
 
 @app.command()

@@ -57,10 +57,13 @@ def read_json(path: Path | str) -> Any:
         raise DataError(f"{path}: line {exc.lineno}, column {exc.colno}: invalid JSON ({exc.msg})") from None
 
 
-def read_jsonl(path: Path | str) -> list[dict]:
-    """One JSON object per line (blank lines skipped); a bad line is a DataError naming it."""
-    rows = []
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+def iter_jsonl(path: Path | str):
+    """(line number, object) for every non-blank line; a bad line is a DataError naming it."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 ({exc})") from None
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
@@ -69,5 +72,9 @@ def read_jsonl(path: Path | str) -> list[dict]:
             raise DataError(f"{path}: line {number}: invalid JSON ({exc.msg})") from None
         if not isinstance(row, dict):
             raise DataError(f"{path}: line {number}: expected an object")
-        rows.append(row)
-    return rows
+        yield number, row
+
+
+def read_jsonl(path: Path | str) -> list[dict]:
+    """One JSON object per line (blank lines skipped); a bad line is a DataError naming it."""
+    return [row for _, row in iter_jsonl(path)]

@@ -1,4 +1,5 @@
-"""Human-readable summaries of results: tables and loss plots."""
+"""Human-readable summaries of results: the comparison table of one run folder (plots: plots.py;
+a grid's tables and statistics: grid_report.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from pathlib import Path
 
 from fishdip.evaluation.predict import LIMIT_ERROR
 from fishdip.io import write_json_atomic, write_text_atomic
+from fishdip.plots import plot_losses
 
 ALL_METRICS = ("entity_f1", "relation_f1", "entity_macro_f1", "relation_macro_f1", "entity_f1_no_type",
                "relation_f1_no_type", "argument_f1",
@@ -53,46 +55,6 @@ def describe_header(info: dict) -> str:
             "- scores are x100, mean ± sample std over episodes; format errors: annotations that could not "
             "be used (unknown type, missing type, text not found in the input, relation tail not found), "
             "per episode; cut at limit: sentences whose generation hit its token budget, per episode\n\n")
-
-
-def plot_losses(results: dict[str, dict], path: Path, title: str = "") -> None:
-    """Training loss per optimizer step, one line per method: the mean over episodes, with a band
-    of one standard deviation when there are several; dotted lines mark fish-dip mask refreshes."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    refreshes_drawn = False
-    for method, res in results.items():
-        curves = [[x["loss"] for x in e["train"]["losses"]] for e in res["episodes"] if e["train"]["losses"]]
-        if not curves:
-            continue
-        steps = min(len(c) for c in curves)  # episodes of one run have the same number of steps
-        values = np.array([c[:steps] for c in curves])
-        x = np.arange(1, steps + 1)
-        mean = values.mean(axis=0)
-        label = method + (f" (mean of {len(curves)} episodes)" if len(curves) > 1 else "")
-        (line,) = ax.plot(x, mean, label=label)
-        if len(curves) > 1:
-            std = values.std(axis=0, ddof=1)
-            ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2)
-        for refresh in res["episodes"][0]["train"]["refreshes"][1:]:
-            ax.axvline(refresh["step"], color=line.get_color(), alpha=0.35, lw=0.8, ls=":",
-                       label=None if refreshes_drawn else "mask refresh")
-            refreshes_drawn = True
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("training loss (mean over the step's samples)")
-    ax.set_title(title or "Training loss per method")
-    if ax.get_legend_handles_labels()[0]:  # nothing to label when no method trained (icl)
-        ax.legend()
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
 
 
 def write_comparison(results: dict[str, dict], out: Path, info: dict | None = None) -> str:

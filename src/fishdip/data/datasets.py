@@ -9,6 +9,7 @@ from pathlib import Path
 
 from fishdip.data.ace_events import read_event_types, read_events
 from fishdip.data.conll import read_conll
+from fishdip.data.dygie import ACE2005_SCHEMA, read_dygie
 from fishdip.data.multiwoz import read_multiwoz
 from fishdip.data.spert import read_spert, read_types
 from fishdip.data.srl import read_srl
@@ -25,7 +26,7 @@ class DatasetSpec:
     family: str  # task family: selects format and metrics
     splits: dict[str, tuple[str, ...]]  # split -> candidate file names, first found wins; "{fold}" from --fold
     source: str  # where the public files come from
-    reader: str = "spert"  # spert | conll
+    reader: str = "spert"  # spert | conll | srl | dygie | ace_events | multiwoz | fewrel
     types_file: str | None = None  # spert: the *_types.json file
     scheme: str = "auto"  # conll: tagging scheme
     folds: int = 0  # >0: the dataset ships cross-validation folds 0..folds-1
@@ -82,6 +83,15 @@ DATASETS: dict[str, DatasetSpec] = {
             metric="entity and relation F1 macro-averaged over the types (SpERT, TANL: the literature's ADE "
                    "number, mean over the 10 folds); micro-averaged also reported",
             macro_average=True,
+        ),
+        DatasetSpec(
+            name="ace2005_joint_er", family="joint_er", reader="dygie",
+            splits={s: (f"{s}.json", f"ace2005_joint_er_{s}.json") for s in SPLITS},
+            source="ACE2005 entities and relations (LDC2006T06, licensed), preprocessed with DyGIE's scripts "
+                   "into one JSON document per line: TANL's ace2005_joint_er layout",
+            notes="as in TANL, sentences without entities are left out; types use TANL's natural names",
+            metric="entity and relation F1, micro-averaged; a relation needs both entities' spans and types "
+                   "(TANL)",
         ),
         _conll("conll03", "CoNLL-2003 English NER (Reuters; license from NIST/Reuters, not redistributable)",
                files={"train": ("train.txt",), "dev": ("dev.txt", "valid.txt", "testa.txt"),
@@ -265,6 +275,8 @@ def load_schema(name: str, data_dir: Path | str | None = None) -> Schema:
         return Schema({})  # slots are fixed by TRADE's ontology (formats/dst.py)
     if spec.reader == "spert":
         return read_types(folder / spec.types_file)
+    if spec.reader == "dygie":
+        return ACE2005_SCHEMA
     if spec.reader == "ace_events":
         return event_schemas(folder)[0]
     return _ner_schema(spec, folder)
@@ -286,6 +298,8 @@ def load_split(name: str, split: str, data_dir: Path | str | None = None, fold: 
         return read_spert(find_file(spec, folder, split, fold), schema), schema
     if spec.reader == "srl":
         return read_srl(find_file(spec, folder, split, fold)), schema
+    if spec.reader == "dygie":
+        return read_dygie(find_file(spec, folder, split, fold), schema), schema
     if spec.reader == "multiwoz":
         return read_multiwoz(find_file(spec, folder, split, fold)), Schema({})
     if spec.reader == "ace_events":

@@ -15,6 +15,7 @@ from pathlib import Path
 from fishdip.data.datasets import DATASETS
 from fishdip.errors import FishdipError
 from fishdip.training.methods import METHODS
+from fishdip.training.rundir import default_output_dir
 
 OPTIMIZERS = ("adamw", "adafactor")
 DECODER_NAMES = ("fishdip", "tanl")  # formats/decoders.py
@@ -223,6 +224,23 @@ class ExperimentConfig:
         train_known = {f.name for f in fields(TrainConfig)}
         train = TrainConfig(**{k: v for k, v in data.get("train", {}).items() if k in train_known})
         return cls(**{k: v for k, v in data.items() if k in known}, train=train)
+
+
+def configs_from_options(options: dict, where: str = "") -> tuple[ExperimentConfig, list[str]]:
+    """The config of a run from option names and values (``fishdip train``'s fields; ``method``: one
+    name, a comma list or a list), and the methods. ``where`` names the source in errors."""
+    options = dict(options)
+    exp_fields = {f.name for f in fields(ExperimentConfig)} - {"train"}
+    train_fields = {f.name for f in fields(TrainConfig)}
+    unknown = set(options) - exp_fields - train_fields
+    if unknown:
+        raise ConfigError(f"{where}unknown option(s) {', '.join(sorted(unknown))}; see `fishdip train --help`")
+    methods = options.pop("method", "fish-dip")
+    methods = [m.strip() for m in methods.split(",")] if isinstance(methods, str) else list(methods)
+    train_cfg = TrainConfig(**{k: v for k, v in options.items() if k in train_fields}, method=methods[0])
+    exp = {k: v for k, v in options.items() if k in exp_fields}
+    exp.setdefault("output_dir", default_output_dir(exp.get("task", "conll04"), methods))
+    return ExperimentConfig(**exp, train=train_cfg), methods
 
 
 def _episode_text(episodes: list[int]) -> str:

@@ -20,6 +20,7 @@ optimizer state, and a share of each batch:
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -103,8 +104,18 @@ def setup(device: str) -> Dist:
 
     cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
     state = PartialState(cpu=cpu)
+    # A process that exits with its process group alive can die in C++ ("terminate called without an
+    # active exception") while gloo's threads are torn down; close the group first. atexit: the
+    # Python API may train several times in one process on the same group.
+    atexit.unregister(_close_process_group)  # once, however often setup() runs
+    atexit.register(_close_process_group)
     return Dist(state.process_index, state.num_processes, state.local_process_index,
                 torch_dist.get_backend() if torch_dist.is_initialized() else "gloo")
+
+
+def _close_process_group() -> None:
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.destroy_process_group()
 
 
 def pick_device(name: str, dist: Dist = SINGLE) -> torch.device:

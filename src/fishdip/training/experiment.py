@@ -217,10 +217,12 @@ def run_comparison(cfg: ExperimentConfig, methods: list[str], overwrite: bool = 
         runs[method] = run_experiment(replace(c, output_dir=str(sub)), progress=progress, log=log,
                                       meta_dir=out / "meta-model", overwrite=overwrite, task=task,
                                       fresh_model=fresh_model, dist=dist)
-    if not dist.main:  # the main process writes the comparison
-        return Comparison(runs, out, "")
-    info = describe(cfg) if task is None else {**describe(cfg), "task": task.dataset}
-    return Comparison(runs, out, write_comparison(runs, out, info))
+    table = ""
+    if dist.main:  # the main process writes the comparison
+        info = describe(cfg) if task is None else {**describe(cfg), "task": task.dataset}
+        table = write_comparison(runs, out, info)
+    dist.barrier()  # all processes leave together: one exiting early can abort another's gloo threads
+    return Comparison(runs, out, table)
 
 
 def describe(cfg: ExperimentConfig) -> dict:

@@ -41,7 +41,8 @@ def fisher_on_regressing_samples(trainer: Trainer, step: int) -> tuple[SparseMas
     samples = most_regressing(losses, n)
     return trainer.fisher_mask(samples), {
         "samples": samples, "sample_losses": [round(float(losses[i]), 4) for i in samples],
-        "mean_train_loss": round(float(losses.mean()), 4)}
+        "mean_train_loss": round(float(losses.mean()), 4),
+        "ranking_losses": [round(float(x), 4) for x in losses]}  # every sample's, for the report's plots
 
 
 def uniformly_random(trainer: Trainer, step: int) -> tuple[SparseMask, dict]:

@@ -143,7 +143,9 @@ class Trainer:
         started = time.perf_counter()
         self._timing = {}
         mask, info = self.method.choose(self, step)
-        info = {"step": step, **info}
+        # where the mask lives (entries per parameter), for the report's mask-location plot
+        info = {"step": step, **info, "entries_per_parameter": {
+            n: int(ix.numel()) for n, ix in mask.indices.items() if ix.numel()}}
         if self.mask is not None:
             info["overlap_with_previous"] = mask.overlap(self.mask) / self.num_keep
         info.update(self._timing, seconds=round(time.perf_counter() - started, 3))

@@ -1,0 +1,208 @@
+"""``fishdip report RUNS_DIR``: a grid's results (training/grid.py) as tables, statistics and plots.
+
+Per task and training size: mean ± std of every metric per method; each method against a baseline
+(default ``full``): relative change of the means and the paired difference over the episodes both
+finished (same episode = same training subset), with a 95 % t interval and wins; then the focus
+method (default ``fish-dip``) against every other method the same way. Writes ``report.md``,
+``report.csv`` (one row per task, size, method and metric) and PNG plots into ``RUNS_DIR/report/``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+try:  # Python 3.11+
+    import tomllib
+except ImportError:  # Python 3.10: the same parser, packaged
+    import tomli as tomllib
+
+from fishdip.errors import FishdipError
+from fishdip.io import read_json, write_text_atomic
+from fishdip.plots import plot_losses, plot_mask_location, plot_mask_overlap, plot_samples, plot_score_vs_size
+from fishdip.report import ALL_METRICS
+
+
+@dataclass
+class Group:
+    """The finished cells of one task and training size: method -> episode -> results.json episode."""
+
+    task: str
+    size: str
+    runs: dict[str, dict[int, dict]] = field(default_factory=dict)
+
+    def sentences(self) -> float:
+        """Mean training sentences per episode (the x axis of score-vs-size)."""
+        counts = [len(e["train_indices"]) for eps in self.runs.values() for e in eps.values() if "train_indices" in e]
+        return statistics.fmean(counts) if counts else float("nan")
+
+
+@dataclass
+class Paired:
+    n: int
+    mean: float
+    low: float
+    high: float
+    wins: int
+    ties: int
+
+
+def paired(a: dict[int, float], b: dict[int, float]) -> Paired | None:
+    """``a`` minus ``b`` over the episodes both have: mean, 95 % t interval, wins of ``a``."""
+    from scipy import stats
+
+    common = sorted(set(a) & set(b))
+    if not common:
+        return None
+    diffs = [a[e] - b[e] for e in common]
+    mean = statistics.fmean(diffs)
+    if len(diffs) > 1:
+        half = stats.t.ppf(0.975, len(diffs) - 1) * statistics.stdev(diffs) / math.sqrt(len(diffs))
+    else:
+        half = math.nan
+    return Paired(len(diffs), mean, mean - half, mean + half, sum(d > 0 for d in diffs), sum(d == 0 for d in diffs))
+
+
+def collect(root: Path) -> tuple[list[Group], dict]:
+    """Every finished cell under ``root`` (``<task>/<size>/<method>/episode-<i>/results.json``), in
+    the grid file's order when ``root/grid.toml`` is there."""
+    grid = tomllib.loads((root / "grid.toml").read_text()) if (root / "grid.toml").is_file() else {}
+    groups: dict[tuple[str, str], Group] = {}
+    for path in sorted(root.glob("*/*/*/episode-*/results.json")):
+        task, size, method = path.parts[-5:-2]
+        results = read_json(path)
+        for episode in results.get("episodes", []):
+            group = groups.setdefault((task, size), Group(task, size))
+            group.runs.setdefault(method, {})[episode["episode"]] = episode
+    if not groups:
+        raise FishdipError(f"{root}: no finished grid cells (<task>/<size>/<method>/episode-<i>/results.json)")
+    method_order = {m: i for i, m in enumerate(grid.get("methods", []))}
+    task_order = {t: i for i, t in enumerate(grid.get("tasks", []))}
+    ordered = sorted(groups.values(), key=lambda g: (task_order.get(g.task, 99), g.task, g.sentences()))
+    for g in ordered:
+        g.runs = dict(sorted(g.runs.items(), key=lambda kv: (method_order.get(kv[0], 99), kv[0])))
+    return ordered, grid
+
+
+def scores(group: Group, method: str, metric: str) -> dict[int, float]:
+    return {ep: e["metrics"][metric] for ep, e in group.runs.get(method, {}).items() if metric in e["metrics"]}
+
+
+def _pct(x: float) -> str:
+    return "-" if math.isnan(x) else f"{100 * x:+.1f}"
+
+
+def _paired_text(p: Paired | None) -> tuple[str, str]:
+    if p is None:
+        return "-", "-"
+    interval = f"{_pct(p.mean)} [{_pct(p.low)}, {_pct(p.high)}]" if p.n > 1 else f"{_pct(p.mean)} (1 episode)"
+    return interval, f"{p.wins}/{p.n}" + (f" ({p.ties} tied)" if p.ties else "")
+
+
+def _mean_std(values: list[float]) -> str:
+    if not values:
+        return "-"
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{100 * statistics.fmean(values):.1f} ± {100 * std:.1f}"
+
+
+def group_tables(group: Group, metric: str, baseline: str, focus: str) -> str:
+    """Markdown for one task and size: scores, against the baseline, and the focus against the others."""
+    shown = [m for m in ALL_METRICS if any(m in e["metrics"] for eps in group.runs.values() for e in eps.values())]
+    lines = [f"### {group.task}, {group.size} ({group.sentences():.0f} training sentences)\n",
+             "| method | episodes | " + " | ".join(shown) + " |", "|---|---|" + "---|" * len(shown)]
+    for method, eps in group.runs.items():
+        lines.append(f"| {method} | {len(eps)} | "
+                     + " | ".join(_mean_std(list(scores(group, method, m).values())) for m in shown) + " |")
+    lines.append("")
+    for reference, title in ((baseline, f"each method against `{baseline}`"),
+                             (focus, f"`{focus}` against each method")):
+        if reference not in group.runs:
+            continue
+        lines += [f"{metric}, {title} (x100 points; paired over the episodes both finished, 95 % t interval):\n",
+                  "| comparison | relative change of the mean | paired difference [95 % CI] | wins |",
+                  "|---|---|---|---|"]
+        for method in group.runs:
+            if method == reference or reference == focus and method == baseline and baseline in group.runs:
+                continue  # the focus against the baseline is in the table above
+            first, second = (method, reference) if reference == baseline else (reference, method)
+            a, b = scores(group, first, metric), scores(group, second, metric)
+            common = set(a) & set(b)
+            if not common:
+                continue
+            ma, mb = statistics.fmean(a[e] for e in common), statistics.fmean(b[e] for e in common)
+            relative = f"{100 * (ma - mb) / mb:+.0f} %" if mb else "-"
+            interval, wins = _paired_text(paired(a, b))
+            lines.append(f"| {first} vs {second} | {relative} | {interval} | {wins} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def csv_rows(groups: list[Group], baseline: str) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["task", "size", "train_sentences", "method", "metric", "episodes", "mean", "std",
+                     f"diff_vs_{baseline}", "ci_low", "ci_high", "wins", "paired_episodes"])
+    for g in groups:
+        for method in g.runs:
+            for metric in ALL_METRICS:
+                values = scores(g, method, metric)
+                if not values:
+                    continue
+                v = list(values.values())
+                p = paired(values, scores(g, baseline, metric)) if method != baseline else None
+                writer.writerow([g.task, g.size, f"{g.sentences():.1f}", method, metric, len(v),
+                                 f"{statistics.fmean(v):.6f}", f"{statistics.stdev(v) if len(v) > 1 else 0.0:.6f}",
+                                 *(["", "", "", "", ""] if p is None else
+                                   [f"{p.mean:.6f}", f"{p.low:.6f}", f"{p.high:.6f}", p.wins, p.n])])
+    return out.getvalue()
+
+
+def write_report(root: str | Path, output: str | Path | None = None, metric: str | None = None,
+                 baseline: str = "full", focus: str = "fish-dip") -> Path:
+    """Tables (report.md, report.csv) and plots of the grid in ``root``; returns the report folder."""
+    root = Path(root)
+    groups, grid = collect(root)
+    metric = metric or grid.get("metric") or next(
+        m for m in ALL_METRICS if any(m in e["metrics"] for g in groups for r in g.runs.values() for e in r.values()))
+    out = Path(output) if output else root / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    text = [f"# Grid report: {root}\n",
+            f"Scores x100, mean ± sample std over episodes. Headline metric: {metric}. Episode i trains every "
+            "method on the same subset (seed i), so differences are paired by episode. Plots beside this file.\n"]
+    text += [group_tables(g, metric, baseline, focus) for g in groups]
+    write_text_atomic(out / "report.md", "\n".join(text))
+    write_text_atomic(out / "report.csv", csv_rows(groups, baseline))
+    _plots(groups, out, metric)
+    return out
+
+
+def _plots(groups: list[Group], out: Path, metric: str) -> None:
+    for task in dict.fromkeys(g.task for g in groups):
+        points: dict[str, list] = {}
+        for g in (g for g in groups if g.task == task):
+            for method in g.runs:
+                values = list(scores(g, method, metric).values())
+                if values:
+                    points.setdefault(method, []).append((g.sentences(), values))
+        plot_score_vs_size(points, out / f"score-vs-size-{task}.png", metric, f"{task}: {metric} against training size")
+    for g in groups:
+        name = f"{g.task}-{g.size}"
+        plot_losses({m: {"episodes": list(eps.values())} for m, eps in g.runs.items()}, out / f"losses-{name}.png",
+                    f"{g.task}, {g.size}: training loss")
+        dynamic = {m: list(eps.values()) for m, eps in g.runs.items()
+                   if all(len(e["train"].get("refreshes", [])) > 1 for e in eps.values())}
+        if dynamic:
+            plot_mask_overlap(dynamic, out / f"mask-overlap-{name}.png", f"{g.task}, {g.size}: consecutive masks")
+        for method, episodes in dynamic.items():
+            if all("entries_per_parameter" in r for e in episodes for r in e["train"]["refreshes"]):
+                plot_mask_location(episodes, out / f"mask-location-{name}-{method}.png",
+                                   f"{g.task}, {g.size}, {method}: where the mask lives")
+            first = episodes[0]
+            if all("ranking_losses" in r for r in first["train"]["refreshes"]):
+                plot_samples(first, out / f"samples-{name}-{method}.png",
+                             f"{g.task}, {g.size}, {method}, episode {first['episode']}: regressing samples")

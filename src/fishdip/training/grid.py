@@ -1,0 +1,303 @@
+"""A grid of runs: tasks x training sizes x methods x episodes, from one TOML file, resumable.
+
+    output_dir = "runs/conll04-grid"      # relative to the current folder; --output-dir overrides
+    tasks = ["conll04"]
+    episodes = [1, 2, 3]
+    methods = ["full", "fish-dip", "fish-dip-paper", "lora"]
+    metric = "relation_f1"                # what a sweep selects on (default: the first one reported)
+
+    [options]                             # `fishdip train` options (field names) for every cell
+    model = "embedded"
+    save = "none"
+
+    [[sizes]]                             # each size: train_size or train_fraction, plus any options
+    train_size = 9
+    max_steps = 30
+
+    [method.fish-dip-paper]               # a label of `methods` -> its options
+    method = "fish-dip"                   # (a label that is a method name needs no table)
+    recipe = "paper"
+
+    [method.lora]
+    lr = [3e-4, 1e-3]                     # a list: swept on the dev split, the best value is used
+
+    [sweep]                               # how values are chosen: never on the test split
+    episodes = [1]
+    eval_limit = 50
+
+Every cell is one run folder, ``OUTPUT/<task>/<size>/<method>/episode-<i>/`` (rundir.py): a rerun
+skips finished cells and starts unfinished ones again, cells run in a stable order (episode-major,
+so a half-finished grid already holds paired comparisons), and ``--only`` picks a slice so a grid
+can be spread over sessions or machines. A sweep's runs lie in ``<method>/sweep/<values>/`` and its
+choice in ``<method>/sweep.json``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import itertools
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+try:  # Python 3.11+
+    import tomllib
+except ImportError:  # Python 3.10: the same parser, packaged
+    import tomli as tomllib
+
+from fishdip.errors import FishdipError
+from fishdip.io import read_json, write_json_atomic
+from fishdip.training.config import ConfigError, ExperimentConfig, configs_from_options
+from fishdip.training.experiment import run_experiment
+from fishdip.training.methods import METHODS
+
+GRID_KEYS = {"output_dir", "tasks", "episodes", "methods", "metric", "options", "sizes", "method", "sweep"}
+SWEEP_KEYS = {"episodes", "eval_limit", "split"}
+# set by the grid itself, per cell
+CELL_KEYS = {"task", "episodes", "output_dir", "method"}
+
+
+class GridError(FishdipError):
+    """The grid file is malformed."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of the grid: a task, a training size, a method label and one episode."""
+
+    task: str
+    size: str
+    method: str
+    episode: int
+    options: dict = field(hash=False, compare=False)  # fishdip train options, lists still unswept
+
+    @property
+    def path(self) -> str:
+        return f"{self.task}/{self.size}/{self.method}/episode-{self.episode}"
+
+    @property
+    def swept(self) -> dict[str, list]:
+        return {k: v for k, v in self.options.items() if isinstance(v, list)}
+
+
+@dataclass
+class Grid:
+    source: Path
+    output_dir: Path
+    tasks: list[str]
+    sizes: list[tuple[str, dict]]  # label -> options
+    methods: list[tuple[str, dict]]  # label -> options
+    episodes: list[int]
+    options: dict
+    metric: str | None
+    sweep: dict
+
+    def cells(self) -> list[Cell]:
+        """Every cell, in the order they run: task, size, episode, then method."""
+        return [Cell(task, size, label, episode, {**self.options, "task": task, **size_opts, **method_opts})
+                for task in self.tasks for size, size_opts in self.sizes
+                for episode in self.episodes for label, method_opts in self.methods]
+
+
+def _size_label(options: dict, where: str) -> str:
+    if "train_size" in options:
+        return f"size-{options['train_size']}"
+    if "train_fraction" in options:
+        return f"fraction-{options['train_fraction']:g}"
+    raise GridError(f"{where}: give train_size or train_fraction")
+
+
+def load_grid(path: str | Path, output_dir: str | None = None) -> Grid:
+    """Read and check a grid file; every cell's options are validated before anything runs."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise GridError(f"{path}: cannot read the grid file ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise GridError(f"{path}: not valid TOML ({exc})") from None
+    unknown = set(raw) - GRID_KEYS
+    if unknown:
+        raise GridError(f"{path}: unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(GRID_KEYS))})")
+    for key in ("tasks", "methods"):
+        if not isinstance(raw.get(key), list) or not raw[key]:
+            raise GridError(f"{path}: `{key}` must be a non-empty list")
+    tables = raw.get("method", {})
+    for label in tables:
+        if label not in raw["methods"]:
+            raise GridError(f"{path}: [method.{label}] is not in `methods`")
+    methods = []
+    for label in raw["methods"]:
+        opts = dict(tables.get(label, {}))
+        opts.setdefault("method", label)
+        if opts["method"] not in METHODS:
+            raise GridError(f"{path}: method label {label!r} needs a [method.{label}] table with method = one of "
+                            f"{', '.join(METHODS)}")
+        methods.append((label, opts))
+    sizes = [(_size_label(s, f"{path}: sizes[{i}]"), dict(s)) for i, s in enumerate(raw.get("sizes", [{}]))] \
+        if raw.get("sizes") else [("all", {})]
+    sweep = dict(raw.get("sweep", {}))
+    if set(sweep) - SWEEP_KEYS:
+        raise GridError(f"{path}: [sweep] knows {', '.join(sorted(SWEEP_KEYS))}")
+    grid = Grid(source=path, output_dir=Path(output_dir or raw.get("output_dir") or path.with_suffix("")),
+                tasks=list(raw["tasks"]), sizes=sizes, methods=methods, episodes=list(raw.get("episodes", [1])),
+                options=dict(raw.get("options", {})), metric=raw.get("metric"),
+                sweep={"episodes": [1], "eval_limit": None, "split": "dev", **sweep})
+    for cell in grid.cells():
+        fixed = set(cell.options) & (CELL_KEYS - {"task", "method"})
+        if fixed:
+            raise GridError(f"{path}: {', '.join(sorted(fixed))} are set by the grid, not in the options")
+        for values in itertools.product(*cell.swept.values()) if cell.swept else [()]:
+            try:
+                cell_config(grid, cell, dict(zip(cell.swept, values)))
+            except ConfigError as exc:
+                raise GridError(f"{path}: {exc}") from None
+    return grid
+
+
+def cell_config(grid: Grid, cell: Cell, chosen: dict, sweep: bool = False) -> ExperimentConfig:
+    """The run config of a cell (``sweep``: of its sweep run for the ``chosen`` values)."""
+    options = {**{k: v for k, v in cell.options.items() if not isinstance(v, list)}, **chosen}
+    if sweep:
+        options.update(eval_split=grid.sweep["split"], episodes=list(grid.sweep["episodes"]),
+                       output_dir=str(grid.output_dir / sweep_folder(cell, chosen)))
+        if grid.sweep["eval_limit"]:
+            options["eval_limit"] = grid.sweep["eval_limit"]
+    else:
+        options.update(episodes=[cell.episode], output_dir=str(grid.output_dir / cell.path))
+    try:
+        cfg, _ = configs_from_options(options)
+        cfg.validate()
+    except ConfigError as exc:
+        raise ConfigError(f"cell {cell.path}: {exc}") from None
+    return cfg
+
+
+def sweep_folder(cell: Cell, chosen: dict) -> str:
+    values = "_".join(f"{k}-{v:g}" if isinstance(v, float) else f"{k}-{v}" for k, v in chosen.items())
+    return f"{cell.task}/{cell.size}/{cell.method}/sweep/{values}"
+
+
+def matches(cell: Cell, patterns: list[str]) -> bool:
+    """``--only``: a glob on the cell's path, or a prefix of it (``conll04/size-9``)."""
+    return not patterns or any(fnmatch.fnmatch(cell.path, p) or cell.path.startswith(p.rstrip("/") + "/")
+                               for p in patterns)
+
+
+def headline_metric(grid: Grid, aggregate: dict) -> str:
+    from fishdip.report import ALL_METRICS  # the order metrics are shown in
+
+    if grid.metric:
+        if grid.metric not in aggregate:
+            raise GridError(f"{grid.source}: metric {grid.metric!r} is not reported (reported: "
+                            f"{', '.join(k for k in aggregate if isinstance(aggregate[k], dict))})")
+        return grid.metric
+    return next(m for m in ALL_METRICS if m in aggregate)
+
+
+def choose(grid: Grid, cell: Cell, run: Callable[[ExperimentConfig], dict], log=print) -> dict:
+    """The swept options' values for ``cell``: the best dev score, recorded in ``sweep.json``
+    (ties: the earlier value in the grid file)."""
+    if not cell.swept:
+        return {}
+    record_path = grid.output_dir / cell.task / cell.size / cell.method / "sweep.json"
+    candidates = [dict(zip(cell.swept, values)) for values in itertools.product(*cell.swept.values())]
+    if record_path.is_file():
+        record = read_json(record_path)
+        if record.get("candidates") == candidates:
+            return record["chosen"]
+    scores = []
+    for chosen in candidates:
+        results = run(cell_config(grid, cell, chosen, sweep=True))
+        metric = headline_metric(grid, results["aggregate"])
+        scores.append(results["aggregate"][metric]["mean"])
+        log(f"  sweep {chosen}: {grid.sweep['split']} {metric} {100 * scores[-1]:.1f}")
+    best = max(range(len(candidates)), key=lambda i: (scores[i], -i))
+    write_json_atomic(record_path, {
+        "metric": metric, "split": grid.sweep["split"], "episodes": grid.sweep["episodes"],
+        "eval_limit": grid.sweep["eval_limit"], "candidates": candidates, "scores": scores,
+        "chosen": candidates[best]})
+    return candidates[best]
+
+
+def _finished_seconds(folder: Path) -> float | None:
+    """Seconds a finished cell took (for the time estimate), None if it is not finished."""
+    path = folder / "results.json"
+    if not path.is_file():
+        return None
+    results = read_json(path)
+    if not results.get("complete"):
+        return None
+    return sum(e.get("seconds", 0.0) for e in results.get("episodes", []))
+
+
+def estimate(cell: Cell, seconds: dict[tuple[str, str], list[float]]) -> float | None:
+    """Seconds a cell will take: the mean of finished cells of its size and method, else of all."""
+    same = seconds.get((cell.size, cell.method))
+    every = [s for v in seconds.values() for s in v]
+    pool = same or every
+    return sum(pool) / len(pool) if pool else None
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    minutes = round(seconds / 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
+
+
+def run_grid(grid: Grid, only: list[str] | None = None, progress: bool = True, log=print,
+             dry_run: bool = False) -> dict[str, str]:
+    """Run every selected cell not yet finished; returns cell path -> finished | failed: reason |
+    pending (dry run). A failing cell is logged and the grid goes on."""
+    cells = [c for c in grid.cells() if matches(c, only or [])]
+    if not cells:
+        raise GridError(f"--only {' '.join(only or [])}: no cell of {grid.source} matches "
+                        f"(cells look like {grid.cells()[0].path})")
+    grid.output_dir.mkdir(parents=True, exist_ok=True)
+    if not dry_run:  # the grid file travels with its results: `fishdip report` reads labels and order
+        shutil.copyfile(grid.source, grid.output_dir / ".grid.toml.tmp")
+        (grid.output_dir / ".grid.toml.tmp").replace(grid.output_dir / "grid.toml")
+    seconds: dict[tuple[str, str], list[float]] = {}
+    status: dict[str, str] = {}
+    todo = []
+    for cell in cells:
+        took = _finished_seconds(grid.output_dir / cell.path)
+        if took is None:
+            todo.append(cell)
+        else:
+            seconds.setdefault((cell.size, cell.method), []).append(took)
+            status[cell.path] = "finished"
+    log(f"grid {grid.source}: {len(cells)} cells selected, {len(cells) - len(todo)} finished, {len(todo)} to run "
+        f"(estimated {_clock(_total_estimate(todo, seconds))}) into {grid.output_dir}/")
+    for i, cell in enumerate(todo, 1):
+        if dry_run:
+            status[cell.path] = "pending"
+            log(f"  {cell.path}  (~{_clock(estimate(cell, seconds))})")
+            continue
+        remaining = _total_estimate(todo[i - 1:], seconds)
+        log(f"[{i}/{len(todo)}] {cell.path}  (left, this one included: ~{_clock(remaining)})")
+        started = time.perf_counter()
+        try:
+            chosen = choose(grid, cell, lambda cfg: run_experiment(cfg, progress=progress, log=_silent), log)
+            if chosen:
+                log(f"  chosen on {grid.sweep['split']}: {chosen}")
+            run_experiment(cell_config(grid, cell, chosen), progress=progress, log=log)
+        except (FishdipError, RuntimeError, OSError) as exc:  # e.g. out of memory: the other cells go on
+            status[cell.path] = f"failed: {exc}"
+            log(f"  failed: {exc}")
+            continue
+        seconds.setdefault((cell.size, cell.method), []).append(time.perf_counter() - started)
+        status[cell.path] = "finished"
+    return status
+
+
+def _silent(*_) -> None:
+    """A sweep run's log lines: the grid prints its own."""
+
+
+def _total_estimate(cells: list[Cell], seconds: dict) -> float | None:
+    guesses = [estimate(c, seconds) for c in cells]
+    return None if any(g is None for g in guesses) else sum(guesses)

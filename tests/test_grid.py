@@ -1,0 +1,166 @@
+"""`fishdip experiment` (a resumable grid of runs) and `fishdip report` (tables, paired statistics, plots)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from fishdip.cli import app
+from fishdip.grid_report import paired, write_report
+from fishdip.training.grid import GridError, load_grid, run_grid
+from tests.conftest import REPO
+
+runner = CliRunner()
+
+
+def _data(tmp_path):
+    """A CoNLL NER folder with 10 training, 3 dev and 4 test sentences."""
+    names, places = ["Ann", "Bob", "Cy", "Dee", "Eve"], ["Rome", "Oslo", "Lima"]
+    folder = tmp_path / "data" / "conll"
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", 10), ("dev", 3), ("test", 4)):
+        sentences = [f"{names[i % 5]}\tB-PER\nlives\tO\nin\tO\n{places[i % 3]}\tB-LOC\n.\tO\n"
+                     for i in range(n)]
+        (folder / f"{split}.txt").write_text("\n".join(sentences))
+    return folder.parent
+
+
+def _grid(tmp_path, model_dir, extra: str = "") -> object:
+    path = tmp_path / "grid.toml"
+    path.write_text(f"""
+output_dir = "{tmp_path / 'out'}"
+tasks = ["conll"]
+episodes = [1, 2]
+methods = ["full", "fish-dip"]
+metric = "entity_f1"
+
+[options]
+model = "{model_dir}"
+data_dir = "{_data(tmp_path)}"
+eval_split = "test"
+batch_size = 2
+max_length = 48
+save = "none"
+
+[[sizes]]
+train_size = 3
+max_steps = 12
+
+[[sizes]]
+train_size = 6
+max_steps = 12
+
+[method.fish-dip]
+refresh_steps = 3
+lr = [1e-3, 1e-2]
+
+[sweep]
+episodes = [1]
+{extra}""")
+    return path
+
+
+def test_grid_kill_resume_and_report(tmp_path, tiny_model_dir):
+    grid_file = _grid(tmp_path, tiny_model_dir)
+    grid = load_grid(grid_file)
+    paths = [c.path for c in grid.cells()]
+    # episode-major: both methods of an episode before the next episode
+    assert paths[:4] == ["conll/size-3/full/episode-1", "conll/size-3/fish-dip/episode-1",
+                         "conll/size-3/full/episode-2", "conll/size-3/fish-dip/episode-2"]
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.Popen([sys.executable, "-c", "from fishdip.cli import main; main()", "experiment",
+                             str(grid_file), "--quiet"], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    first = out / paths[0] / "results.json"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if first.is_file():
+            proc.send_signal(signal.SIGKILL)  # during the fish-dip sweep or its first cell
+            break
+        time.sleep(0.02)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
+    unfinished = [p for p in paths if not (out / p / "results.json").is_file()]
+    assert unfinished, "the grid finished before it could be killed"
+    kept = first.read_text()
+    before = first.stat().st_mtime_ns
+
+    lines = []
+    status = run_grid(load_grid(grid_file), progress=False, log=lines.append)
+    assert set(status.values()) == {"finished"} and len(status) == 8
+    assert "8 cells selected, 1 finished, 7 to run" in lines[0]
+    assert first.read_text() == kept and first.stat().st_mtime_ns == before  # not redone
+    for p in paths:
+        results = json.loads((out / p / "results.json").read_text())
+        assert results["complete"] and [e["episode"] for e in results["episodes"]] == [int(p[-1])]
+    # the sweep chose on the test-free split and said so; the cells used the chosen rate
+    sweep = json.loads((out / "conll/size-3/fish-dip/sweep.json").read_text())
+    assert sweep["split"] == "dev" and len(sweep["scores"]) == 2 and sweep["chosen"] in sweep["candidates"]
+    config = json.loads((out / "conll/size-3/fish-dip/episode-1/config.json").read_text())
+    assert config["train"]["lr"] == sweep["chosen"]["lr"] and config["eval_split"] == "test"
+    assert (out / "grid.toml").read_text() == grid_file.read_text()
+    # a rerun has nothing left to do
+    lines = []
+    run_grid(load_grid(grid_file), progress=False, log=lines.append)
+    assert "8 finished, 0 to run" in lines[0] and len(lines) == 1
+
+    result = runner.invoke(app, ["report", str(out)])
+    assert result.exit_code == 0, result.output
+    report = out / "report"
+    text = (report / "report.md").read_text()
+    assert "### conll, size-3 (3 training sentences)" in text and "### conll, size-6" in text
+    assert "| fish-dip vs full |" in text and "wins" in text
+    rows = (report / "report.csv").read_text().splitlines()
+    assert rows[0].startswith("task,size,train_sentences,method,metric")
+    assert any(r.startswith("conll,size-6,6.0,fish-dip,entity_f1,2,") for r in rows), rows
+    for name in ("score-vs-size-conll", "losses-conll-size-3", "mask-overlap-conll-size-6",
+                 "mask-location-conll-size-3-fish-dip", "samples-conll-size-6-fish-dip"):
+        assert (report / f"{name}.png").stat().st_size > 1000, name
+
+
+def test_only_runs_a_slice_and_dry_run_runs_nothing(tmp_path, tiny_model_dir):
+    grid = load_grid(_grid(tmp_path, tiny_model_dir))
+    lines = []
+    status = run_grid(grid, only=["conll/size-6/full"], progress=False, log=lines.append, dry_run=True)
+    assert status == {"conll/size-6/full/episode-1": "pending", "conll/size-6/full/episode-2": "pending"}
+    assert not (tmp_path / "out" / "conll").exists()
+    status = run_grid(grid, only=["*/full/episode-2"], progress=False, log=lines.append)
+    assert status == {"conll/size-3/full/episode-2": "finished", "conll/size-6/full/episode-2": "finished"}
+    with pytest.raises(GridError, match="no cell"):
+        run_grid(grid, only=["nothing"], progress=False, log=lines.append)
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("colour = 3", "unknown key"),
+    ("[method.lora]\nrank = 4", r"\[method.lora\] is not in `methods`"),
+    ("[method.full]\nsparsity = 2.0", "cell conll/size-3/full/episode-1: --sparsity 2.0"),
+    ("[method.full]\nepisodes = [3]", "set by the grid"),
+])
+def test_bad_grid_files_are_refused_before_anything_runs(tmp_path, tiny_model_dir, extra, message):
+    path = _grid(tmp_path, tiny_model_dir)
+    text = path.read_text()
+    text = extra + "\n" + text if "[" not in extra else text.replace("[sweep]\nepisodes = [1]\n", "") + extra + "\n"
+    path.write_text(text)
+    with pytest.raises(GridError, match=message):
+        load_grid(path)
+    assert not (tmp_path / "out").exists()
+
+
+def test_paired_interval():
+    p = paired({1: 0.5, 2: 0.6, 3: 0.7}, {1: 0.4, 2: 0.4, 3: 0.6})
+    # differences 0.1, 0.2, 0.1: mean 0.1333, sd 0.0577, t(0.975, 2) = 4.303
+    assert p.n == 3 and p.wins == 3 and p.mean == pytest.approx(0.13333, abs=1e-4)
+    assert p.high - p.mean == pytest.approx(4.3027 * 0.057735 / 3 ** 0.5, rel=1e-3)
+    assert paired({1: 0.5}, {2: 0.4}) is None
+
+
+def test_report_without_cells_is_a_clear_error(tmp_path):
+    result = runner.invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 2 and "no finished grid cells" in result.output
+    assert write_report  # the function the command calls
