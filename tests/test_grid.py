@@ -116,6 +116,7 @@ def test_grid_kill_resume_and_report(tmp_path, tiny_model_dir):
     text = (report / "report.md").read_text()
     assert "### conll, size-3 (3 training sentences)" in text and "### conll, size-6" in text
     assert "| fish-dip vs full |" in text and "wins" in text
+    assert f"| fish-dip | {sweep['chosen']['lr']:g} (dev sweep: lr 0.001 → " in text  # the chosen rate, and why
     rows = (report / "report.csv").read_text().splitlines()
     assert rows[0].startswith("task,size,train_sentences,method,metric")
     assert any(r.startswith("conll,size-6,6.0,fish-dip,entity_f1,2,") for r in rows), rows

@@ -34,6 +34,8 @@ class Group:
     task: str
     size: str
     runs: dict[str, dict[int, dict]] = field(default_factory=dict)
+    configs: dict[str, dict] = field(default_factory=dict)  # method -> a cell's config.json
+    sweeps: dict[str, dict] = field(default_factory=dict)  # method -> sweep.json, where one ran
 
     def sentences(self) -> float:
         """Mean training sentences per episode (the x axis of score-vs-size)."""
@@ -75,9 +77,15 @@ def collect(root: Path) -> tuple[list[Group], dict]:
     for path in sorted(root.glob("*/*/*/episode-*/results.json")):
         task, size, method = path.parts[-5:-2]
         results = read_json(path)
+        group = groups.setdefault((task, size), Group(task, size))
         for episode in results.get("episodes", []):
-            group = groups.setdefault((task, size), Group(task, size))
             group.runs.setdefault(method, {})[episode["episode"]] = episode
+        if results.get("episodes") and method not in group.configs:
+            group.configs[method] = read_json(path.parent / "config.json")
+            sweep = path.parents[1] / "sweep.json"
+            if sweep.is_file():
+                group.sweeps[method] = read_json(sweep)
+    groups = {k: g for k, g in groups.items() if g.runs}
     if not groups:
         raise FishdipError(f"{root}: no finished grid cells (<task>/<size>/<method>/episode-<i>/results.json)")
     method_order = {m: i for i, m in enumerate(grid.get("methods", []))}
@@ -118,7 +126,7 @@ def group_tables(group: Group, metric: str, baseline: str, focus: str) -> str:
     for method, eps in group.runs.items():
         lines.append(f"| {method} | {len(eps)} | "
                      + " | ".join(_mean_std(list(scores(group, method, m).values())) for m in shown) + " |")
-    lines.append("")
+    lines += ["", settings_table(group), ""]
     for reference, title in ((baseline, f"each method against `{baseline}`"),
                              (focus, f"`{focus}` against each method")):
         if reference not in group.runs:
@@ -140,6 +148,29 @@ def group_tables(group: Group, metric: str, baseline: str, focus: str) -> str:
             lines.append(f"| {first} vs {second} | {relative} | {interval} | {wins} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def settings_table(group: Group) -> str:
+    """How each method ran: learning rate (and how it was chosen), steps, trainable share, time."""
+    lines = ["| method | learning rate | optimizer steps | trainable | train s / episode | of it mask refreshes |",
+             "|---|---|---|---|---|---|"]
+    for method, eps in group.runs.items():
+        train = [e["train"] for e in eps.values()]
+        lr = group.configs.get(method, {}).get("train", {}).get("effective_lr")
+        sweep = group.sweeps.get(method)
+        how = "" if sweep is None else " (dev sweep: " + ", ".join(
+            f"{_values(c)} → {100 * v:.1f}" for c, v in zip(sweep["candidates"], sweep["scores"])) + ")"
+        steps = sorted({t["steps"] for t in train})
+        share = statistics.fmean(t["trainable_params"] / t["total_params"] for t in train if t.get("total_params"))
+        seconds = statistics.fmean(t["seconds"] for t in train)
+        refresh = sum(t.get("refresh_seconds", 0.0) for t in train) / max(sum(t["seconds"] for t in train), 1e-9)
+        lines.append(f"| {method} | {'-' if not lr else f'{lr:g}'}{how} | {'/'.join(map(str, steps))} | "
+                     f"{100 * share:.2f} % | {seconds:.0f} | {refresh:.0%} |")
+    return "\n".join(lines)
+
+
+def _values(candidate: dict) -> str:
+    return ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in candidate.items())
 
 
 def csv_rows(groups: list[Group], baseline: str) -> str:
