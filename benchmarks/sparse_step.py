@@ -11,7 +11,7 @@ download is needed):
   SparseAdamW         - fishdip: state for the k trainable entries only
 
 Prints a table and writes JSON (default benchmarks/results/sparse_step.json).
-Run:  python benchmarks/sparse_step.py [--sparsity 0.01] [--steps 5]
+Run:  python benchmarks/sparse_step.py [--density 0.01] [--steps 5]
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def time_steps(opt, params, steps, before_step=None) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sparsity", type=float, default=0.01)
+    parser.add_argument("--density", type=float, default=0.01)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "sparse_step.json")
@@ -70,7 +70,7 @@ def main() -> None:
     model = LlamaForCausalLM(LlamaConfig(**SMOLLM2)).to(device)
     params = dict(model.named_parameters())
     total = sum(p.numel() for p in params.values())
-    k = num_to_keep(total, args.sparsity)
+    k = num_to_keep(total, args.density)
 
     start = time.perf_counter()
     scores = {n: torch.rand(p.shape, device=device) for n, p in params.items()}
@@ -102,7 +102,7 @@ def main() -> None:
     opt.set_mask(mask)
     t = time_steps(opt, params, args.steps)
     moved = sum(int(((p.detach() != before[n]) & ~dense_masks[n]).sum()) for n, p in params.items())
-    rows.append({"optimizer": f"SparseAdamW ({args.sparsity:.0%})", "state_MiB": opt.num_state_bytes() / 2**20,
+    rows.append({"optimizer": f"SparseAdamW ({args.density:.0%})", "state_MiB": opt.num_state_bytes() / 2**20,
                  "step_s": t, "frozen_entries_moved": moved})
 
     print(f"device: {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}")
@@ -114,7 +114,7 @@ def main() -> None:
         moved = r.get("frozen_entries_moved", "n/a")
         print(f"| {r['optimizer']:34} | {r['state_MiB']:9.1f} | {r['step_s']:6.3f} | {moved!s:>20} |")
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({"device": str(device), "parameters": total, "k": k, "sparsity": args.sparsity,
+    args.output.write_text(json.dumps({"device": str(device), "parameters": total, "k": k, "density": args.density,
                                        "topk_seconds": topk_s, "rows": rows}, indent=2) + "\n")
     print(f"\nwrote {args.output}")
 

@@ -22,7 +22,7 @@ PAIRS = [(f"Ann{i} lives in Rome{i % 3} .", f"[ Ann{i} | person ] lives in [ Rom
 def _fine_tune(base_dir, method="fish-dip"):
     loaded = load_model(str(base_dir))
     checksum = weights_checksum(loaded.model)
-    cfg = TrainConfig(method=method, epochs=3, batch_size=4, lr=1e-2, sparsity=0.05, refresh_steps=2, max_length=64)
+    cfg = TrainConfig(method=method, epochs=3, batch_size=4, lr=1e-2, density=0.05, refresh_steps=2, max_length=64)
     trainer = Trainer(loaded, PAIRS, cfg, progress=False)
     trainer.train()
     return loaded, trainer, checksum
@@ -62,7 +62,7 @@ def test_train_saves_deltas_and_export_merges_them(tiny_model_dir, tmp_path, cap
     out = tmp_path / "run"
     _ok(["train", "--task", "conll03", "--data-dir", str(FIXTURES), "--model", str(tiny_model_dir),
           "--method", "fish-dip", "--train-size", "6", "--epochs", "1", "--batch-size", "3", "--eval-limit", "2",
-          "--max-length", "64", "--sparsity", "0.05", "--quiet", "--output-dir", str(out)])
+          "--max-length", "64", "--density", "0.05", "--quiet", "--output-dir", str(out)])
     saved = out / "models" / "episode-1"
     assert (saved / DELTA_FILE).is_file() and not (saved / "model.safetensors").exists()
     merged = tmp_path / "merged"

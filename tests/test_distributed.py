@@ -43,7 +43,7 @@ def _train(model_dir, data, out, batch_size, processes, accumulate=1):
     args = ["train", "--task", "conll", "--data-dir", str(data), "--model", str(model_dir),
             "--method", "fish-dip", "--train-size", "10", "--epochs", "3", "--batch-size", str(batch_size),
             "--grad-accum-steps", str(accumulate),
-            "--refresh-steps", "2", "--sparsity", "0.05", "--lr", "1e-2", "--max-length", "64",
+            "--refresh-steps", "2", "--density", "0.05", "--lr", "1e-2", "--max-length", "64",
             "--eval-limit", "5", "--eval-batch-size", "1", "--device", "cpu", "--precision", "fp32",
             "--save", "none", "--quiet", "--output-dir", str(out)]
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(processes)] \

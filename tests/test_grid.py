@@ -140,7 +140,7 @@ def test_only_runs_a_slice_and_dry_run_runs_nothing(tmp_path, tiny_model_dir):
 @pytest.mark.parametrize("extra, message", [
     ("colour = 3", "unknown key"),
     ("[method.lora]\nrank = 4", r"\[method.lora\] is not in `methods`"),
-    ("[method.full]\nsparsity = 2.0", "cell conll/size-3/full/episode-1: --sparsity 2.0"),
+    ("[method.full]\ndensity = 2.0", "cell conll/size-3/full/episode-1: --density 2.0"),
     ("[method.full]\nepisodes = [3]", "set by the grid"),
 ])
 def test_bad_grid_files_are_refused_before_anything_runs(tmp_path, tiny_model_dir, extra, message):

@@ -7,10 +7,11 @@ import subprocess
 import sys
 import time
 
+import pytest
 from typer.testing import CliRunner
 
 from fishdip.cli import app
-from fishdip.training.config import ExperimentConfig, TrainConfig
+from fishdip.training.config import ConfigError, ExperimentConfig, TrainConfig, configs_from_options
 from fishdip.training.experiment import run_experiment
 from tests.conftest import FIXTURES, REPO
 
@@ -147,3 +148,20 @@ def test_ctrl_c_says_where_the_results_are_and_how_to_resume(tmp_path, tiny_mode
     assert proc.returncode == 130, err[-2000:]
     assert f"interrupted: finished episodes are kept in {out}/" in err and "run the same command again" in err
     assert "Traceback" not in err
+
+
+def test_a_run_written_before_the_density_rename_still_resumes(tmp_path, tiny_model_dir):
+    """Runs written when --density was called --sparsity are the same run, not a different one."""
+    out = tmp_path / "run"
+    assert runner.invoke(app, _args(tiny_model_dir, out, "--epochs", "1")).exit_code == 0
+    config = json.loads((out / "config.json").read_text())
+    config["train"]["sparsity"] = config["train"].pop("density")
+    (out / "config.json").write_text(json.dumps(config))
+    result = runner.invoke(app, _args(tiny_model_dir, out, "--epochs", "1"))
+    assert result.exit_code == 0 and "already finished" in result.output
+    assert ExperimentConfig.from_dict(config).train.density == config["train"]["sparsity"]
+
+
+def test_the_old_option_name_says_what_it_is_called_now():
+    with pytest.raises(ConfigError, match="sparsity is now called density"):
+        configs_from_options({"sparsity": 0.02})

@@ -26,7 +26,7 @@ PAIRS = [(TASK.source(ex), TASK.target(ex)) for ex in _examples()]
 
 
 def _cfg(**kw):
-    base = dict(method="fish-dip", epochs=2, batch_size=4, lr=1e-2, sparsity=0.05, refresh_steps=2,
+    base = dict(method="fish-dip", epochs=2, batch_size=4, lr=1e-2, density=0.05, refresh_steps=2,
                 max_length=96, seed=3)
     base.update(kw)
     return TrainConfig(**base)
@@ -166,8 +166,8 @@ def test_generation_and_prediction_run_for_both_kinds(tiny_model):
 def test_invalid_config_is_rejected():
     with pytest.raises(ValueError, match="method"):
         TrainConfig(method="bitfit").validate()
-    with pytest.raises(ValueError, match="sparsity"):
-        TrainConfig(sparsity=2.0).validate()
+    with pytest.raises(ValueError, match="density"):
+        TrainConfig(density=2.0).validate()
 
 
 def test_generation_does_not_depend_on_the_batch(tiny_model):

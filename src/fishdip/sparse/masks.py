@@ -44,11 +44,11 @@ class SparseMask:
         return flat.view_as(like)
 
 
-def num_to_keep(total: int, sparsity: float) -> int:
-    """``sparsity`` is the trainable fraction (0.01 = 1 % of entries learn)."""
-    if not 0 < sparsity <= 1:
-        raise ValueError(f"--sparsity is the trainable fraction and must be in (0, 1], got {sparsity}")
-    return max(1, round(total * sparsity))
+def num_to_keep(total: int, density: float) -> int:
+    """``density``: the trainable fraction (0.01 = 1 % of entries learn)."""
+    if not 0 < density <= 1:
+        raise ValueError(f"--density is the trainable fraction and must be in (0, 1], got {density}")
+    return max(1, round(total * density))
 
 
 def top_k_mask(scores: dict[str, torch.Tensor], k: int) -> SparseMask:

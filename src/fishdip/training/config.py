@@ -15,7 +15,7 @@ from pathlib import Path
 from fishdip.data.datasets import DATASETS
 from fishdip.errors import FishdipError
 from fishdip.training.methods import METHODS
-from fishdip.training.rundir import default_output_dir
+from fishdip.training.rundir import RENAMED, default_output_dir
 
 OPTIMIZERS = ("adamw", "adafactor")
 DECODER_NAMES = ("fishdip", "tanl")  # formats/decoders.py
@@ -71,6 +71,10 @@ def check_fields(obj, skip: tuple[str, ...] = ()) -> None:
             raise ConfigError(f"{option_name(f)} {value!r}: must be {allowed(f)}")
 
 
+# options renamed since an earlier version: old field name -> new (old run folders still read)
+RENAMED_OPTIONS = {old.split(".")[-1]: new.split(".")[-1] for old, new in RENAMED.items()}
+
+
 @dataclass
 class TrainConfig:
     method: str = _f("fish-dip", "; ".join(f"{m.name}: {m.help}" for m in METHODS.values()),
@@ -89,7 +93,8 @@ class TrainConfig:
     weight_decay: float = _f(0.0, "decoupled weight decay (never touches masked entries)", min=0, max=1)
     max_grad_norm: float = _f(1.0, "gradient clipping over the trainable entries; 0 disables", min=0)
     max_length: int = _f(256, "maximum tokens of a source and of a target", min=8, max=100_000)
-    sparsity: float = _f(0.01, "fraction of parameter entries that learn (sparse methods)", above=0, max=1)
+    density: float = _f(0.01, "fraction of parameter entries that learn, e.g. 0.01 = 1 % (sparse methods)",
+                        above=0, max=1)
     refresh_steps: int = _f(100, "fish-dip: recompute the mask every N optimizer steps", min=1)
     regressing_samples: int | None = _f(None, "fish-dip: samples the mask is computed on "
                                         "(default: 10 % of batches per epoch, clamped to 3..25)", min=1)
@@ -222,7 +227,8 @@ class ExperimentConfig:
         """The config a run recorded in its config.json (keys this version does not know are ignored)."""
         known = {f.name for f in fields(cls)} - {"train"}
         train_known = {f.name for f in fields(TrainConfig)}
-        train = TrainConfig(**{k: v for k, v in data.get("train", {}).items() if k in train_known})
+        train_data = {RENAMED_OPTIONS.get(k, k): v for k, v in data.get("train", {}).items()}
+        train = TrainConfig(**{k: v for k, v in train_data.items() if k in train_known})
         return cls(**{k: v for k, v in data.items() if k in known}, train=train)
 
 
@@ -234,7 +240,9 @@ def configs_from_options(options: dict, where: str = "") -> tuple[ExperimentConf
     train_fields = {f.name for f in fields(TrainConfig)}
     unknown = set(options) - exp_fields - train_fields
     if unknown:
-        raise ConfigError(f"{where}unknown option(s) {', '.join(sorted(unknown))}; see `fishdip train --help`")
+        renamed = "".join(f" ({old} is now called {RENAMED_OPTIONS[old]})"
+                          for old in sorted(unknown & set(RENAMED_OPTIONS)))
+        raise ConfigError(f"{where}unknown option(s) {', '.join(sorted(unknown))}{renamed}; see `fishdip train --help`")
     methods = options.pop("method", "fish-dip")
     methods = [m.strip() for m in methods.split(",")] if isinstance(methods, str) else list(methods)
     train_cfg = TrainConfig(**{k: v for k, v in options.items() if k in train_fields}, method=methods[0])

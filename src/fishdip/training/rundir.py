@@ -27,6 +27,8 @@ ADDED_LATER = {"train.precision": "fp32", "train.max_steps": None, "train.stop_l
                "train.rank_by": "mean", "train.rank_mode": "eval", "train.lora_rank": 8,
                "train.lora_alpha": 16.0, "train.lora_dropout": 0.05, "train.lora_targets": None,
                "train.icl_context": 1024, "train.icl_selection": "tfidf", "train.recipe": "default"}
+# options renamed since runs were first written: old name -> new name
+RENAMED = {"train.sparsity": "train.density"}
 # options that say where outputs go or what is kept, not what is computed
 NOT_IDENTITY = ("output_dir", "save", "save_model", "data_dir")
 # every file and folder a run writes (removed by --overwrite)
@@ -55,9 +57,13 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
+def _renamed(flat: dict) -> dict:
+    return {RENAMED.get(k, k): v for k, v in flat.items()}
+
+
 def differences(old: dict, new: dict) -> list[str]:
     """Options whose values differ between two configs, as ``name: old -> new``."""
-    a, b = _flatten(identity(old)), _flatten(identity(new))
+    a, b = (_renamed(_flatten(identity(c))) for c in (old, new))
     out = []
     for key in sorted(set(a) | set(b)):
         if a.get(key, ADDED_LATER.get(key)) != b.get(key, ADDED_LATER.get(key)):

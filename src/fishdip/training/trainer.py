@@ -90,7 +90,7 @@ class Trainer:
         self.steps_per_epoch = math.ceil(self.micro_batches_per_epoch / cfg.grad_accum_steps)
         # --max-steps: a fixed compute budget (data cycled in reshuffled epochs), else whole epochs
         self.total_steps = cfg.max_steps or self.steps_per_epoch * cfg.epochs
-        self.num_keep = num_to_keep(sum(p.numel() for p in self.params.values()), cfg.sparsity)
+        self.num_keep = num_to_keep(sum(p.numel() for p in self.params.values()), cfg.density)
         self.result = TrainResult(total_params=sum(p.numel() for p in loaded.model.parameters()),
                                   precision=self.precision)
         self.mask: SparseMask | None = None
