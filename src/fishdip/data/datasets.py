@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -212,11 +213,10 @@ def find_file(spec: DatasetSpec, folder: Path, split: str, fold: int = 0) -> Pat
     raise DataError(f"dataset {spec.name}: no {split} file in {folder} (looked for {', '.join(names)})")
 
 
-def _conll_examples(spec: DatasetSpec, folder: Path, split: str, strict: bool = False) -> list[Example]:
+def _split_by_document(spec: DatasetSpec, folder: Path, split: str, strict: bool = False) -> list[Example]:
+    """A dataset without an official split (wikigold): whole documents shuffled with a fixed seed, so
+    no article spans two splits."""
     parsed = read_conll(find_file(spec, folder, split, 0), spec.scheme, strict=strict)
-    if spec.split_by_document is None:
-        return parsed.examples
-    # no official split: shuffle whole documents with a fixed seed, so no article spans two splits
     order = sorted(set(parsed.documents))
     random.Random(0).shuffle(order)
     cut1 = round(len(order) * spec.split_by_document[0])
@@ -239,12 +239,6 @@ def srl_label_name(label: str) -> str:
     return label.lower()
 
 
-def _read(spec: DatasetSpec, path: Path) -> list[Example]:
-    if spec.reader == "srl":
-        return read_srl(path)
-    return read_conll(path, spec.scheme).examples
-
-
 def _ner_schema(spec: DatasetSpec, folder: Path) -> Schema:
     """NER types and SRL labels come from the data: every one in any split present, sorted."""
     paths = []
@@ -254,7 +248,8 @@ def _ner_schema(spec: DatasetSpec, folder: Path) -> Schema:
         except DataError:
             continue
     # wikigold's three splits are one file: read each distinct file once
-    types = {e.type for path in dict.fromkeys(paths) for ex in _read(spec, path) for e in ex.entities}
+    read = READERS[spec.reader].read
+    types = {e.type for path in dict.fromkeys(paths) for ex in read(spec, path, Schema({}), False) for e in ex.entities}
     if spec.reader == "srl":
         return Schema({t: srl_label_name(t) for t in sorted(types)})
     names = {t: natural_name(t) for t in sorted(types)}
@@ -268,18 +263,38 @@ def event_schemas(folder: Path):
     return read_event_types(folder / "ace2005event_types.json", folder / "ace2005event_schema.json")
 
 
+@dataclass(frozen=True)
+class Reader:
+    """One file format: how a dataset folder's schema (types) and one split's examples are read.
+    A new format is a reading function in its own module plus one row of ``READERS``."""
+
+    schema: Callable[[DatasetSpec, Path], Schema]  # (spec, folder) -> types
+    read: Callable[[DatasetSpec, Path, Schema, bool], list]  # (spec, split's file, schema, strict_tags)
+    extra_files: tuple[str, ...] = ()  # read besides the splits and the types file (checksummed)
+
+
+def _episodes_only(spec: DatasetSpec, *_) -> list:
+    raise DataError(f"{spec.name} is read as N-way K-shot episodes, not as a split (see fishdip.data.fewrel)")
+
+
+READERS: dict[str, Reader] = {
+    "spert": Reader(lambda spec, folder: read_types(folder / spec.types_file),
+                    lambda spec, path, schema, strict: read_spert(path, schema)),
+    "dygie": Reader(lambda spec, folder: ACE2005_SCHEMA, lambda spec, path, schema, strict: read_dygie(path, schema)),
+    "conll": Reader(_ner_schema, lambda spec, path, schema, strict: read_conll(path, spec.scheme, strict).examples),
+    "srl": Reader(_ner_schema, lambda spec, path, schema, strict: read_srl(path)),
+    # slots are fixed by TRADE's ontology (formats/dst.py)
+    "multiwoz": Reader(lambda spec, folder: Schema({}), lambda spec, path, schema, strict: read_multiwoz(path)),
+    "ace_events": Reader(lambda spec, folder: event_schemas(folder)[0],
+                         lambda spec, path, schema, strict: read_events(path, *event_schemas(path.parent)[:2]),
+                         extra_files=("ace2005event_schema.json",)),
+    "fewrel": Reader(lambda spec, folder: Schema({}), _episodes_only),  # episodes: data/fewrel.py
+}
+
+
 def load_schema(name: str, data_dir: Path | str | None = None) -> Schema:
     spec = get_spec(name)
-    folder = dataset_dir(spec, data_dir)
-    if spec.reader == "multiwoz":
-        return Schema({})  # slots are fixed by TRADE's ontology (formats/dst.py)
-    if spec.reader == "spert":
-        return read_types(folder / spec.types_file)
-    if spec.reader == "dygie":
-        return ACE2005_SCHEMA
-    if spec.reader == "ace_events":
-        return event_schemas(folder)[0]
-    return _ner_schema(spec, folder)
+    return READERS[spec.reader].schema(spec, dataset_dir(spec, data_dir))
 
 
 def load_split(name: str, split: str, data_dir: Path | str | None = None, fold: int = 0,
@@ -289,23 +304,15 @@ def load_split(name: str, split: str, data_dir: Path | str | None = None, fold: 
     ``strict_tags``: an invalid BIO/IOBES transition in a CoNLL file is an error naming file and
     line, instead of being repaired the way conlleval does."""
     spec = get_spec(name)
-    if spec.reader == "fewrel":
-        raise DataError(f"{name} is read as N-way K-shot episodes, not as a split (see fishdip.data.fewrel)")
+    reader = READERS[spec.reader]
+    if reader.read is _episodes_only:
+        _episodes_only(spec)
     spec.candidates(split, fold)  # validates split and fold before touching files
     folder = dataset_dir(spec, data_dir)
     schema = load_schema(name, data_dir)
-    if spec.reader == "spert":
-        return read_spert(find_file(spec, folder, split, fold), schema), schema
-    if spec.reader == "srl":
-        return read_srl(find_file(spec, folder, split, fold)), schema
-    if spec.reader == "dygie":
-        return read_dygie(find_file(spec, folder, split, fold), schema), schema
-    if spec.reader == "multiwoz":
-        return read_multiwoz(find_file(spec, folder, split, fold)), Schema({})
-    if spec.reader == "ace_events":
-        triggers, roles, _ = event_schemas(folder)
-        return read_events(find_file(spec, folder, split, fold), triggers, roles), triggers
-    return _conll_examples(spec, folder, split, strict_tags), schema
+    if spec.split_by_document is not None:  # one file, split by document here
+        return _split_by_document(spec, folder, split, strict_tags), schema
+    return reader.read(spec, find_file(spec, folder, split, fold), schema, strict_tags), schema
 
 
 def data_files(name: str, data_dir: Path | str | None, splits: list[str], fold: int = 0) -> list[Path]:
@@ -313,6 +320,5 @@ def data_files(name: str, data_dir: Path | str | None, splits: list[str], fold: 
     spec = get_spec(name)
     folder = dataset_dir(spec, data_dir)
     files = [folder / spec.types_file] if spec.types_file else []
-    if spec.reader == "ace_events":
-        files.append(folder / "ace2005event_schema.json")
+    files += [folder / name for name in READERS[spec.reader].extra_files]
     return files + [find_file(spec, folder, s, fold) for s in dict.fromkeys(splits)]
