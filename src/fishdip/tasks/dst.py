@@ -1,0 +1,51 @@
+"""Dialogue state tracking (MultiWOZ, TRADE preprocessing)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fishdip.data.datasets import dataset_dir
+from fishdip.data.sampling import sample_indices
+from fishdip.formats import dst
+from fishdip.tasks.base import Task
+
+
+@dataclass
+class DSTTask(Task):
+    """Dialogue state tracking: history in, the belief state of every active domain out."""
+
+    @classmethod
+    def load(cls, name: str, spec, data_dir, decoder: str) -> DSTTask:
+        dataset_dir(spec, data_dir)  # fail early, with guidance, when the files are not there
+        return cls(name, spec.family, decoder=decoder)
+
+    @classmethod
+    def from_metadata(cls, meta: dict, decoder: str) -> DSTTask:
+        return cls(meta["task"], meta["family"], decoder=decoder)
+
+    def episode_data(self, episode: int, cfg) -> tuple[list, list, dict]:
+        """Low-resource subsets are drawn over whole dialogues, not turns."""
+        train_all, eval_examples = self.splits(cfg)
+        dialogues = list(dict.fromkeys(ex.dialogue for ex in train_all))
+        chosen = [dialogues[i] for i in sample_indices(len(dialogues), episode, fraction=cfg.train_fraction,
+                                                        size=cfg.train_size)]
+        keep = set(chosen)
+        return [ex for ex in train_all if ex.dialogue in keep], eval_examples, {"train_dialogues": chosen}
+
+    def source(self, ex) -> str:
+        return ex.history
+
+    def target(self, ex) -> str:
+        return dst.encode(ex.belief)
+
+    def decode(self, text: str, ex) -> dst.DSTDecoded:
+        return dst.decode(text)
+
+    def score(self, golds: list, preds: list) -> dict:
+        return dst.scores(golds, preds)
+
+    def prediction_row(self, ex, generated: str, pred) -> dict:
+        return {"id": ex.id, "input": ex.history, "generated": generated, "predicted": pred.belief,
+                "gold": ex.belief, "errors": dict(pred.errors)}
+
+

@@ -1,0 +1,128 @@
+"""Few-shot relation classification (FewRel): candidates scored by loss."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fishdip.data.datasets import DatasetSpec, dataset_dir, get_spec
+from fishdip.errors import DataError
+from fishdip.formats import relation_classification as rc
+from fishdip.tasks.base import Task
+
+
+@dataclass
+class FewShotRCTask(Task):
+    """N-way K-shot relation classification (FewRel): train on the support set, classify queries
+    by scoring every candidate relation's output with the model's loss and taking the lowest."""
+
+    @classmethod
+    def load(cls, name: str, spec, data_dir, decoder: str) -> FewShotRCTask:
+        from fishdip.data.fewrel import read_relation_names
+
+        folder = dataset_dir(spec, data_dir)
+        return cls(name, spec.family, decoder=decoder, names=read_relation_names(folder / spec.types_file),
+                   folder=folder)
+
+    @classmethod
+    def from_metadata(cls, meta: dict, decoder: str) -> FewShotRCTask:
+        return cls(meta["task"], meta["family"], decoder=decoder, names=meta["relation_names"])
+
+    names: dict[str, str] = field(default_factory=dict)  # relation id -> natural name
+    folder: Path | None = None
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    def _data(self, split: str, spec: DatasetSpec):
+        from fishdip.data.datasets import find_file
+        from fishdip.data.fewrel import read_fewrel, relation_names
+
+        if split not in self._cache:
+            self._cache[split] = read_fewrel(find_file(spec, self.folder, split))
+            self.names = {**relation_names(self._cache[split], self.names), **self.names}
+        return self._cache[split]
+
+    def _episode_pool(self, cfg) -> dict:
+        """The relations episodes are drawn from: all of the file's, less a holdout meta-training half."""
+        from fishdip.data.fewrel import HOLDOUT, holdout_split
+
+        data = self._data(cfg.eval_split, get_spec(self.dataset))
+        if cfg.meta_train == HOLDOUT:
+            return {r: data[r] for r in holdout_split(list(data))[1]}
+        if cfg.meta_train:
+            overlap = sorted(set(self._meta_data(cfg)) & set(data))
+            if overlap:
+                raise DataError(f"--meta-train {cfg.meta_train}: relations {', '.join(overlap)} also occur in the "
+                                f"episodes' file; meta-training relations must be disjoint from them")
+        return data
+
+    def _meta_data(self, cfg) -> dict:
+        from fishdip.data.fewrel import HOLDOUT, holdout_split, read_fewrel, relation_names
+
+        if cfg.meta_train == HOLDOUT:
+            data = self._data(cfg.eval_split, get_spec(self.dataset))
+            return {r: data[r] for r in holdout_split(list(data))[0]}
+        meta = read_fewrel(Path(cfg.meta_train))
+        self.names = {**relation_names(meta, self.names), **self.names}
+        return meta
+
+    def meta_pairs(self, cfg) -> list[tuple[str, str]]:
+        """Training pairs of the meta-training stage (``--meta-train``), before any episode."""
+        from fishdip.data.fewrel import meta_training_instances
+
+        return self.pairs(meta_training_instances(self._meta_data(cfg), cfg.meta_train_size))
+
+    def episode_data(self, episode: int, cfg) -> tuple[list, list, dict]:
+        from fishdip.data.fewrel import sample_episode
+
+        ep = sample_episode(self._episode_pool(cfg), cfg.n_way, cfg.k_shot, cfg.n_queries, seed=episode)
+        query = ep.query
+        if cfg.eval_limit:  # the first queries of every relation, so each keeps its share
+            per = max(1, cfg.eval_limit // cfg.n_way)
+            query = [q for r in range(cfg.n_way) for q in ep.query[r * cfg.n_queries:(r + 1) * cfg.n_queries][:per]]
+        return ep.support, query, {"relations": ep.relations, "support": [ex.id for ex in ep.support]}
+
+    def source(self, ex: rc.RCExample) -> str:
+        return rc.source(ex)
+
+    def target(self, ex: rc.RCExample) -> str:
+        return rc.target(ex, self.names[ex.relation])
+
+    def decode(self, text: str, ex: rc.RCExample) -> rc.RCDecoded:
+        return rc.decode(text, self.names)
+
+    def predict(self, loaded, examples: list, cfg, context: dict | None = None,
+                progress: bool = True) -> tuple[list[str], list]:
+        from fishdip.evaluation.predict import candidate_losses, lowest
+
+        # the episode's N relations are the candidates; without an episode, those in the examples
+        candidates = (context or {}).get("relations") or sorted({ex.relation for ex in examples})
+        losses = candidate_losses(loaded, [self.source(ex) for ex in examples],
+                                  [[rc.target(ex, self.names[r]) for r in candidates] for ex in examples],
+                                  cfg.eval_batch_size, cfg.train.max_length, progress)
+        decoded = []
+        for i in range(len(examples)):
+            by_score = {name: candidates[lowest(rows[i])] for name, rows in losses.items()}
+            decoded.append(rc.RCDecoded(by_score[cfg.rc_score], by_score=by_score))
+        texts = [rc.target(ex, self.names[d.relation]) for ex, d in zip(examples, decoded)]
+        return texts, decoded
+
+    def score(self, golds: list[rc.RCExample], preds: list[rc.RCDecoded]) -> dict:
+        correct = sum(g.relation == p.relation for g, p in zip(golds, preds))
+        errors: dict[str, int] = {}
+        for p in preds:
+            for k, v in p.errors.items():
+                errors[k] = errors.get(k, 0) + v
+        metrics = {"num_examples": len(golds), "accuracy": correct / len(golds) if golds else 0.0}
+        for name in sorted({k for p in preds for k in p.by_score}):  # both rankings, for comparison
+            right = sum(g.relation == p.by_score.get(name) for g, p in zip(golds, preds))
+            metrics[f"accuracy_{name}_loss"] = right / len(golds) if golds else 0.0
+        return {**metrics, "errors": errors}
+
+    def prediction_row(self, ex: rc.RCExample, generated: str, pred: rc.RCDecoded) -> dict:
+        return {"id": ex.id, "input": self.source(ex), "generated": generated,
+                "predicted": pred.relation, "gold": ex.relation, "by_score": pred.by_score,
+                "errors": dict(pred.errors)}
+
+    def metadata(self) -> dict:
+        return {**super().metadata(), "relation_names": self.names}
+
