@@ -135,6 +135,12 @@ def test_only_runs_a_slice_and_dry_run_runs_nothing(tmp_path, tiny_model_dir):
     assert status == {"conll/size-3/full/episode-2": "finished", "conll/size-6/full/episode-2": "finished"}
     with pytest.raises(GridError, match="no cell"):
         run_grid(grid, only=["nothing"], progress=False, log=lines.append)
+    # the grid file changes an option of finished cells: they are not silently kept, they are refused
+    path = tmp_path / "grid.toml"
+    path.write_text(path.read_text() + "\n[method.full]\nmax_grad_norm = 0.5\n")
+    status = run_grid(load_grid(path), only=["*/full/episode-2"], progress=False, log=lines.append)
+    assert all(v.startswith("failed") and "holds a different run (max-grad-norm: 1.0 -> 0.5)" in v
+               for v in status.values()), status
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -52,6 +52,7 @@ from fishdip.io import read_json, write_json_atomic
 from fishdip.training.config import ConfigError, ExperimentConfig, configs_from_options
 from fishdip.training.experiment import run_experiment
 from fishdip.training.methods import METHODS
+from fishdip.training.rundir import differences
 
 GRID_KEYS = {"output_dir", "tasks", "episodes", "methods", "metric", "options", "sizes", "method", "sweep"}
 SWEEP_KEYS = {"episodes", "eval_limit", "split"}
@@ -233,6 +234,23 @@ def _finished_seconds(folder: Path) -> float | None:
     return sum(e.get("seconds", 0.0) for e in results.get("episodes", []))
 
 
+def _changed(grid: Grid, cell: Cell) -> bool:
+    """A finished cell whose recorded options differ from what the grid file now says (or whose
+    sweep must run again to tell)."""
+    chosen = {}
+    if cell.swept:
+        record_path = grid.output_dir / cell.task / cell.size / cell.method / "sweep.json"
+        record = read_json(record_path) if record_path.is_file() else {}
+        candidates = [dict(zip(cell.swept, v)) for v in itertools.product(*cell.swept.values())]
+        if record.get("candidates") != candidates:
+            return True
+        chosen = record["chosen"]
+    old = read_json(grid.output_dir / cell.path / "config.json")
+    new = {**cell_config(grid, cell, chosen).to_dict(), "data_files": old.get("data_files", {}),
+           "fishdip_version": old.get("fishdip_version")}  # the version is checked when a cell runs
+    return bool(differences(old, new))
+
+
 def estimate(cell: Cell, seconds: dict[tuple[str, str], list[float]]) -> float | None:
     """Seconds a cell will take: the mean of finished cells of its size and method, else of all."""
     same = seconds.get((cell.size, cell.method))
@@ -265,7 +283,7 @@ def run_grid(grid: Grid, only: list[str] | None = None, progress: bool = True, l
     todo = []
     for cell in cells:
         took = _finished_seconds(grid.output_dir / cell.path)
-        if took is None:
+        if took is None or _changed(grid, cell):  # a changed cell is run, which refuses it by name
             todo.append(cell)
         else:
             seconds.setdefault((cell.size, cell.method), []).append(took)
