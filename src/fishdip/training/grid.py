@@ -82,6 +82,11 @@ class Cell:
     def swept(self) -> dict[str, list]:
         return {k: v for k, v in self.options.items() if isinstance(v, list)}
 
+    @property
+    def candidates(self) -> list[dict]:
+        """Every combination of the swept values ([{}] when nothing is swept)."""
+        return [dict(zip(self.swept, values)) for values in itertools.product(*self.swept.values())]
+
 
 @dataclass
 class Grid:
@@ -150,9 +155,9 @@ def load_grid(path: str | Path, output_dir: str | None = None) -> Grid:
         fixed = set(cell.options) & (CELL_KEYS - {"task", "method"})
         if fixed:
             raise GridError(f"{path}: {', '.join(sorted(fixed))} are set by the grid, not in the options")
-        for values in itertools.product(*cell.swept.values()) if cell.swept else [()]:
+        for chosen in cell.candidates:
             try:
-                cell_config(grid, cell, dict(zip(cell.swept, values)))
+                cell_config(grid, cell, chosen)
             except ConfigError as exc:
                 raise GridError(f"{path}: {exc}") from None
     return grid
@@ -203,24 +208,32 @@ def choose(grid: Grid, cell: Cell, run: Callable[[ExperimentConfig], dict], log=
     (ties: the earlier value in the grid file)."""
     if not cell.swept:
         return {}
-    record_path = grid.output_dir / cell.task / cell.size / cell.method / "sweep.json"
-    candidates = [dict(zip(cell.swept, values)) for values in itertools.product(*cell.swept.values())]
-    if record_path.is_file():
-        record = read_json(record_path)
-        if record.get("candidates") == candidates:
-            return record["chosen"]
-    scores = []
+    recorded = recorded_choice(grid, cell)
+    if recorded is not None:
+        return recorded
+    candidates, scores = cell.candidates, []
     for chosen in candidates:
         results = run(cell_config(grid, cell, chosen, sweep=True))
         metric = headline_metric(grid, results["aggregate"])
         scores.append(results["aggregate"][metric]["mean"])
         log(f"  sweep {chosen}: {grid.sweep['split']} {metric} {100 * scores[-1]:.1f}")
     best = max(range(len(candidates)), key=lambda i: (scores[i], -i))
-    write_json_atomic(record_path, {
+    write_json_atomic(_sweep_record(grid, cell), {
         "metric": metric, "split": grid.sweep["split"], "episodes": grid.sweep["episodes"],
         "eval_limit": grid.sweep["eval_limit"], "candidates": candidates, "scores": scores,
         "chosen": candidates[best]})
     return candidates[best]
+
+
+def _sweep_record(grid: Grid, cell: Cell) -> Path:
+    return grid.output_dir / cell.task / cell.size / cell.method / "sweep.json"
+
+
+def recorded_choice(grid: Grid, cell: Cell) -> dict | None:
+    """The values a finished sweep chose for the cell's current candidates, else None."""
+    path = _sweep_record(grid, cell)
+    record = read_json(path) if path.is_file() else {}
+    return record["chosen"] if record.get("candidates") == cell.candidates else None
 
 
 def _finished_seconds(folder: Path) -> float | None:
@@ -237,14 +250,9 @@ def _finished_seconds(folder: Path) -> float | None:
 def _changed(grid: Grid, cell: Cell) -> bool:
     """A finished cell whose recorded options differ from what the grid file now says (or whose
     sweep must run again to tell)."""
-    chosen = {}
-    if cell.swept:
-        record_path = grid.output_dir / cell.task / cell.size / cell.method / "sweep.json"
-        record = read_json(record_path) if record_path.is_file() else {}
-        candidates = [dict(zip(cell.swept, v)) for v in itertools.product(*cell.swept.values())]
-        if record.get("candidates") != candidates:
-            return True
-        chosen = record["chosen"]
+    chosen = recorded_choice(grid, cell) if cell.swept else {}
+    if chosen is None:
+        return True
     old = read_json(grid.output_dir / cell.path / "config.json")
     new = {**cell_config(grid, cell, chosen).to_dict(), "data_files": old.get("data_files", {}),
            "fishdip_version": old.get("fishdip_version")}  # the version is checked when a cell runs
