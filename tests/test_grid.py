@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fishdip.cli import app
-from fishdip.grid_report import paired, write_report
+from fishdip.grid_report import _mean_std, paired, write_report
 from fishdip.training.grid import GridError, load_grid, run_grid
 from tests.conftest import REPO
 
@@ -165,6 +165,13 @@ def test_paired_interval():
     assert p.n == 3 and p.wins == 3 and p.mean == pytest.approx(0.13333, abs=1e-4)
     assert p.high - p.mean == pytest.approx(4.3027 * 0.057735 / 3 ** 0.5, rel=1e-3)
     assert paired({1: 0.5}, {2: 0.4}) is None
+
+
+def test_one_episode_shows_no_spread():
+    # a sample std needs two episodes; one episode is shown bare, not as "± 0.0"
+    assert _mean_std([0.5]) == "50.0"
+    assert _mean_std([0.4, 0.6]) == "50.0 ± 14.1"
+    assert _mean_std([]) == "-"
 
 
 def test_report_without_cells_is_a_clear_error(tmp_path):

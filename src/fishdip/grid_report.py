@@ -114,8 +114,9 @@ def _paired_text(p: Paired | None) -> tuple[str, str]:
 def _mean_std(values: list[float]) -> str:
     if not values:
         return "-"
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{100 * statistics.fmean(values):.1f} ± {100 * std:.1f}"
+    if len(values) < 2:  # one episode has no spread; "± 0.0" would claim one
+        return f"{100 * values[0]:.1f}"
+    return f"{100 * statistics.fmean(values):.1f} ± {100 * statistics.stdev(values):.1f}"
 
 
 def group_tables(group: Group, metric: str, baseline: str, focus: str) -> str:
@@ -187,7 +188,7 @@ def csv_rows(groups: list[Group], baseline: str) -> str:
                 v = list(values.values())
                 p = paired(values, scores(g, baseline, metric)) if method != baseline else None
                 writer.writerow([g.task, g.size, f"{g.sentences():.1f}", method, metric, len(v),
-                                 f"{statistics.fmean(v):.6f}", f"{statistics.stdev(v) if len(v) > 1 else 0.0:.6f}",
+                                 f"{statistics.fmean(v):.6f}", f"{statistics.stdev(v):.6f}" if len(v) > 1 else "",
                                  *(["", "", "", "", ""] if p is None else
                                    [f"{p.mean:.6f}", f"{p.low:.6f}", f"{p.high:.6f}", p.wins, p.n])])
     return out.getvalue()
