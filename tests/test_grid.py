@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from fishdip.cli import app
 from fishdip.grid_report import _mean_std, paired, write_report
-from fishdip.training.grid import GridError, load_grid, run_grid
+from fishdip.training.grid import GridError, estimate, load_grid, run_grid
 from tests.conftest import REPO
 
 runner = CliRunner()
@@ -135,6 +135,15 @@ def test_only_runs_a_slice_and_dry_run_runs_nothing(tmp_path, tiny_model_dir):
     assert status == {"conll/size-3/full/episode-2": "finished", "conll/size-6/full/episode-2": "finished"}
     with pytest.raises(GridError, match="no cell"):
         run_grid(grid, only=["nothing"], progress=False, log=lines.append)
+    # the time estimate counts a method's dev sweep once, on the first of its cells to run
+    lines = []
+    run_grid(grid, only=["conll/size-3/fish-dip"], progress=False, log=lines.append, dry_run=True)
+    assert "2-run dev sweep included" in lines[1] and "sweep" not in lines[2], lines
+    cell = next(c for c in grid.cells() if c.path == "conll/size-3/fish-dip/episode-1")
+    cells = {("size-3", "fish-dip"): [100.0], ("size-6", "full"): [300.0]}
+    assert estimate(cell, cells) == 100.0 and estimate(cell, cells, {}, sweep_runs=2) == 300.0
+    assert estimate(cell, cells, {("size-6", "full"): [40.0]}, sweep_runs=2) == 180.0
+    assert estimate(cell, {("size-6", "full"): [300.0]}) == 300.0 and estimate(cell, {}) is None
     # the grid file changes an option of finished cells: they are not silently kept, they are refused
     path = tmp_path / "grid.toml"
     path.write_text(path.read_text() + "\n[method.full]\nmax_grad_norm = 0.5\n")

@@ -259,12 +259,44 @@ def _changed(grid: Grid, cell: Cell) -> bool:
     return bool(differences(old, new))
 
 
-def estimate(cell: Cell, seconds: dict[tuple[str, str], list[float]]) -> float | None:
-    """Seconds a cell will take: the mean of finished cells of its size and method, else of all."""
-    same = seconds.get((cell.size, cell.method))
-    every = [s for v in seconds.values() for s in v]
-    pool = same or every
+def estimate(cell: Cell, seconds: dict[tuple[str, str], list[float]],
+             sweep_seconds: dict[tuple[str, str], list[float]] | None = None, sweep_runs: int = 0) -> float | None:
+    """Seconds a cell will take: the mean of finished cells of its size and method, else of all;
+    plus its ``sweep_runs`` dev-sweep runs when the cell is the one that runs its method's sweep
+    (each timed like finished sweep runs, else like a cell)."""
+    run = _mean_seconds(seconds, (cell.size, cell.method))
+    if run is None or not sweep_runs:
+        return run
+    return run + sweep_runs * (_mean_seconds(sweep_seconds or {}, (cell.size, cell.method)) or run)
+
+
+def _mean_seconds(seconds: dict[tuple[str, str], list[float]], key: tuple[str, str]) -> float | None:
+    pool = seconds.get(key) or [s for v in seconds.values() for s in v]
     return sum(pool) / len(pool) if pool else None
+
+
+def _sweeps_to_run(grid: Grid, todo: list[Cell]) -> dict[str, int]:
+    """Cell path -> how many sweep runs it starts with: a method's sweep runs once per task and
+    size, before the first of its cells that runs, unless it is recorded."""
+    runs, seen = {}, set()
+    for cell in todo:
+        key = (cell.task, cell.size, cell.method)
+        if cell.swept and key not in seen and recorded_choice(grid, cell) is None:
+            runs[cell.path] = len(cell.candidates)
+        seen.add(key)
+    return runs
+
+
+def _finished_sweep_seconds(grid: Grid, cells: list[Cell]) -> dict[tuple[str, str], list[float]]:
+    """Seconds the finished sweep runs took, by size and method (candidates no longer in the
+    grid file count too: they time the same kind of run)."""
+    seconds: dict[tuple[str, str], list[float]] = {}
+    for task, size, method in sorted({(c.task, c.size, c.method) for c in cells if c.swept}):
+        for path in sorted((grid.output_dir / task / size / method / "sweep").glob("*/results.json")):
+            took = _finished_seconds(path.parent)
+            if took is not None:
+                seconds.setdefault((size, method), []).append(took)
+    return seconds
 
 
 def _clock(seconds: float | None) -> str:
@@ -287,6 +319,7 @@ def run_grid(grid: Grid, only: list[str] | None = None, progress: bool = True, l
         shutil.copyfile(grid.source, grid.output_dir / ".grid.toml.tmp")
         (grid.output_dir / ".grid.toml.tmp").replace(grid.output_dir / "grid.toml")
     seconds: dict[tuple[str, str], list[float]] = {}
+    sweep_seconds = _finished_sweep_seconds(grid, cells)
     status: dict[str, str] = {}
     todo = []
     for cell in cells:
@@ -296,20 +329,34 @@ def run_grid(grid: Grid, only: list[str] | None = None, progress: bool = True, l
         else:
             seconds.setdefault((cell.size, cell.method), []).append(took)
             status[cell.path] = "finished"
+    sweeps = _sweeps_to_run(grid, todo)
+
+    def left(cells: list[Cell]) -> str:
+        guesses = [estimate(c, seconds, sweep_seconds, sweeps.get(c.path, 0)) for c in cells]
+        return "?" if any(g is None for g in guesses) else _clock(sum(guesses))
+
     log(f"grid {grid.source}: {len(cells)} cells selected, {len(cells) - len(todo)} finished, {len(todo)} to run "
-        f"(estimated {_clock(_total_estimate(todo, seconds))}) into {grid.output_dir}/")
+        f"(estimated {left(todo)}) into {grid.output_dir}/")
     for i, cell in enumerate(todo, 1):
         if dry_run:
             status[cell.path] = "pending"
-            log(f"  {cell.path}  (~{_clock(estimate(cell, seconds))})")
+            sweep_note = f", a {sweeps[cell.path]}-run dev sweep included" if cell.path in sweeps else ""
+            log(f"  {cell.path}  (~{left([cell])}{sweep_note})")
             continue
-        remaining = _total_estimate(todo[i - 1:], seconds)
-        log(f"[{i}/{len(todo)}] {cell.path}  (left, this one included: ~{_clock(remaining)})")
-        started = time.perf_counter()
+        log(f"[{i}/{len(todo)}] {cell.path}  (left, this one included: ~{left(todo[i - 1:])})")
+
+        def sweep_run(cfg: ExperimentConfig, key=(cell.size, cell.method)) -> dict:
+            started = time.perf_counter()
+            results = run_experiment(cfg, progress=progress, log=_silent)
+            sweep_seconds.setdefault(key, []).append(time.perf_counter() - started)
+            return results
+
         try:
-            chosen = choose(grid, cell, lambda cfg: run_experiment(cfg, progress=progress, log=_silent), log)
+            chosen = choose(grid, cell, sweep_run, log)
+            sweeps.pop(cell.path, None)
             if chosen:
                 log(f"  chosen on {grid.sweep['split']}: {chosen}")
+            started = time.perf_counter()
             run_experiment(cell_config(grid, cell, chosen), progress=progress, log=log)
         except (FishdipError, RuntimeError, OSError) as exc:  # e.g. out of memory: the other cells go on
             status[cell.path] = f"failed: {exc}"
@@ -322,8 +369,3 @@ def run_grid(grid: Grid, only: list[str] | None = None, progress: bool = True, l
 
 def _silent(*_) -> None:
     """A sweep run's log lines: the grid prints its own."""
-
-
-def _total_estimate(cells: list[Cell], seconds: dict) -> float | None:
-    guesses = [estimate(c, seconds) for c in cells]
-    return None if any(g is None for g in guesses) else sum(guesses)
