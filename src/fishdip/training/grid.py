@@ -291,11 +291,12 @@ def _finished_sweep_seconds(grid: Grid, cells: list[Cell]) -> dict[tuple[str, st
     """Seconds the finished sweep runs took, by size and method (candidates no longer in the
     grid file count too: they time the same kind of run)."""
     seconds: dict[tuple[str, str], list[float]] = {}
-    for task, size, method in sorted({(c.task, c.size, c.method) for c in cells if c.swept}):
-        for path in sorted((grid.output_dir / task / size / method / "sweep").glob("*/results.json")):
+    one_per_sweep = {(c.task, c.size, c.method): c for c in cells if c.swept}.values()
+    for cell in one_per_sweep:  # the sweep runs lie in `sweep/` beside the sweep's record
+        for path in sorted(_sweep_record(grid, cell).with_name("sweep").glob("*/results.json")):
             took = _finished_seconds(path.parent)
             if took is not None:
-                seconds.setdefault((size, method), []).append(took)
+                seconds.setdefault((cell.size, cell.method), []).append(took)
     return seconds
 
 
@@ -353,7 +354,6 @@ def run_grid(grid: Grid, only: list[str] | None = None, progress: bool = True, l
 
         try:
             chosen = choose(grid, cell, sweep_run, log)
-            sweeps.pop(cell.path, None)
             if chosen:
                 log(f"  chosen on {grid.sweep['split']}: {chosen}")
             started = time.perf_counter()
