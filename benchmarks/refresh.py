@@ -59,7 +59,7 @@ def time_steps(model_fn, tokenizer, pairs, method: str, device, steps: int) -> f
     torch.manual_seed(0)
     loaded = prepare(model_fn().to(device), tokenizer, "bench")
     cfg = TrainConfig(method=method, epochs=1, batch_size=8, density=0.01, max_length=256,
-                      refresh_steps=10**9, regressing_samples=3)
+                      refresh_steps=10**9, regressing_samples=3, recipe="default")  # AdamW, as published
     trainer = Trainer(loaded, pairs[: 8 * (steps + 1)], cfg, progress=False)
     result = trainer.train()
     sync(device)
@@ -84,7 +84,8 @@ def main() -> None:
     torch.manual_seed(0)
     loaded = prepare(SHAPES[args.shape]().to(device), tokenizer, args.shape)
     n_params = sum(p.numel() for p in loaded.model.parameters())
-    cfg = TrainConfig(method="fish-dip", batch_size=8, density=0.01, regressing_samples=3, max_length=256)
+    cfg = TrainConfig(method="fish-dip", batch_size=8, density=0.01, regressing_samples=3, max_length=256,
+                      recipe="default")  # ranking by mean loss in eval mode, as published
     trainer = Trainer(loaded, pairs[: args.samples], cfg, progress=False)
     refreshes = []
     for step in range(2):  # the first includes one-off allocations

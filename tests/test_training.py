@@ -26,8 +26,9 @@ PAIRS = [(TASK.source(ex), TASK.target(ex)) for ex in _examples()]
 
 
 def _cfg(**kw):
+    # recipe default: these tests choose the optimizer and ranking themselves
     base = dict(method="fish-dip", epochs=2, batch_size=4, lr=1e-2, density=0.05, refresh_steps=2,
-                max_length=96, seed=3)
+                max_length=96, seed=3, recipe="default")
     base.update(kw)
     return TrainConfig(**base)
 
@@ -275,10 +276,26 @@ def test_paper_recipe_uses_the_reference_optimizer_and_ranking():
     from fishdip.sparse.optimizers import MaskedDenseAdafactor
     from fishdip.training.trainer import build_optimizer
 
-    cfg = _cfg(recipe="paper", lr=None, rank_by="mean", optimizer="adamw", weight_decay=0.1)
+    cfg = _cfg(recipe=None, lr=None)  # fish-dip's own recipe is the paper's
     trainer = Trainer(make_tiny_llama(), PAIRS, cfg, progress=False)
+    assert trainer.cfg.recipe == "paper" and cfg.to_dict()["recipe"] == "paper"
     assert (trainer.cfg.rank_by, trainer.cfg.rank_mode, trainer.cfg.weight_decay) == ("sum", "train", 0.0)
     optimizer = build_optimizer(trainer.cfg, trainer.params)
     assert isinstance(optimizer, MaskedDenseAdafactor) and optimizer.defaults["lr"] == 1e-2
     result = trainer.train()
     assert result.losses[-1]["loss"] < result.losses[0]["loss"]
+
+
+def test_each_method_has_its_own_recipe_and_a_conflicting_option_is_an_error():
+    from fishdip.training.config import ConfigError
+
+    assert TrainConfig(method="fish-dip").effective_recipe == "paper"
+    assert TrainConfig(method="fish-dip").effective_lr == 1e-2
+    assert TrainConfig(method="fish-dip", recipe="default").resolved().optimizer == "adamw"
+    assert TrainConfig(method="full").resolved() == TrainConfig(method="full", recipe="default")
+    assert TrainConfig(method="full", recipe="paper").resolved().optimizer == "adafactor"
+    TrainConfig(method="fish-dip", recipe="default", weight_decay=0.1).validate()
+    with pytest.raises(ConfigError, match="--weight-decay 0.1: fish-dip runs --recipe paper .* add --recipe default"):
+        TrainConfig(method="fish-dip", weight_decay=0.1).validate()
+    with pytest.raises(ConfigError, match="--weight-decay 0.1: --recipe paper, which sets it to 0.0"):
+        TrainConfig(method="full", recipe="paper", weight_decay=0.1).validate()

@@ -22,6 +22,9 @@ DECODER_NAMES = ("fishdip", "tanl")  # formats/decoders.py
 RC_SCORES = ("sum", "mean")
 SAVE_MODES = ("auto", "delta", "adapter", "full", "none")
 PAPER_LR = 1e-2  # the FISH-DIP reference's Adafactor learning rate
+RECIPES = ("default", "paper")
+# what --recipe paper fixes: the reference's optimizer and sample ranking
+PAPER_SETTINGS = {"optimizer": "adafactor", "weight_decay": 0.0, "rank_by": "sum", "rank_mode": "train"}
 
 
 class ConfigError(FishdipError, ValueError):
@@ -87,10 +90,13 @@ class TrainConfig:
     batch_size: int = _f(8, "sentences per micro-batch", min=1)
     grad_accum_steps: int = _f(1, "micro-batches per optimizer step", min=1)
     lr: float | None = _f(None, "peak learning rate, linear decay to 0 "
-                          "(default: 1e-4 for full, 1e-3 for the sparse methods)", above=0, max=10)
+                          "(default: 1e-2 under --recipe paper, which fish-dip runs by default; else 1e-4 for full, "
+                          "1e-3 for the other masks, 5e-4 for lora, 3e-3 for ia3)", above=0, max=10)
     warmup_ratio: float = _f(0.0, "fraction of optimizer steps with linear warm-up", min=0, max=1)
-    optimizer: str = _f("adamw", "adamw or adafactor", choices=OPTIMIZERS)
-    weight_decay: float = _f(0.0, "decoupled weight decay (never touches masked entries)", min=0, max=1)
+    optimizer: str = _f("adamw", "adamw or adafactor (with --recipe default; fish-dip runs --recipe "
+                     "paper unless told otherwise, which uses Adafactor)", choices=OPTIMIZERS)
+    weight_decay: float = _f(0.0, "decoupled weight decay (never touches masked entries; "
+                          "--recipe paper: 0)", min=0, max=1)
     max_grad_norm: float = _f(1.0, "gradient clipping over the trainable entries; 0 disables", min=0)
     max_length: int = _f(256, "maximum tokens of a source and of a target", min=8, max=100_000)
     density: float = _f(0.01, "fraction of parameter entries that learn, e.g. 0.01 = 1 % (sparse methods)",
@@ -109,16 +115,19 @@ class TrainConfig:
     icl_selection: str = _f("tfidf", "icl: demonstrations most similar to the sentence (tfidf: cosine of TF-IDF "
                             "word vectors) or in a random order seeded by the episode", choices=("tfidf", "random"))
     rank_by: str = _f("mean", "fish-dip: rank samples by their mean token loss, or by the summed loss (the "
-                      "reference's effect: longer targets rank higher)", choices=("mean", "sum"))
+                      "reference's effect: longer targets rank higher; what --recipe paper uses)",
+                      choices=("mean", "sum"))
     rank_mode: str = _f("eval", "fish-dip: rank samples without dropout (eval), or with it (train, as the "
-                        "reference after its first refresh)", choices=("eval", "train"))
+                        "reference after its first refresh; what --recipe paper uses)", choices=("eval", "train"))
     fish_samples: int = _f(128, "fish: training samples the one fixed mask is computed on", min=1)
     seed: int = _f(0, "seed for shuffling, dropout and random masks", min=0)
-    recipe: str = _f("default", "paper: the FISH-DIP reference's settings, which replace --optimizer, "
-                     "--weight-decay, --rank-by and --rank-mode: transformers' Adafactor (scale_parameter, no "
-                     "relative step, no momentum, no weight decay; for sparse methods a sparse Adafactor that "
-                     "reproduces its update on masked dense gradients), lr 1e-2 unless --lr, ranking by summed "
-                     "loss in train mode", choices=("default", "paper"))
+    recipe: str | None = _f(None, "default: --optimizer, --weight-decay, --rank-by and --rank-mode as given; "
+                            "paper: the FISH-DIP reference's settings, which fix them: transformers' Adafactor "
+                            "(scale_parameter, no relative step, no momentum, no weight decay; for sparse methods "
+                            "a sparse Adafactor that reproduces its update on masked dense gradients), lr 1e-2 "
+                            "unless --lr, ranking by summed loss in train mode. Not given: the method's own, "
+                            "paper for fish-dip (better than default on CoNLL04 at 1 % and 5 %, docs/results/"
+                            "conll04-grid), default for the rest", choices=RECIPES)
     precision: str = _f("fp32", "fp32; bf16 or fp16: matrix products in that precision (autocast), float32 "
                         "master weights and optimizer state; fp16 (with loss scaling) on CUDA only; auto: bf16 "
                         "where the device runs it natively (CUDA with bf16, CPU with AVX-512 bf16 / AMX), "
@@ -126,21 +135,35 @@ class TrainConfig:
 
     def validate(self) -> None:
         check_fields(self)
+        if self.effective_recipe != "paper":
+            return
+        defaults = {f.name: f.default for f in fields(self)}
+        for name, fixed in PAPER_SETTINGS.items():
+            value = getattr(self, name)
+            if value not in (fixed, defaults[name]):  # an explicit choice the recipe would silently replace
+                why = "--recipe paper" if self.recipe else f"{self.method} runs --recipe paper unless told otherwise"
+                raise ConfigError(f"--{name.replace('_', '-')} {value!r}: {why}, which sets it to {fixed!r}; "
+                                  "add --recipe default to choose it")
+
+    @property
+    def effective_recipe(self) -> str:
+        """--recipe, else the method's own (methods.py)."""
+        return self.recipe or METHODS[self.method].recipe
 
     @property
     def effective_lr(self) -> float:
         if self.lr is not None:
             return self.lr
-        return PAPER_LR if self.recipe == "paper" else METHODS[self.method].default_lr
+        return PAPER_LR if self.effective_recipe == "paper" else METHODS[self.method].default_lr
 
     def resolved(self) -> TrainConfig:
-        """The options the trainer uses: ``--recipe paper`` fixes the reference's settings."""
-        if self.recipe != "paper":
-            return self
-        return replace(self, optimizer="adafactor", weight_decay=0.0, rank_by="sum", rank_mode="train")
+        """The options the trainer uses: the recipe in effect, and the settings ``paper`` fixes."""
+        if self.effective_recipe != "paper":
+            return replace(self, recipe="default")
+        return replace(self, recipe="paper", **PAPER_SETTINGS)
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "effective_lr": self.effective_lr}
+        return {**asdict(self), "recipe": self.effective_recipe, "effective_lr": self.effective_lr}
 
 
 @dataclass

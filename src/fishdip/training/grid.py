@@ -3,7 +3,7 @@
     output_dir = "runs/conll04-grid"      # relative to the current folder; --output-dir overrides
     tasks = ["conll04"]
     episodes = [1, 2, 3]
-    methods = ["full", "fish-dip", "fish-dip-paper", "lora"]
+    methods = ["full", "fish-dip", "fish-dip-adamw", "lora"]
     metric = "relation_f1"                # what a sweep selects on (default: the first one reported)
 
     [options]                             # `fishdip train` options (field names) for every cell
@@ -14,9 +14,9 @@
     train_size = 9
     max_steps = 30
 
-    [method.fish-dip-paper]               # a label of `methods` -> its options
+    [method.fish-dip-adamw]               # a label of `methods` -> its options
     method = "fish-dip"                   # (a label that is a method name needs no table)
-    recipe = "paper"
+    recipe = "default"
 
     [method.lora]
     lr = [3e-4, 1e-3]                     # a list: swept on the dev split, the best value is used
