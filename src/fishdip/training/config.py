@@ -137,12 +137,11 @@ class TrainConfig:
         check_fields(self)
         if self.effective_recipe != "paper":
             return
-        defaults = {f.name: f.default for f in fields(self)}
-        for name, fixed in PAPER_SETTINGS.items():
-            value = getattr(self, name)
-            if value not in (fixed, defaults[name]):  # an explicit choice the recipe would silently replace
+        for f in (f for f in fields(self) if f.name in PAPER_SETTINGS):
+            fixed, value = PAPER_SETTINGS[f.name], getattr(self, f.name)
+            if value not in (fixed, f.default):  # an explicit choice the recipe would silently replace
                 why = "--recipe paper" if self.recipe else f"{self.method} runs --recipe paper unless told otherwise"
-                raise ConfigError(f"--{name.replace('_', '-')} {value!r}: {why}, which sets it to {fixed!r}; "
+                raise ConfigError(f"{option_name(f)} {value!r}: {why}, which sets it to {fixed!r}; "
                                   "add --recipe default to choose it")
 
     @property
