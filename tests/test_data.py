@@ -1,4 +1,5 @@
 import json
+import random
 import urllib.error
 
 import pytest
@@ -162,3 +163,35 @@ def test_ace2005_joint_er_bad_lines_name_file_and_line(tmp_path, line, message):
     with pytest.raises(DataError, match=message) as err:
         load_split("ace2005_joint_er", "train", tmp_path)
     assert "train.json: line 1" in str(err.value)
+
+
+def _tanl_subset(n: int, fraction: float, episode: int) -> list[int]:
+    """TANL's BaseDataset, written out again: seed the global RNG with the episode, shuffle every
+    index, keep the first round(fraction * n) (fish_dip.py passes seed=ep_idx)."""
+    state = random.getstate()
+    try:
+        random.seed(episode)
+        indices = list(range(n))
+        random.shuffle(indices)
+        return indices[: round(fraction * n)]
+    finally:
+        random.setstate(state)
+
+
+@pytest.mark.parametrize("fraction", [0.01, 0.05, 0.1])
+def test_tanl_subsets_are_the_sentences_tanl_trains_on(data_dir, fraction):
+    from fishdip.tasks import load_task
+    from fishdip.training.config import ExperimentConfig
+
+    train_all, _ = load_split("conll04", "train", data_dir)
+    task = load_task("conll04", str(data_dir), "fishdip")
+    for episode in (1, 2, 3):
+        cfg = ExperimentConfig(task="conll04", data_dir=str(data_dir), train_fraction=fraction,
+                               subset_sampling="tanl")
+        examples, _, context = task.episode_data(episode, cfg)
+        expected = _tanl_subset(len(train_all), fraction, episode)
+        assert context["train_indices"] == expected
+        assert [ex.tokens for ex in examples] == [train_all[i].tokens for i in expected]
+        assert len(expected) == {0.01: 9, 0.05: 46, 0.1: 92}[fraction]
+        # today's rule draws other sentences: the two are different protocols
+        assert set(sample_indices(len(train_all), episode, fraction=fraction)) != set(expected)

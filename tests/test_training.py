@@ -279,7 +279,10 @@ def test_paper_recipe_uses_the_reference_optimizer_and_ranking():
     cfg = _cfg(recipe=None, lr=None)  # fish-dip's own recipe is the paper's
     trainer = Trainer(make_tiny_llama(), PAIRS, cfg, progress=False)
     assert trainer.cfg.recipe == "paper" and cfg.to_dict()["recipe"] == "paper"
-    assert (trainer.cfg.rank_by, trainer.cfg.rank_mode, trainer.cfg.weight_decay) == ("sum", "train", 0.0)
+    assert (trainer.cfg.rank_by, trainer.cfg.rank_mode, trainer.cfg.fisher_mode, trainer.cfg.refresh_phase,
+            trainer.cfg.weight_decay) == ("sum", "reference", "reference", "before", 0.0)
+    v1 = TrainConfig(method="fish-dip", recipe="paper-v1").resolved()  # what `paper` meant before
+    assert (v1.rank_mode, v1.fisher_mode, v1.refresh_phase, v1.optimizer) == ("train", "eval", "after", "adafactor")
     optimizer = build_optimizer(trainer.cfg, trainer.params)
     assert isinstance(optimizer, MaskedDenseAdafactor) and optimizer.defaults["lr"] == 1e-2
     result = trainer.train()
@@ -299,3 +302,38 @@ def test_each_method_has_its_own_recipe_and_a_conflicting_option_is_an_error():
         TrainConfig(method="fish-dip", weight_decay=0.1).validate()
     with pytest.raises(ConfigError, match="--weight-decay 0.1: --recipe paper, which sets it to 0.0"):
         TrainConfig(method="full", recipe="paper", weight_decay=0.1).validate()
+
+
+def test_refresh_phase_before_recomputes_the_mask_for_steps_n_2n_like_the_reference():
+    # 10 pairs in batches of 2: 5 steps an epoch, 10 steps. The reference counts a step when it starts and
+    # recomputes the mask when the count reaches 3, 6, 9: after 2, 5 and 8 completed steps.
+    before = train(make_tiny_llama(), PAIRS, _cfg(batch_size=2, refresh_steps=3, refresh_phase="before"),
+                   progress=False)
+    after = train(make_tiny_llama(), PAIRS, _cfg(batch_size=2, refresh_steps=3), progress=False)
+    assert [r["step"] for r in before.refreshes] == [0, 2, 5, 8]
+    assert [r["step"] for r in after.refreshes] == [0, 3, 6, 9]
+
+
+@pytest.mark.parametrize("mode, expected", [("eval", [False, False]), ("train", [True, True]),
+                                            ("reference", [False, True])])
+def test_ranking_and_fisher_dropout_follow_their_mode(monkeypatch, mode, expected):
+    """reference: the first mask on the model as loaded (eval mode), every refresh in train mode."""
+    from fishdip.training import trainer as trainer_module
+
+    seen = {"rank": [], "fisher": []}
+    real_losses, real_fisher = trainer_module.sample_losses, trainer_module.fisher_scores
+
+    def losses(*args, **kw):
+        seen["rank"].append(loaded.model.training)
+        return real_losses(*args, **kw)
+
+    def fisher(*args, **kw):
+        seen["fisher"].append(loaded.model.training)
+        return real_fisher(*args, **kw)
+
+    monkeypatch.setattr(trainer_module, "sample_losses", losses)
+    monkeypatch.setattr(trainer_module, "fisher_scores", fisher)
+    loaded = make_tiny_t5()
+    train(loaded, PAIRS, _cfg(epochs=1, batch_size=4, refresh_steps=2, rank_mode=mode, fisher_mode=mode),
+          progress=False)
+    assert seen["rank"] == expected and seen["fisher"] == expected

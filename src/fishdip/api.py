@@ -79,6 +79,9 @@ class ExamplesTask(JointERTask):
         evaluation = self.eval_data[: cfg.eval_limit] if cfg.eval_limit else self.eval_data
         return self.train_data, evaluation
 
+    def curve_examples(self, cfg) -> list:
+        return self.eval_data[: cfg.curve_limit]
+
 
 def examples_task(train_examples: list, eval_examples: list, decoder: str = "fishdip") -> ExamplesTask:
     train_data = [_example(x, f"examples[{i}]") for i, x in enumerate(train_examples)]

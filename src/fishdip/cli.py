@@ -269,13 +269,15 @@ def experiment(
                                                       "(repeatable)")] = None,
     dry_run: Annotated[bool, typer.Option(help="list the cells still to run, with time estimates; "
                                           "run nothing")] = False,
+    model: Annotated[Optional[str], typer.Option(help="the model of every cell, replacing the file's (e.g. "
+                                                 "embedded, t5-large)")] = None,
     quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
 ) -> None:
     """Run a grid of tasks x sizes x methods x episodes; a rerun skips finished cells and resumes."""
     from fishdip.training.grid import load_grid, run_grid
 
     try:
-        grid = load_grid(grid_file, output_dir)
+        grid = load_grid(grid_file, output_dir, overrides={"model": model} if model else None)
         status = run_grid(grid, only, progress=not quiet, log=lambda s: typer.echo(s, err=True), dry_run=dry_run)
     except (FishdipError, ValueError) as exc:
         _fail(exc)

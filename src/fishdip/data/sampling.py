@@ -20,10 +20,21 @@ def subset_size(total: int, *, fraction: float | None = None, size: int | None =
 
 
 def sample_indices(
-    total: int, episode: int, *, fraction: float | None = None, size: int | None = None
+    total: int, episode: int, *, fraction: float | None = None, size: int | None = None, rule: str = "random"
 ) -> list[int]:
-    """Indices of the training subset for ``episode`` (seeded by the episode number, sorted)."""
+    """Indices of the training subset for ``episode``, seeded by the episode number.
+
+    ``random``: a seeded sample, sorted. ``tanl``: TANL's rule (its ``BaseDataset``, which the FISH-DIP
+    reference trains with): ``random.seed(episode)``, shuffle all indices, keep the first
+    ``round(fraction * total)`` (or ``size``), in that order."""
     k = subset_size(total, fraction=fraction, size=size)
+    if rule == "tanl":
+        rng = random.Random(episode)  # the same stream as random.seed(episode) followed by random.shuffle
+        indices = list(range(total))
+        rng.shuffle(indices)
+        return indices[:k]
+    if rule != "random":
+        raise ValueError(f"unknown subset rule {rule!r} (random, tanl)")
     if k == total:
         return list(range(total))
     return sorted(random.Random(episode).sample(range(total), k))

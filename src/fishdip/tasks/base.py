@@ -41,8 +41,14 @@ class Task:
     def episode_data(self, episode: int, cfg) -> tuple[list, list, dict]:
         """Training subset and evaluation examples of one episode, plus what to record about it."""
         train_all, eval_examples = self.splits(cfg)
-        indices = sample_indices(len(train_all), episode, fraction=cfg.train_fraction, size=cfg.train_size)
+        indices = sample_indices(len(train_all), episode, fraction=cfg.train_fraction, size=cfg.train_size,
+                                 rule=cfg.subset_sampling)
         return [train_all[i] for i in indices], eval_examples, {"train_indices": indices}
+
+    def curve_examples(self, cfg) -> list:
+        """The sentences a learning curve is scored on (``--curve-split``, first ``--curve-limit``)."""
+        examples, _ = load_split(self.dataset, cfg.curve_split, cfg.data_dir, cfg.fold, cfg.strict_tags)
+        return examples[: cfg.curve_limit]
 
     def pairs(self, examples: list) -> list[tuple[str, str]]:
         return [(self.source(ex), self.target(ex)) for ex in examples]

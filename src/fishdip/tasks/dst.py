@@ -28,7 +28,7 @@ class DSTTask(Task):
         train_all, eval_examples = self.splits(cfg)
         dialogues = list(dict.fromkeys(ex.dialogue for ex in train_all))
         chosen = [dialogues[i] for i in sample_indices(len(dialogues), episode, fraction=cfg.train_fraction,
-                                                        size=cfg.train_size)]
+                                                        size=cfg.train_size, rule=cfg.subset_sampling)]
         keep = set(chosen)
         return [ex for ex in train_all if ex.dialogue in keep], eval_examples, {"train_dialogues": chosen}
 

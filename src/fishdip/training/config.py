@@ -22,9 +22,17 @@ DECODER_NAMES = ("fishdip", "tanl")  # formats/decoders.py
 RC_SCORES = ("sum", "mean")
 SAVE_MODES = ("auto", "delta", "adapter", "full", "none")
 PAPER_LR = 1e-2  # the FISH-DIP reference's Adafactor learning rate
-RECIPES = ("default", "paper")
-# what --recipe paper fixes: the reference's optimizer and sample ranking
-PAPER_SETTINGS = {"optimizer": "adafactor", "weight_decay": 0.0, "rank_by": "sum", "rank_mode": "train"}
+RECIPES = ("default", "paper", "paper-v1")
+# what each reference recipe fixes. paper: the FISH-DIP reference's optimizer, sample ranking, refresh
+# phase and dropout pattern; paper-v1: what `paper` meant before (ranking always in train mode, Fisher
+# always in eval mode, refresh after the step), kept so that runs made with it stay reproducible.
+RECIPE_SETTINGS = {
+    "paper": {"optimizer": "adafactor", "weight_decay": 0.0, "rank_by": "sum", "rank_mode": "reference",
+              "fisher_mode": "reference", "refresh_phase": "before"},
+    "paper-v1": {"optimizer": "adafactor", "weight_decay": 0.0, "rank_by": "sum", "rank_mode": "train",
+                 "fisher_mode": "eval", "refresh_phase": "after"},
+}
+DROPOUT_MODES = ("eval", "train", "reference")
 
 
 class ConfigError(FishdipError, ValueError):
@@ -117,17 +125,27 @@ class TrainConfig:
     rank_by: str = _f("mean", "fish-dip: rank samples by their mean token loss, or by the summed loss (the "
                       "reference's effect: longer targets rank higher; what --recipe paper uses)",
                       choices=("mean", "sum"))
-    rank_mode: str = _f("eval", "fish-dip: rank samples without dropout (eval), or with it (train, as the "
-                        "reference after its first refresh; what --recipe paper uses)", choices=("eval", "train"))
+    rank_mode: str = _f("eval", "fish-dip: rank samples without dropout (eval), with it (train), or as the "
+                        "reference (reference: eval for the first mask, the model as loaded, train for every "
+                        "refresh; what --recipe paper uses)", choices=DROPOUT_MODES)
+    fisher_mode: str = _f("eval", "sparse methods: score Fisher information without dropout (eval), with it "
+                          "(train), or as the reference (reference: eval for the first mask, train for every "
+                          "refresh; what --recipe paper uses)", choices=DROPOUT_MODES)
+    refresh_phase: str = _f("after", "fish-dip: recompute the mask after optimizer steps N, 2N, ... (after), or "
+                            "before them, i.e. after N-1, 2N-1, ... steps (before: the reference's phase; what "
+                            "--recipe paper uses)", choices=("after", "before"))
     fish_samples: int = _f(128, "fish: training samples the one fixed mask is computed on", min=1)
     seed: int = _f(0, "seed for shuffling, dropout and random masks", min=0)
-    recipe: str | None = _f(None, "default: --optimizer, --weight-decay, --rank-by and --rank-mode as given; "
-                            "paper: the FISH-DIP reference's settings, which fix them: transformers' Adafactor "
-                            "(scale_parameter, no relative step, no momentum, no weight decay; for sparse methods "
-                            "a sparse Adafactor that reproduces its update on masked dense gradients), lr 1e-2 "
-                            "unless --lr, ranking by summed loss in train mode. Not given: the method's own, "
-                            "paper for fish-dip (better than default on CoNLL04 at 1 % and 5 %, docs/results/"
-                            "conll04-grid), default for the rest", choices=RECIPES)
+    recipe: str | None = _f(None, "default: --optimizer, --weight-decay, --rank-by, --rank-mode, --fisher-mode and "
+                            "--refresh-phase as given; paper: the FISH-DIP reference's settings, which fix them: "
+                            "transformers' Adafactor (scale_parameter, no relative step, no momentum, no weight "
+                            "decay; for sparse methods a sparse Adafactor that reproduces its update on masked "
+                            "dense gradients), lr 1e-2 unless --lr, ranking by summed loss, ranking and Fisher "
+                            "in eval mode for the first mask and in train mode for refreshes, refresh before "
+                            "steps N, 2N, ...; paper-v1: the same but ranking always in train mode, Fisher always "
+                            "in eval mode, refresh after the step (what `paper` meant until December 2026; "
+                            "docs/PROTOCOL.md). Not given: the method's own, paper for fish-dip, default for "
+                            "the rest", choices=RECIPES)
     precision: str = _f("fp32", "fp32; bf16 or fp16: matrix products in that precision (autocast), float32 "
                         "master weights and optimizer state; fp16 (with loss scaling) on CUDA only; auto: bf16 "
                         "where the device runs it natively (CUDA with bf16, CPU with AVX-512 bf16 / AMX), "
@@ -135,12 +153,12 @@ class TrainConfig:
 
     def validate(self) -> None:
         check_fields(self)
-        if self.effective_recipe != "paper":
-            return
-        for f in (f for f in fields(self) if f.name in PAPER_SETTINGS):
-            fixed, value = PAPER_SETTINGS[f.name], getattr(self, f.name)
+        recipe = self.effective_recipe
+        settings = RECIPE_SETTINGS.get(recipe, {})
+        for f in (f for f in fields(self) if f.name in settings):
+            fixed, value = settings[f.name], getattr(self, f.name)
             if value not in (fixed, f.default):  # an explicit choice the recipe would silently replace
-                why = "--recipe paper" if self.recipe else f"{self.method} runs --recipe paper unless told otherwise"
+                why = f"--recipe {recipe}" if self.recipe else f"{self.method} runs --recipe {recipe} unless told otherwise"
                 raise ConfigError(f"{option_name(f)} {value!r}: {why}, which sets it to {fixed!r}; "
                                   "add --recipe default to choose it")
 
@@ -153,13 +171,12 @@ class TrainConfig:
     def effective_lr(self) -> float:
         if self.lr is not None:
             return self.lr
-        return PAPER_LR if self.effective_recipe == "paper" else METHODS[self.method].default_lr
+        return PAPER_LR if self.effective_recipe in RECIPE_SETTINGS else METHODS[self.method].default_lr
 
     def resolved(self) -> TrainConfig:
-        """The options the trainer uses: the recipe in effect, and the settings ``paper`` fixes."""
-        if self.effective_recipe != "paper":
-            return replace(self, recipe="default")
-        return replace(self, recipe="paper", **PAPER_SETTINGS)
+        """The options the trainer uses: the recipe in effect, and the settings it fixes."""
+        recipe = self.effective_recipe
+        return replace(self, recipe=recipe, **RECIPE_SETTINGS.get(recipe, {}))
 
     def to_dict(self) -> dict:
         return {**asdict(self), "recipe": self.effective_recipe, "effective_lr": self.effective_lr}
@@ -175,6 +192,9 @@ class ExperimentConfig:
     train_size: int | None = _f(None, "use this many training sentences", min=1)
     episodes: list[int] = field(default_factory=lambda: [1], metadata={
         "help": "episode numbers, ascending, e.g. 1-3 or 1,4,7; episode i samples its subset with seed i"})
+    subset_sampling: str = _f("random", "how episode i draws its training subset: random (a seeded sample, "
+                              "sorted) or tanl (TANL's rule, which FISH-DIP's reference uses: random.seed(i), "
+                              "shuffle all indices, take the first round(fraction x N))", choices=("random", "tanl"))
     strict_tags: bool = _f(False, "CoNLL files: an invalid tag transition is an error (file, line) "
                            "instead of being repaired like conlleval")
     eval_split: str = _f("test", "dev or test", choices=("dev", "test"))
@@ -188,6 +208,16 @@ class ExperimentConfig:
     meta_train_epochs: int = _f(1, "meta-training epochs (full fine-tuning, lr 1e-4)", min=1)
     eval_limit: int | None = _f(None, "evaluate on the first N sentences only (few-shot: N queries, a "
                                 "multiple of --n-way so every relation keeps its share)", min=1)
+    eval_every: int | None = _f(None, "learning curve: score the model every N optimizer steps during training "
+                                "on --curve-split (first --curve-limit sentences), recorded per episode in "
+                                "results.json; off by default", min=1)
+    curve_split: str = _f("dev", "learning curve: the split it is scored on (a test-split curve describes "
+                          "training dynamics only; nothing is chosen on it)", choices=("dev", "test"))
+    curve_limit: int | None = _f(100, "learning curve: the first N sentences of --curve-split (none: all)", min=1)
+    checkpoint_every: float = _f(600.0, "seconds between saves of a running episode's training state, so that "
+                                 "a stopped run continues where it was (<output-dir>/checkpoint/, or "
+                                 "$FISHDIP_CHECKPOINT_DIR; removed when the episode finishes); 0: every step",
+                                 min=0)
     decoder: str = _f("fishdip", "how generated text becomes spans: fishdip (word alignment that never "
                       "stretches a span) or tanl (TANL's published rules, for comparable numbers)",
                       choices=DECODER_NAMES)
@@ -231,6 +261,14 @@ class ExperimentConfig:
                               "loss, not by generation; in-context learning is for the generation tasks")
         if self.save == "adapter" and method.wrap is None:
             raise ConfigError(f"--save adapter: {method.name} trains no adapter; use --save {method.saves} (or auto)")
+        if self.subset_sampling != "random" and few_shot:
+            raise ConfigError(f"--subset-sampling {self.subset_sampling}: few-shot episodes are drawn as N-way "
+                              "K-shot samples, not as a fraction of a split")
+        if self.eval_every is not None and few_shot:
+            raise ConfigError("--eval-every: learning curves are for the generation tasks; few-shot episodes "
+                              "have no fixed split to score on")
+        if self.eval_every is not None and not method.trains:
+            raise ConfigError(f"--eval-every: {method.name} trains nothing, so it has no learning curve")
         if self.meta_train is not None and not few_shot:
             raise ConfigError(f"--meta-train: only for few-shot tasks (fewrel, fewrel_pubmed), not {self.task}")
 

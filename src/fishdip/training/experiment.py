@@ -29,12 +29,13 @@ from fishdip.models.loading import load_model, save_adapter_model, save_delta_mo
 from fishdip.models.text2text import PROMPT, budget_from_pairs
 from fishdip.tasks import Task, load_task
 from fishdip.training import precision as amp
+from fishdip.training.checkpoint import Checkpoint, checkpoint_path
 from fishdip.training.config import ConfigError, ExperimentConfig, check_environment
 from fishdip.training.distributed import SINGLE, Dist, pick_device
 from fishdip.training.meta import meta_trained_model
 from fishdip.training.methods import METHODS
-from fishdip.training.rundir import check_layout, check_run_folder, clean_leftovers
-from fishdip.training.trainer import Trainer, TrainResult
+from fishdip.training.rundir import check_layout, check_run_folder, clean_leftovers, identity
+from fishdip.training.trainer import Curve, Trainer, TrainResult
 
 
 def _data_files(cfg: ExperimentConfig, task: Task, data: dict) -> dict[str, str]:
@@ -126,17 +127,22 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True, log=print, meta
         loaded.model.to(device)
         # the episode number seeds shuffling and random masks too: every method sees the same stream
         pairs = task.pairs(train_examples)
+        # a generation budget fixed by the training targets, the same for every batch composition
+        loaded.budget = budget_from_pairs(loaded, pairs)
+        checkpoint = None
         if METHODS[cfg.train.method].trains:
+            if not dist.active:  # several processes: no training checkpoint (each would need its share)
+                checkpoint = Checkpoint(checkpoint_path(out, episode), cfg.checkpoint_every,
+                                        {**identity(config), "episode": episode})
             trainer = Trainer(loaded, pairs, replace(cfg.train, seed=episode), progress=progress and dist.main,
-                              dist=dist)
+                              dist=dist, checkpoint=checkpoint, curve=_curve(cfg, task, loaded, device, context),
+                              log=log)
             result = trainer.train()
         else:  # in-context learning: the base model, with demonstrations drawn from the training subset
             loaded.demonstrations = Demonstrations(loaded, pairs, cfg.train.icl_context, cfg.train.icl_selection,
                                                    seed=episode)
             result = TrainResult(total_params=sum(p.numel() for p in loaded.model.parameters()),
                                  precision=amp.resolve(cfg.train.precision, device))
-        # a generation budget fixed by the training targets, the same for every batch composition
-        loaded.budget = budget_from_pairs(loaded, pairs)
         with amp.autocast(result.precision, device):  # each process generates for its share
             texts, decoded = task.predict(loaded, dist.share(eval_examples), cfg, context,
                                           progress=progress and dist.main)
@@ -172,8 +178,25 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True, log=print, meta
             except OSError as exc:
                 log(f"warning: episode {episode}: the model could not be saved ({exc}); its metrics and "
                     f"predictions are kept in {out}")
+        if checkpoint is not None:  # the episode's results are written: nothing left to continue
+            checkpoint.remove()
         del loaded
     return results
+
+
+def _curve(cfg: ExperimentConfig, task: Task, loaded, device, context: dict) -> Curve | None:
+    """``--eval-every``: the learning curve's scorer, on a fixed slice of ``--curve-split``."""
+    if cfg.eval_every is None:
+        return None
+    examples = task.curve_examples(cfg)
+    precision = amp.resolve(cfg.train.precision, device)
+
+    def evaluate() -> dict:
+        with amp.autocast(precision, device):
+            _, decoded = task.predict(loaded, examples, cfg, context, progress=False)
+        return task.score(examples, decoded)
+
+    return Curve(cfg.eval_every, evaluate)
 
 
 def _ranges(numbers: list[int]) -> str:

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import fnmatch
 import itertools
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,7 +47,7 @@ except ImportError:  # Python 3.10: the same parser, packaged
     import tomli as tomllib
 
 from fishdip.errors import FishdipError
-from fishdip.io import read_json, write_json_atomic
+from fishdip.io import read_json, write_json_atomic, write_text_atomic
 from fishdip.training.config import ConfigError, ExperimentConfig, configs_from_options
 from fishdip.training.experiment import run_experiment
 from fishdip.training.methods import METHODS
@@ -99,10 +98,12 @@ class Grid:
     options: dict
     metric: str | None
     sweep: dict
+    overrides: dict = field(default_factory=dict)  # options given on the command line: they beat the file's
 
     def cells(self) -> list[Cell]:
         """Every cell, in the order they run: task, size, episode, then method."""
-        return [Cell(task, size, label, episode, {**self.options, "task": task, **size_opts, **method_opts})
+        return [Cell(task, size, label, episode,
+                     {**self.options, "task": task, **size_opts, **method_opts, **self.overrides})
                 for task in self.tasks for size, size_opts in self.sizes
                 for episode in self.episodes for label, method_opts in self.methods]
 
@@ -115,8 +116,9 @@ def _size_label(options: dict, where: str) -> str:
     raise GridError(f"{where}: give train_size or train_fraction")
 
 
-def load_grid(path: str | Path, output_dir: str | None = None) -> Grid:
-    """Read and check a grid file; every cell's options are validated before anything runs."""
+def load_grid(path: str | Path, output_dir: str | None = None, overrides: dict | None = None) -> Grid:
+    """Read and check a grid file; every cell's options are validated before anything runs.
+    ``overrides``: options for every cell that replace the file's (``fishdip experiment --model``)."""
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text())
@@ -150,7 +152,7 @@ def load_grid(path: str | Path, output_dir: str | None = None) -> Grid:
     grid = Grid(source=path, output_dir=Path(output_dir or raw.get("output_dir") or path.with_suffix("")),
                 tasks=list(raw["tasks"]), sizes=sizes, methods=methods, episodes=list(raw.get("episodes", [1])),
                 options=dict(raw.get("options", {})), metric=raw.get("metric"),
-                sweep={"episodes": [1], "eval_limit": None, "split": "dev", **sweep})
+                sweep={"episodes": [1], "eval_limit": None, "split": "dev", **sweep}, overrides=dict(overrides or {}))
     for cell in grid.cells():
         fixed = set(cell.options) & (CELL_KEYS - {"task", "method"})
         if fixed:
@@ -317,8 +319,10 @@ def run_grid(grid: Grid, only: list[str] | None = None, progress: bool = True, l
                         f"(cells look like {grid.cells()[0].path})")
     grid.output_dir.mkdir(parents=True, exist_ok=True)
     if not dry_run:  # the grid file travels with its results: `fishdip report` reads labels and order
-        shutil.copyfile(grid.source, grid.output_dir / ".grid.toml.tmp")
-        (grid.output_dir / ".grid.toml.tmp").replace(grid.output_dir / "grid.toml")
+        given = "".join(f" --{k.replace('_', '-')} {v}" for k, v in grid.overrides.items())
+        text = grid.source.read_text()
+        write_text_atomic(grid.output_dir / "grid.toml",
+                          f"# run as: fishdip experiment {grid.source}{given}\n{text}" if given else text)
     seconds: dict[tuple[str, str], list[float]] = {}
     sweep_seconds = _finished_sweep_seconds(grid, cells)
     status: dict[str, str] = {}

@@ -30,16 +30,16 @@ def fisher_on_random_samples(trainer: Trainer, step: int) -> tuple[SparseMask, d
     cfg = trainer.cfg
     order = torch.randperm(len(trainer.pairs), generator=torch.Generator().manual_seed(cfg.seed))
     samples = sorted(order[: cfg.fish_samples].tolist())
-    return trainer.fisher_mask(samples), {"samples": samples}
+    return trainer.fisher_mask(samples, step), {"samples": samples}
 
 
 def fisher_on_regressing_samples(trainer: Trainer, step: int) -> tuple[SparseMask, dict]:
     """FISH-DIP: rank every training sample by loss, Fisher scores on the highest-loss ones."""
     cfg = trainer.cfg
-    losses = trainer.rank_samples()
+    losses = trainer.rank_samples(step)
     n = cfg.regressing_samples or default_num_regressing(trainer.micro_batches_per_epoch)
     samples = most_regressing(losses, n)
-    return trainer.fisher_mask(samples), {
+    return trainer.fisher_mask(samples, step), {
         "samples": samples, "sample_losses": [round(float(losses[i]), 4) for i in samples],
         "mean_train_loss": round(float(losses.mean()), 4),
         "ranking_losses": [round(float(x), 4) for x in losses]}  # every sample's, for the report's plots

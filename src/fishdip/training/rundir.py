@@ -26,13 +26,15 @@ from fishdip.io import read_json, read_jsonl
 ADDED_LATER = {"train.precision": "fp32", "train.max_steps": None, "train.stop_loss": None,
                "train.rank_by": "mean", "train.rank_mode": "eval", "train.lora_rank": 8,
                "train.lora_alpha": 16.0, "train.lora_dropout": 0.05, "train.lora_targets": None,
-               "train.icl_context": 1024, "train.icl_selection": "tfidf", "train.recipe": "default"}
+               "train.icl_context": 1024, "train.icl_selection": "tfidf", "train.recipe": "default",
+               "train.fisher_mode": "eval", "train.refresh_phase": "after", "subset_sampling": "random",
+               "eval_every": None, "curve_split": "dev", "curve_limit": 100}
 # options renamed since runs were first written: old name -> new name
 RENAMED = {"train.sparsity": "train.density"}
 # options that say where outputs go or what is kept, not what is computed
-NOT_IDENTITY = ("output_dir", "save", "save_model", "data_dir")
+NOT_IDENTITY = ("output_dir", "save", "save_model", "data_dir", "checkpoint_every")
 # every file and folder a run writes (removed by --overwrite)
-RUN_FILES = ("config.json", "results.json", "predictions.jsonl", "model", "models", "meta-model",
+RUN_FILES = ("config.json", "results.json", "predictions.jsonl", "model", "models", "meta-model", "checkpoint",
              "comparison.md", "comparison.json", "losses.png")
 
 

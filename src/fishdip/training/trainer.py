@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
@@ -24,7 +25,8 @@ from fishdip.sparse.masks import SparseMask, flat_view, num_to_keep, top_k_mask
 from fishdip.sparse.optimizers import MaskedDenseAdafactor, SparseAdafactor, SparseAdamW
 from fishdip.sparse.selection import sample_losses
 from fishdip.training import precision as amp
-from fishdip.training.config import TrainConfig
+from fishdip.training.checkpoint import Checkpoint
+from fishdip.training.config import RECIPE_SETTINGS, TrainConfig
 from fishdip.training.distributed import SINGLE, Dist
 from fishdip.training.methods import METHODS
 
@@ -45,11 +47,22 @@ class TrainResult:
     train_tokens: int = 0  # tokens the training forward passes ran over (padding included)
     touched_entries: int = 0  # entries that any mask let learn (union over refreshes)
     stopped_early: int | None = None  # the step --stop-loss ended training at
+    curve: list[dict] = field(default_factory=list)  # --eval-every: {"step", "epoch", "train_loss", "metrics"}
+    resumed_at: list[int] = field(default_factory=list)  # steps a stopped run continued from (checkpoint.py)
+
+
+@dataclass
+class Curve:
+    """``--eval-every``: score the model every ``every`` optimizer steps with ``evaluate`` (the model
+    in eval mode; returns the metrics). A failing point is recorded with its error, never fatal."""
+
+    every: int
+    evaluate: Callable[[], dict]
 
 
 def build_optimizer(cfg: TrainConfig, params: dict[str, torch.nn.Parameter]) -> torch.optim.Optimizer:
     clip = cfg.max_grad_norm or None
-    paper = cfg.recipe == "paper"  # the reference's Adafactor: scale_parameter, its masked dense update
+    paper = cfg.recipe in RECIPE_SETTINGS  # the reference's Adafactor: scale_parameter, its masked dense update
     sparse = METHODS[cfg.method].sparse
     if sparse and paper:
         return MaskedDenseAdafactor(params, lr=cfg.effective_lr, scale_parameter=True, max_grad_norm=clip)
@@ -68,7 +81,8 @@ class Trainer:
     """Trains one model on one list of (source, target) pairs."""
 
     def __init__(self, loaded: LoadedModel, pairs: list[tuple[str, str]], cfg: TrainConfig,
-                 progress: bool = True, gather_grads: bool = True, dist: Dist = SINGLE):
+                 progress: bool = True, gather_grads: bool = True, dist: Dist = SINGLE,
+                 checkpoint: Checkpoint | None = None, curve: Curve | None = None, log=print):
         cfg.validate()
         cfg = cfg.resolved()
         if not pairs:
@@ -97,6 +111,7 @@ class Trainer:
         # every entry any mask has held: all a sparse fine-tune can have changed (a delta checkpoint)
         self.touched: dict[str, torch.Tensor] = {}
         self._timing: dict = {}  # breakdown of the mask computation in progress
+        self.checkpoint, self.curve, self.log = checkpoint, curve, log
 
     # -- losses -------------------------------------------------------------
     def batch_loss(self, ids: list[int], reduce: str = "mean") -> torch.Tensor:
@@ -108,11 +123,17 @@ class Trainer:
             return per_sample_loss(self.loaded, batch)
 
     # -- masks --------------------------------------------------------------
-    def fisher_mask(self, samples: list[int]) -> SparseMask:
+    def _dropout(self, mode: str, step: int) -> bool:
+        """Whether a ranking or Fisher pass before step ``step`` runs with dropout: ``eval`` never
+        (the same samples always give the same mask), ``train`` always, ``reference`` as the FISH-DIP
+        reference: the first mask on the model as loaded (eval), refreshes in train mode."""
+        return mode == "train" or (mode == "reference" and step > 0)
+
+    def fisher_mask(self, samples: list[int], step: int = 0) -> SparseMask:
         """The top ``num_keep`` entries by empirical Fisher information on ``samples``."""
         model = self.loaded.model
         was_training = model.training
-        model.eval()  # no dropout: the same samples always give the same mask
+        model.train(self._dropout(self.cfg.fisher_mode, step))
         for p in self.params.values():
             p.requires_grad_(True)
         started = time.perf_counter()
@@ -153,15 +174,14 @@ class Trainer:
         self.result.refreshes.append(info)
         return mask
 
-    def rank_samples(self) -> torch.Tensor:
+    def rank_samples(self, step: int = 0) -> torch.Tensor:
         """Loss of every training sample without gradients, in batches of the training size (larger
         ones would raise the peak memory: a large vocabulary's logits dominate it), sorted by length
         so that they carry little padding. Each process ranks its share; the losses are summed.
-        ``--rank-mode eval``: no dropout, a deterministic ranking; ``train``: as the reference after
-        its first refresh. ``--rank-by``: mean or summed token loss."""
+        ``--rank-mode``: with or without dropout (``_dropout``). ``--rank-by``: mean or summed token loss."""
         model, started = self.loaded.model, time.perf_counter()
         was_training = model.training
-        model.train(self.cfg.rank_mode == "train")
+        model.train(self._dropout(self.cfg.rank_mode, step))
         try:
             return self._sample_losses()
         finally:
@@ -199,6 +219,14 @@ class Trainer:
         self.result.touched_entries = sum(int(t.numel()) for t in self.touched.values())
 
     # -- loop ---------------------------------------------------------------
+    def _refresh_due(self, step: int) -> bool:
+        """After ``step`` completed steps, is the mask recomputed for the next one? ``--refresh-phase
+        after``: after steps N, 2N, ...; ``before``: before them (the reference counts a step when
+        it starts, so its mask for step 100 is computed after 99). Never after the last step."""
+        if not self.method.refresh or step >= self.total_steps:
+            return False
+        return (step + (self.cfg.refresh_phase == "before")) % self.cfg.refresh_steps == 0
+
     def train(self) -> TrainResult:
         cfg, model = self.cfg, self.loaded.model
         torch.manual_seed(cfg.seed)
@@ -211,65 +239,63 @@ class Trainer:
         gather = optimizer.gathering if gathered else nullcontext
         warmup = round(cfg.warmup_ratio * self.total_steps)
         scheduler = get_linear_schedule_with_warmup(optimizer, warmup, self.total_steps)
-        if self.method.sparse:
-            self._install(self.compute_mask(step=0), optimizer)
+        shuffler = torch.Generator().manual_seed(cfg.seed)
+        saved = self.checkpoint.load(self.log) if self.checkpoint else None
+        if saved is not None:  # continue a stopped run exactly where it was
+            where = self.restore(saved, optimizer, scheduler, shuffler, scaler)
+            started -= saved["result"]["seconds"]
+            self.result.resumed_at.append(where["step"])
+            self.log(f"continuing from the training checkpoint at step {where['step']} of {self.total_steps}")
+        else:
+            if self.method.sparse:
+                self._install(self.compute_mask(step=0), optimizer)
+            where = {"step": 0, "epoch": 0, "group": 0, "below": 0, "epoch_rng": shuffler.get_state()}
         self.result.trainable_params = self.num_keep if self.mask else sum(p.numel() for p in self.params.values())
 
         model.train()
-        shuffler = torch.Generator().manual_seed(cfg.seed)
-        step = 0
-        bar = tqdm(total=self.total_steps, desc=f"train {cfg.method}", disable=not (self.progress and self.dist.main))
-        below = 0  # consecutive steps with the loss under --stop-loss
-        for epoch in itertools.count():
-            if step >= self.total_steps:
+        step, below = where["step"], where["below"]
+        bar = tqdm(total=self.total_steps, initial=step, desc=f"train {cfg.method}",
+                   disable=not (self.progress and self.dist.main))
+        for epoch in itertools.count(where["epoch"]):
+            if step >= self.total_steps or self.result.stopped_early:
                 break
+            first_group = where["group"] if epoch == where["epoch"] else 0
+            if epoch == where["epoch"]:  # the resumed epoch: its order again, from the state at its start
+                shuffler.set_state(where["epoch_rng"])
+            epoch_rng = shuffler.get_state()
             order = torch.randperm(len(self.pairs), generator=shuffler).tolist()
             size = self.global_batch
             batches = [order[i : i + size] for i in range(0, len(order), size)]
-            for group_start in range(0, len(batches), cfg.grad_accum_steps):
+            starts = range(0, len(batches), cfg.grad_accum_steps)
+            for g, group_start in enumerate(starts):
+                if g < first_group:
+                    continue
                 if step >= self.total_steps:
                     break
-                group = batches[group_start : group_start + cfg.grad_accum_steps]
-                n_samples = sum(len(b) for b in group)
-                step_started = time.perf_counter()
-                total = 0.0
-                for ids in group:  # loss = mean over samples of the optimizer step
-                    mine = self.dist.share(ids)
-                    if not mine:  # more processes than samples left in this micro-batch
-                        continue
-                    loss = self.batch_loss(mine).sum() / n_samples
-                    with gather():
-                        (scaler.scale(loss) if scaler else loss).backward()
-                    total += float(loss.detach())
-                    self.result.train_tokens += sum(len(self.encoded[i].input_ids) for i in mine)
-                self._sum_gradients(optimizer, gathered)
-                if self.dist.active:
-                    total = float(self.dist.sum_(torch.tensor([total], dtype=torch.float64)))
-                if scaler:
-                    scaler.unscale_(optimizer)
-                if not self.method.sparse and cfg.max_grad_norm:
-                    torch.nn.utils.clip_grad_norm_(self.params.values(), cfg.max_grad_norm)
-                if scaler:
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    optimizer.step()
+                total = self._step(batches[group_start : group_start + cfg.grad_accum_steps], optimizer, scaler,
+                                   gather, gathered)
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
                 self.result.losses.append({"step": step, "epoch": epoch, "loss": round(total, 5),
                                            "lr": scheduler.get_last_lr()[0],
-                                           "seconds": round(time.perf_counter() - step_started, 3)})
+                                           "seconds": round(self._step_seconds, 3)})
                 bar.update(1)
                 bar.set_postfix(loss=f"{total:.4f}")
                 below = below + 1 if cfg.stop_loss is not None and total < cfg.stop_loss else 0
                 if below >= STOP_PATIENCE:
                     self.result.stopped_early = step
-                    break
-                if self.method.refresh and step % cfg.refresh_steps == 0 and step < self.total_steps:
+                if self._refresh_due(step) and not self.result.stopped_early:
                     self._install(self.compute_mask(step), optimizer)
-            if self.result.stopped_early:
-                break
+                if self.curve and step % self.curve.every == 0:
+                    self._curve_point(step, epoch, total)
+                if self.checkpoint and (self.checkpoint.due() or step == self.total_steps
+                                        or self.result.stopped_early):
+                    self.result.seconds = round(time.perf_counter() - started, 3)
+                    here = {"step": step, "epoch": epoch, "group": g + 1, "below": below, "epoch_rng": epoch_rng}
+                    self.checkpoint.save(self.state(here, optimizer, scheduler, scaler))
+                if self.result.stopped_early:
+                    break
         bar.close()
         if hasattr(optimizer, "num_state_bytes"):
             self.result.optimizer_state_bytes = optimizer.num_state_bytes()
@@ -284,6 +310,100 @@ class Trainer:
         self.result.steps = step
         self.result.seconds = round(time.perf_counter() - started, 3)
         return self.result
+
+    def _step(self, group: list[list[int]], optimizer, scaler, gather, gathered: bool) -> float:
+        """One optimizer step over the micro-batches of ``group``; returns the step's loss."""
+        cfg = self.cfg
+        n_samples = sum(len(b) for b in group)
+        step_started = time.perf_counter()
+        total = 0.0
+        for ids in group:  # loss = mean over samples of the optimizer step
+            mine = self.dist.share(ids)
+            if not mine:  # more processes than samples left in this micro-batch
+                continue
+            loss = self.batch_loss(mine).sum() / n_samples
+            with gather():
+                (scaler.scale(loss) if scaler else loss).backward()
+            total += float(loss.detach())
+            self.result.train_tokens += sum(len(self.encoded[i].input_ids) for i in mine)
+        self._sum_gradients(optimizer, gathered)
+        if self.dist.active:
+            total = float(self.dist.sum_(torch.tensor([total], dtype=torch.float64)))
+        if scaler:
+            scaler.unscale_(optimizer)
+        if not self.method.sparse and cfg.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(self.params.values(), cfg.max_grad_norm)
+        if scaler:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        self._step_seconds = time.perf_counter() - step_started
+        return total
+
+    def _curve_point(self, step: int, epoch: int, loss: float) -> None:
+        """Score the model now (eval mode, the RNG untouched, so training goes on as without it)."""
+        model, rng, started = self.loaded.model, torch.get_rng_state(), time.perf_counter()
+        point = {"step": step, "epoch": epoch + 1, "train_loss": round(loss, 6)}
+        model.eval()
+        try:
+            with torch.no_grad():
+                point["metrics"] = self.curve.evaluate()
+        except Exception as exc:  # a failed curve point never loses the run
+            point["error"] = f"{type(exc).__name__}: {exc}"
+            self.log(f"warning: curve point at step {step} failed ({point['error']})")
+        finally:
+            model.train()
+            torch.set_rng_state(rng)
+        point["seconds"] = round(time.perf_counter() - started, 3)
+        self.result.curve.append(point)
+
+    # -- checkpoints (checkpoint.py) ------------------------------------------
+    def _optimizer_state(self, optimizer) -> dict:
+        """Optimizer state by parameter name (torch's ``load_state_dict`` casts every floating
+        parameter's state tensors to the parameter's dtype, the sparse optimizers' indices included)."""
+        names = {p: n for n, p in self.params.items()}
+        return {"state": {names[p]: dict(s) for p, s in optimizer.state.items() if s},
+                "lr": [g["lr"] for g in optimizer.param_groups]}
+
+    def state(self, where: dict, optimizer, scheduler, scaler) -> dict:
+        """Everything needed to continue training exactly from here (checkpoint.py)."""
+        if self.method.sparse:  # only touched entries can differ from the base model
+            weights = {n: self.params[n].detach().reshape(-1)[idx].clone() for n, idx in self.touched.items()}
+        else:
+            weights = {n: p.detach().clone() for n, p in self.params.items()}
+        return {"where": where, "weights": weights, "optimizer": self._optimizer_state(optimizer),
+                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler else None,
+                "mask": dict(self.mask.indices) if self.mask else None, "touched": dict(self.touched),
+                "rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "result": vars(self.result)}
+
+    @torch.no_grad()
+    def restore(self, saved: dict, optimizer, scheduler, shuffler, scaler) -> dict:
+        """Put a saved state back (the model must be the one the run started from)."""
+        if saved["mask"] is not None:
+            self._install(SparseMask({n: t.to(self.device) for n, t in saved["mask"].items()}), optimizer)
+        self.touched = {n: t.to(self.device) for n, t in saved["touched"].items()}
+        for name, values in saved["weights"].items():
+            p = self.params[name]
+            if self.method.sparse:
+                p.view(-1)[self.touched[name]] = values.to(p.device, p.dtype)
+            else:
+                p.copy_(values)
+        for name, state in saved["optimizer"]["state"].items():
+            p = self.params[name]
+            optimizer.state[p] = {k: v.to(p.device) if isinstance(v, torch.Tensor) else v for k, v in state.items()}
+        for group, lr in zip(optimizer.param_groups, saved["optimizer"]["lr"]):
+            group["lr"] = lr
+        scheduler.load_state_dict(saved["scheduler"])
+        if scaler and saved["scaler"]:
+            scaler.load_state_dict(saved["scaler"])
+        self.result = TrainResult(**saved["result"])
+        torch.set_rng_state(saved["rng"])
+        if saved["cuda_rng"]:
+            torch.cuda.set_rng_state_all(saved["cuda_rng"])
+        return saved["where"]
 
 
 def train(loaded: LoadedModel, pairs: list[tuple[str, str]], cfg: TrainConfig,

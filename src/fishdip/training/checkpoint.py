@@ -1,0 +1,90 @@
+"""A running episode's training state, saved every few minutes so that a stopped run continues.
+
+A paper-protocol cell trains for hours, longer than a working session; whatever runs when a
+session ends is ended with it. The trainer saves what it needs to continue exactly where it was
+(``Trainer.state`` / ``Trainer.restore``): the trainable entries (every trainable parameter for
+dense methods; the entries any mask touched for sparse ones, whose other entries are the base
+model's), the optimizer and schedule state, the mask and touched entries, the step, the data order
+(the shuffling generator at the start of the epoch and the position in it), the RNG state that
+drives dropout, and the record so far (losses, refreshes, curve). Continuing from it gives the same
+losses, masks and weights as a run that was never stopped (tests/test_checkpoint.py).
+
+The file is written atomically (a temporary file, then a rename): a kill while saving leaves the
+previous checkpoint. It lies in ``<output_dir>/checkpoint/episode-<i>.pt``, or, where
+``$FISHDIP_CHECKPOINT_DIR`` is set, in a folder there named after the run folder's absolute path
+(a place that outlives the run folder, e.g. a work tree that is laid anew). It records the run's
+config; one that does not match the run about to start is ignored. The runner removes it once
+the episode's results are written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from fishdip.training.rundir import differences
+
+CHECKPOINT_DIR_ENV = "FISHDIP_CHECKPOINT_DIR"
+
+
+def checkpoint_path(output_dir: str | Path, episode: int) -> Path:
+    """Where the training state of ``episode`` of the run in ``output_dir`` is kept."""
+    root = os.environ.get(CHECKPOINT_DIR_ENV)
+    if root:
+        key = hashlib.sha256(str(Path(output_dir).absolute()).encode()).hexdigest()[:16]
+        return Path(root).expanduser() / key / f"episode-{episode}.pt"
+    return Path(output_dir) / "checkpoint" / f"episode-{episode}.pt"
+
+
+@dataclass
+class Checkpoint:
+    """Saves a trainer's state to ``path`` at most every ``every_seconds`` (0: every step);
+    ``identity`` is what a saved state must match to be continued from (the run's config, compared
+    as run folders are: options added since count with the value older runs had, rundir.py)."""
+
+    path: Path
+    every_seconds: float = 600.0
+    identity: dict = field(default_factory=dict)
+    last_saved: float = field(default_factory=time.perf_counter)
+
+    def due(self) -> bool:
+        return time.perf_counter() - self.last_saved >= self.every_seconds
+
+    def save(self, state: dict) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                torch.save({"identity": self.identity, **state}, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        self.last_saved = time.perf_counter()
+
+    def load(self, log=print) -> dict | None:
+        """The saved state, or None when there is none or it belongs to another run (said in the log)."""
+        if not self.path.is_file():
+            return None
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # a truncated or foreign file: start over rather than fail the run
+            log(f"warning: {self.path}: unreadable training checkpoint ({exc}); training from the start")
+            return None
+        if state.get("identity") is None or differences(state["identity"], self.identity):
+            log(f"warning: {self.path}: a training checkpoint of another run; training from the start")
+            return None
+        return state
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+        if self.path.parent.is_dir() and not any(self.path.parent.iterdir()):
+            self.path.parent.rmdir()
