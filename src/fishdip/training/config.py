@@ -158,7 +158,8 @@ class TrainConfig:
         for f in (f for f in fields(self) if f.name in settings):
             fixed, value = settings[f.name], getattr(self, f.name)
             if value not in (fixed, f.default):  # an explicit choice the recipe would silently replace
-                why = f"--recipe {recipe}" if self.recipe else f"{self.method} runs --recipe {recipe} unless told otherwise"
+                why = (f"--recipe {recipe}" if self.recipe
+                       else f"{self.method} runs --recipe {recipe} unless told otherwise")
                 raise ConfigError(f"{option_name(f)} {value!r}: {why}, which sets it to {fixed!r}; "
                                   "add --recipe default to choose it")
 
