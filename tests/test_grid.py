@@ -187,3 +187,42 @@ def test_report_without_cells_is_a_clear_error(tmp_path):
     result = runner.invoke(app, ["report", str(tmp_path)])
     assert result.exit_code == 2 and "no finished grid cells" in result.output
     assert write_report  # the function the command calls
+
+
+def test_learning_curves_and_a_model_given_on_the_command_line(tmp_path, tiny_model_dir):
+    grid_file = tmp_path / "curves.toml"
+    grid_file.write_text(f"""
+output_dir = "{tmp_path / 'out'}"
+tasks = ["conll"]
+episodes = [1, 2]
+methods = ["full", "fish-dip"]
+
+[options]
+model = "t5-large"             # the paper's; replaced by --model
+data_dir = "{_data(tmp_path)}"
+eval_split = "test"
+batch_size = 2
+max_length = 48
+save = "none"
+eval_every = 2
+curve_limit = 2
+subset_sampling = "tanl"
+
+[[sizes]]
+train_size = 3
+epochs = 2
+""")
+    result = runner.invoke(app, ["experiment", str(grid_file), "--model", str(tiny_model_dir), "--quiet"])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out"
+    config = json.loads((out / "conll/size-3/fish-dip/episode-2/config.json").read_text())
+    assert config["model"] == str(tiny_model_dir) and config["subset_sampling"] == "tanl"
+    assert (out / "grid.toml").read_text().startswith(f"# run as: fishdip experiment {grid_file} --model ")
+    episode = json.loads((out / "conll/size-3/full/episode-1/results.json").read_text())["episodes"][0]
+    assert [(c["step"], c["epoch"]) for c in episode["train"]["curve"]] == [(2, 1), (4, 2)]  # 2 steps an epoch
+    result = runner.invoke(app, ["report", str(out)])
+    assert result.exit_code == 0, result.output
+    text = (out / "report" / "report.md").read_text()
+    assert "entity_f1 during training on the curve split" in text
+    assert "| epoch | full | fish-dip |" in text and "\n| 1 | " in text and "\n| 2 | " in text
+    assert (out / "report" / "curves-conll-size-3.png").stat().st_size > 1000

@@ -23,7 +23,14 @@ except ImportError:  # Python 3.10: the same parser, packaged
 
 from fishdip.errors import FishdipError
 from fishdip.io import read_json, write_text_atomic
-from fishdip.plots import plot_losses, plot_mask_location, plot_mask_overlap, plot_samples, plot_score_vs_size
+from fishdip.plots import (
+    plot_curves,
+    plot_losses,
+    plot_mask_location,
+    plot_mask_overlap,
+    plot_samples,
+    plot_score_vs_size,
+)
 from fishdip.report import ALL_METRICS
 
 
@@ -128,6 +135,9 @@ def group_tables(group: Group, metric: str, baseline: str, focus: str) -> str:
         lines.append(f"| {method} | {len(eps)} | "
                      + " | ".join(_mean_std(list(scores(group, method, m).values())) for m in shown) + " |")
     lines += ["", settings_table(group), ""]
+    curve = curve_table(group, metric)
+    if curve:
+        lines += [curve, ""]
     for reference, title in ((baseline, f"each method against `{baseline}`"),
                              (focus, f"`{focus}` against each method")):
         if reference not in group.runs:
@@ -148,6 +158,25 @@ def group_tables(group: Group, metric: str, baseline: str, focus: str) -> str:
             interval, wins = _paired_text(paired(a, b))
             lines.append(f"| {first} vs {second} | {relative} | {interval} | {wins} |")
         lines.append("")
+    return "\n".join(lines)
+
+
+def curve_table(group: Group, metric: str) -> str:
+    """The learning curves (``--eval-every``) as a table: epoch x method, mean ± std over episodes."""
+    points: dict[int, dict[str, list[float]]] = {}
+    for method, eps in group.runs.items():
+        for e in eps.values():
+            for c in e["train"].get("curve", []):
+                if metric in c.get("metrics", {}):
+                    points.setdefault(c["epoch"], {}).setdefault(method, []).append(c["metrics"][metric])
+    if not points:
+        return ""
+    methods = [m for m in group.runs if any(m in row for row in points.values())]
+    lines = [f"{metric} during training on the curve split (x100, mean ± std over episodes; it describes the "
+             "training dynamics, nothing was chosen on it):\n",
+             "| epoch | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+    for epoch in sorted(points):
+        lines.append(f"| {epoch} | " + " | ".join(_mean_std(points[epoch].get(m, [])) for m in methods) + " |")
     return "\n".join(lines)
 
 
@@ -226,6 +255,9 @@ def _plots(groups: list[Group], out: Path, metric: str) -> None:
         name = f"{g.task}-{g.size}"
         plot_losses({m: {"episodes": list(eps.values())} for m, eps in g.runs.items()}, out / f"losses-{name}.png",
                     f"{g.task}, {g.size}: training loss")
+        if any(e["train"].get("curve") for eps in g.runs.values() for e in eps.values()):
+            plot_curves({m: list(eps.values()) for m, eps in g.runs.items()}, out / f"curves-{name}.png", metric,
+                        f"{g.task}, {g.size}: {metric} during training")
         dynamic = {m: list(eps.values()) for m, eps in g.runs.items()
                    if all(len(e["train"].get("refreshes", [])) > 1 for e in eps.values())}
         if dynamic:

@@ -86,6 +86,59 @@ def plot_score_vs_size(points: dict[str, list[tuple[float, list[float]]]], path:
         ax.legend(fontsize=8)
 
 
+def _by_epoch(pairs_per_episode: list[list[tuple[float, float]]]) -> tuple[list[float], list[float], list[float]]:
+    """Epochs, mean and sample std (0 where one episode has the epoch) of (epoch, value) series
+    that may end at different epochs (an early stop)."""
+    import numpy as np
+
+    epochs = sorted({e for series in pairs_per_episode for e, _ in series})
+    means, stds = [], []
+    for epoch in epochs:
+        values = [v for series in pairs_per_episode for e, v in series if e == epoch]
+        means.append(float(np.mean(values)))
+        stds.append(float(np.std(values, ddof=1)) if len(values) > 1 else 0.0)
+    return epochs, means, stds
+
+
+def plot_curves(runs: dict[str, list[dict]], path: Path, metric: str, title: str) -> None:
+    """Learning curves (``--eval-every``): ``runs`` is method -> its episodes (results.json). Left: the
+    curve split's ``metric`` against epochs, mean ± std over episodes; right: the training loss per
+    epoch (log scale)."""
+    import numpy as np
+
+    with figure(path, ncols=2, size=(12, 4.5)) as (fig, (score_ax, loss_ax)):
+        for method, episodes in runs.items():
+            points = [[(c["epoch"], 100 * c["metrics"][metric]) for c in e["train"].get("curve", [])
+                       if metric in c.get("metrics", {})] for e in episodes]
+            points = [p for p in points if p]
+            if points:
+                x, mean, std = _by_epoch(points)
+                label = f"{method} ({len(points)} episode{'s' if len(points) > 1 else ''})"
+                (line,) = score_ax.plot(x, mean, marker="o", label=label)
+                score_ax.fill_between(x, np.subtract(mean, std), np.add(mean, std), color=line.get_color(),
+                                      alpha=0.2)
+            losses = []
+            for e in episodes:
+                per_epoch: dict[int, list[float]] = {}
+                for step in e["train"]["losses"]:
+                    per_epoch.setdefault(step.get("epoch", 0) + 1, []).append(step["loss"])
+                losses.append([(k, max(float(np.mean(v)), 1e-12)) for k, v in sorted(per_epoch.items())])
+            losses = [series for series in losses if series]
+            if losses:
+                x, mean, _ = _by_epoch(losses)
+                loss_ax.plot(x, mean, label=method)
+        score_ax.set_xlabel("epoch")
+        score_ax.set_ylabel(f"{metric} x100 on the curve split (mean ± std)")
+        score_ax.set_title(title)
+        loss_ax.set_yscale("log")
+        loss_ax.set_xlabel("epoch")
+        loss_ax.set_ylabel("training loss (mean over the epoch's steps; log scale)")
+        loss_ax.set_title("training loss")
+        for ax in (score_ax, loss_ax):
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=8)
+
+
 MODULE_KINDS = ("attention", "mlp", "embeddings", "norms", "other")
 
 
