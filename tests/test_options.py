@@ -68,6 +68,7 @@ BAD = [
     (["--fisher-mode", "test"], "--fisher-mode 'test': must be one of eval, train, reference"),
     (["--refresh-phase", "during"], "--refresh-phase 'during': must be one of after, before"),
     (["--recipe", "paper", "--fisher-mode", "train"], "--fisher-mode 'train': --recipe paper, which sets it"),
+    (["--loss-positions", "all"], "--loss-positions 'all': must be one of target, padded"),
     (["--subset-sampling", "uie"], "--subset-sampling 'uie': must be one of random, tanl"),
     (["--task", "fewrel", "--subset-sampling", "tanl"], "--subset-sampling tanl: few-shot episodes are drawn"),
     (["--eval-every", "0"], "--eval-every 0: must be >= 1"),

@@ -337,3 +337,36 @@ def test_ranking_and_fisher_dropout_follow_their_mode(monkeypatch, mode, expecte
     train(loaded, PAIRS, _cfg(epochs=1, batch_size=4, refresh_steps=2, rank_mode=mode, fisher_mode=mode),
           progress=False)
     assert seen["rank"] == expected and seen["fisher"] == expected
+
+
+def test_padded_loss_is_the_references_mean_over_every_label_position():
+    """TANL pads T5 labels to --max-length with the pad id (not -100): the loss is the mean over all
+    those positions, pad predictions included."""
+    import torch.nn.functional as F
+
+    loaded = make_tiny_t5()
+    loaded.model.eval()
+    cfg = _cfg(recipe="default", loss_positions="padded", max_length=96)
+    trainer = Trainer(loaded, PAIRS, cfg, progress=False)
+    assert trainer.padded
+    with torch.no_grad():
+        got = trainer.batch_loss([0, 1])
+        for row, i in enumerate([0, 1]):
+            source, target = PAIRS[i]
+            ids = loaded.tokenizer(source, return_tensors="pt").input_ids
+            labels = loaded.tokenizer(text_target=target, max_length=96, padding="max_length", truncation=True,
+                                      return_tensors="pt").input_ids  # pads are labels, as in TANL
+            logits = loaded.model(input_ids=ids, labels=labels).logits
+            expected = F.cross_entropy(logits[0], labels[0])  # the mean over all 96 positions
+            assert torch.allclose(got[row], expected, atol=1e-5), (got[row], expected)
+        plain = Trainer(loaded, PAIRS, _cfg(max_length=96), progress=False).batch_loss([0, 1])
+    assert (got < plain).all()  # easy pad positions dilute the mean
+
+
+def test_padded_loss_is_refused_for_decoder_only_models_unless_the_recipe_sets_it():
+    from fishdip.training.config import ConfigError
+
+    with pytest.raises(ConfigError, match="--loss-positions padded: only for encoder-decoder models"):
+        Trainer(make_tiny_llama(), PAIRS, _cfg(loss_positions="padded"), progress=False)
+    trainer = Trainer(make_tiny_llama(), PAIRS, _cfg(recipe="paper", lr=None), progress=False)
+    assert trainer.cfg.loss_positions == "padded" and not trainer.padded  # decoder-only: the real targets

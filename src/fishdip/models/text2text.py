@@ -116,6 +116,17 @@ def pad_batch(loaded: LoadedModel, rows: list[Encoded]) -> dict[str, torch.Tenso
     return {"input_ids": input_ids, "attention_mask": attention, "labels": stack([r.labels for r in rows], IGNORE)}
 
 
+def pad_labels_to(loaded: LoadedModel, batch: dict[str, torch.Tensor], length: int) -> dict[str, torch.Tensor]:
+    """Encoder-decoder labels padded to ``length`` with the pad token itself, as TANL pads them (never
+    IGNORE): every position then counts in the loss, pad predictions after the target included,
+    and ``per_sample_loss`` averages over all ``length`` positions (the FISH-DIP reference's loss)."""
+    labels = batch["labels"]
+    padded = torch.full((labels.shape[0], max(length, labels.shape[1])), loaded.tokenizer.pad_token_id,
+                        dtype=labels.dtype)
+    padded[:, : labels.shape[1]] = labels.masked_fill(labels == IGNORE, loaded.tokenizer.pad_token_id)
+    return {**batch, "labels": padded}
+
+
 def collate(loaded: LoadedModel, pairs: list[tuple[str, str]], max_length: int) -> dict[str, torch.Tensor]:
     """Training batch with ``labels`` set to IGNORE on prompt and padding positions."""
     return pad_batch(loaded, [encode_pair(loaded, s, t, max_length) for s, t in pairs])

@@ -28,9 +28,9 @@ RECIPES = ("default", "paper", "paper-v1")
 # always in eval mode, refresh after the step), kept so that runs made with it stay reproducible.
 RECIPE_SETTINGS = {
     "paper": {"optimizer": "adafactor", "weight_decay": 0.0, "rank_by": "sum", "rank_mode": "reference",
-              "fisher_mode": "reference", "refresh_phase": "before"},
+              "fisher_mode": "reference", "refresh_phase": "before", "loss_positions": "padded"},
     "paper-v1": {"optimizer": "adafactor", "weight_decay": 0.0, "rank_by": "sum", "rank_mode": "train",
-                 "fisher_mode": "eval", "refresh_phase": "after"},
+                 "fisher_mode": "eval", "refresh_phase": "after", "loss_positions": "target"},
 }
 DROPOUT_MODES = ("eval", "train", "reference")
 
@@ -134,6 +134,11 @@ class TrainConfig:
     refresh_phase: str = _f("after", "fish-dip: recompute the mask after optimizer steps N, 2N, ... (after), or "
                             "before them, i.e. after N-1, 2N-1, ... steps (before: the reference's phase; what "
                             "--recipe paper uses)", choices=("after", "before"))
+    loss_positions: str = _f("target", "encoder-decoders: the loss over the real target tokens (target), or the "
+                             "reference's (padded: TANL pads labels to --max-length with the pad token, so the loss "
+                             "averages over all those positions, pad predictions included; for training, ranking "
+                             "and Fisher scores; what --recipe paper uses). Decoder-only models have no such "
+                             "padding: paper keeps target for them", choices=("target", "padded"))
     fish_samples: int = _f(128, "fish: training samples the one fixed mask is computed on", min=1)
     seed: int = _f(0, "seed for shuffling, dropout and random masks", min=0)
     recipe: str | None = _f(None, "default: --optimizer, --weight-decay, --rank-by, --rank-mode, --fisher-mode and "

@@ -27,8 +27,8 @@ ADDED_LATER = {"train.precision": "fp32", "train.max_steps": None, "train.stop_l
                "train.rank_by": "mean", "train.rank_mode": "eval", "train.lora_rank": 8,
                "train.lora_alpha": 16.0, "train.lora_dropout": 0.05, "train.lora_targets": None,
                "train.icl_context": 1024, "train.icl_selection": "tfidf", "train.recipe": "default",
-               "train.fisher_mode": "eval", "train.refresh_phase": "after", "subset_sampling": "random",
-               "eval_every": None, "curve_split": "dev", "curve_limit": 100}
+               "train.fisher_mode": "eval", "train.refresh_phase": "after", "train.loss_positions": "target",
+               "subset_sampling": "random", "eval_every": None, "curve_split": "dev", "curve_limit": 100}
 # options renamed since runs were first written: old name -> new name
 RENAMED = {"train.sparsity": "train.density"}
 # options that say where outputs go or what is kept, not what is computed

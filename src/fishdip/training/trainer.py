@@ -19,14 +19,14 @@ from transformers import get_linear_schedule_with_warmup
 from transformers.optimization import Adafactor
 
 from fishdip.models.loading import LoadedModel
-from fishdip.models.text2text import encode_pair, pad_batch, per_sample_loss, token_losses
+from fishdip.models.text2text import encode_pair, pad_batch, pad_labels_to, per_sample_loss, token_losses
 from fishdip.sparse.fisher import fisher_scores
 from fishdip.sparse.masks import SparseMask, flat_view, num_to_keep, top_k_mask
 from fishdip.sparse.optimizers import MaskedDenseAdafactor, SparseAdafactor, SparseAdamW
 from fishdip.sparse.selection import sample_losses
 from fishdip.training import precision as amp
 from fishdip.training.checkpoint import Checkpoint
-from fishdip.training.config import RECIPE_SETTINGS, TrainConfig
+from fishdip.training.config import RECIPE_SETTINGS, ConfigError, TrainConfig
 from fishdip.training.distributed import SINGLE, Dist
 from fishdip.training.methods import METHODS
 
@@ -100,6 +100,11 @@ class Trainer:
         self.precision = amp.resolve(cfg.precision, self.device)
         # tokenized once: training batches and every refresh's ranking reuse these
         self.encoded = [encode_pair(loaded, s, t, cfg.max_length) for s, t in pairs]
+        # --loss-positions padded: the reference's loss over every padded label position (encoder-decoders)
+        self.padded = cfg.loss_positions == "padded" and loaded.is_encoder_decoder
+        if cfg.loss_positions == "padded" and not loaded.is_encoder_decoder and cfg.recipe not in RECIPE_SETTINGS:
+            raise ConfigError("--loss-positions padded: only for encoder-decoder models (a decoder-only model's "
+                              "labels are not padded); use target")
         self.micro_batches_per_epoch = math.ceil(len(pairs) / self.global_batch)
         self.steps_per_epoch = math.ceil(self.micro_batches_per_epoch / cfg.grad_accum_steps)
         # --max-steps: a fixed compute budget (data cycled in reshuffled epochs), else whole epochs
@@ -117,8 +122,10 @@ class Trainer:
     def batch_loss(self, ids: list[int], reduce: str = "mean") -> torch.Tensor:
         """Per-sample loss: the mean over its target tokens, or their sum (``reduce="sum"``)."""
         batch = pad_batch(self.loaded, [self.encoded[i] for i in ids])
+        if self.padded:  # the mean over all --max-length positions; "sum" ranks in the same order
+            batch = pad_labels_to(self.loaded, batch, self.cfg.max_length)
         with amp.autocast(self.precision, self.device):
-            if reduce == "sum":
+            if reduce == "sum" and not self.padded:
                 return token_losses(self.loaded, batch)[0]
             return per_sample_loss(self.loaded, batch)
 
