@@ -113,3 +113,11 @@ def test_a_failed_curve_point_is_recorded_and_training_goes_on():
     result = trainer.train()
     assert result.steps == 3 and [c["error"] for c in result.curve] == ["RuntimeError: out of memory"] * 3
     assert "curve point at step 1 failed" in said[0]
+
+
+def test_an_early_stop_adds_a_last_curve_point_where_training_ended():
+    trainer = Trainer(make_tiny_t5(), PAIRS, _cfg(epochs=8, batch_size=4, stop_loss=100.0), progress=False,
+                      curve=Curve(7, lambda: {"x": 1.0}))
+    result = trainer.train()
+    assert result.stopped_early == 20  # 20 steps in a row below the threshold
+    assert [c["step"] for c in result.curve] == [7, 14, 20]

@@ -294,7 +294,8 @@ class Trainer:
                     self.result.stopped_early = step
                 if self._refresh_due(step) and not self.result.stopped_early:
                     self._install(self.compute_mask(step), optimizer)
-                if self.curve and step % self.curve.every == 0:
+                # a curve point every N steps, and one where an early stop ends training off that grid
+                if self.curve and (step % self.curve.every == 0 or self.result.stopped_early):
                     self._curve_point(step, epoch, total)
                 if self.checkpoint and (self.checkpoint.due() or step == self.total_steps
                                         or self.result.stopped_early):
