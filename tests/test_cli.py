@@ -159,3 +159,16 @@ def test_strict_tags_reports_file_and_line(tmp_path, tiny_model_dir):
     assert result.exit_code == 2
     assert "train.txt: line 5: invalid transition O -> I-per" in result.output
     assert runner.invoke(app, args).exit_code == 0  # lenient by default
+
+
+@pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["experiment", "--help"], ["tasks"],
+                                  ["train", "--lr", "-1"], ["train", "--method", "full,nope"]])
+def test_help_listings_and_option_errors_do_not_import_torch(args):
+    """The CLI starts at once: help, `tasks` and option mistakes never load torch or transformers."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom fishdip.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout[-500:] + out.stderr[-500:]

@@ -7,7 +7,7 @@ import json
 import re
 import sys
 import typing
-from dataclasses import MISSING, fields
+from dataclasses import MISSING, fields, replace
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -105,11 +105,13 @@ def configs_from_options(options: dict) -> tuple[ExperimentConfig, list[str]]:
 
 def train(**options) -> None:
     """Fine-tune a model on a (low-resource subset of a) task and evaluate it."""
-    from fishdip.training.distributed import setup
-    from fishdip.training.experiment import run_comparison
-
     try:
         cfg, methods = configs_from_options(options)
+        for method in methods:  # option values first: a mistake is refused before torch is even imported
+            replace(cfg, train=replace(cfg.train, method=method)).validate()
+        from fishdip.training.distributed import setup
+        from fishdip.training.experiment import run_comparison
+
         dist = setup(cfg.device)  # several processes when started by torchrun / accelerate launch
         results = run_comparison(cfg, methods, overwrite=options["overwrite"], progress=not options["quiet"],
                                  log=lambda s: typer.echo(s, err=True), dist=dist)

@@ -13,20 +13,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import torch
-
-from fishdip.sparse.masks import SparseMask, random_mask
-from fishdip.sparse.selection import default_num_regressing, most_regressing
-
+# torch and the sparse engine are imported where a chooser runs: options, help texts and the CLI read
+# this registry without loading torch (seconds of CPU before anything happens)
 if TYPE_CHECKING:  # the trainer calls the choosers with itself; only the type is needed here
+    from fishdip.sparse.masks import SparseMask
     from fishdip.training.trainer import Trainer
 
 # chooser(trainer, step) -> the mask, and what to record about the choice
-Chooser = Callable[["Trainer", int], tuple[SparseMask, dict]]
+Chooser = Callable[["Trainer", int], tuple["SparseMask", dict]]
 
 
 def fisher_on_random_samples(trainer: Trainer, step: int) -> tuple[SparseMask, dict]:
     """FISH mask (Sung et al. 2021): Fisher scores on ``--fish-samples`` samples drawn once."""
+    import torch
+
     cfg = trainer.cfg
     order = torch.randperm(len(trainer.pairs), generator=torch.Generator().manual_seed(cfg.seed))
     samples = sorted(order[: cfg.fish_samples].tolist())
@@ -35,6 +35,8 @@ def fisher_on_random_samples(trainer: Trainer, step: int) -> tuple[SparseMask, d
 
 def fisher_on_regressing_samples(trainer: Trainer, step: int) -> tuple[SparseMask, dict]:
     """FISH-DIP: rank every training sample by loss, Fisher scores on the highest-loss ones."""
+    from fishdip.sparse.selection import default_num_regressing, most_regressing
+
     cfg = trainer.cfg
     losses = trainer.rank_samples(step)
     n = cfg.regressing_samples or default_num_regressing(trainer.micro_batches_per_epoch)
@@ -47,6 +49,8 @@ def fisher_on_regressing_samples(trainer: Trainer, step: int) -> tuple[SparseMas
 
 def uniformly_random(trainer: Trainer, step: int) -> tuple[SparseMask, dict]:
     """Uniformly random entries; a refreshed random mask draws anew at every refresh."""
+    from fishdip.sparse.masks import random_mask
+
     sizes = {n: p.numel() for n, p in trainer.params.items()}
     seed = trainer.cfg.seed if step == 0 else trainer.cfg.seed * 1_000_003 + step
     return random_mask(sizes, trainer.num_keep, seed=seed), {}
@@ -59,6 +63,7 @@ def peft_adapter(kind: str) -> Callable:
     output for (IA)3)."""
 
     def wrap(model, cfg):
+        import torch
         from peft import IA3Config, LoraConfig, TaskType, get_peft_model
 
         task = TaskType.SEQ_2_SEQ_LM if model.config.is_encoder_decoder else TaskType.CAUSAL_LM
