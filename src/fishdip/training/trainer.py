@@ -284,11 +284,12 @@ class Trainer:
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
-                self.result.losses.append({"step": step, "epoch": epoch, "loss": round(total, 5),
+                # 6 significant digits: a loss near --stop-loss's 1e-6 must not be recorded as 0
+                self.result.losses.append({"step": step, "epoch": epoch, "loss": float(f"{total:.6g}"),
                                            "lr": scheduler.get_last_lr()[0],
                                            "seconds": round(self._step_seconds, 3)})
                 bar.update(1)
-                bar.set_postfix(loss=f"{total:.4f}")
+                bar.set_postfix(loss=f"{total:.3g}")
                 below = below + 1 if cfg.stop_loss is not None and total < cfg.stop_loss else 0
                 if below >= STOP_PATIENCE:
                     self.result.stopped_early = step
