@@ -318,10 +318,10 @@ def test_refresh_phase_before_recomputes_the_mask_for_steps_n_2n_like_the_refere
                                             ("reference", [False, True])])
 def test_ranking_and_fisher_dropout_follow_their_mode(monkeypatch, mode, expected):
     """reference: the first mask on the model as loaded (eval mode), every refresh in train mode."""
-    from fishdip.training import trainer as trainer_module
+    from fishdip.sparse import engine as engine_module
 
     seen = {"rank": [], "fisher": []}
-    real_losses, real_fisher = trainer_module.sample_losses, trainer_module.fisher_scores
+    real_losses, real_fisher = engine_module.sample_losses, engine_module.fisher_scores
 
     def losses(*args, **kw):
         seen["rank"].append(loaded.model.training)
@@ -331,8 +331,8 @@ def test_ranking_and_fisher_dropout_follow_their_mode(monkeypatch, mode, expecte
         seen["fisher"].append(loaded.model.training)
         return real_fisher(*args, **kw)
 
-    monkeypatch.setattr(trainer_module, "sample_losses", losses)
-    monkeypatch.setattr(trainer_module, "fisher_scores", fisher)
+    monkeypatch.setattr(engine_module, "sample_losses", losses)
+    monkeypatch.setattr(engine_module, "fisher_scores", fisher)
     loaded = make_tiny_t5()
     train(loaded, PAIRS, _cfg(epochs=1, batch_size=4, refresh_steps=2, rank_mode=mode, fisher_mode=mode),
           progress=False)

@@ -1,59 +1,19 @@
 """The fine-tuning methods: one entry each, the only place a method is defined.
 
-A method says which entries learn (``choose``: a sparse mask; ``wrap``: adapter weights added by the
-``peft`` library; neither: every parameter), whether the mask is chosen again every
-``--refresh-steps`` optimizer steps (``refresh``), its default learning rate and how a trained model
-is saved. The trainer, the options and the run folders read everything from here; a new method is
-one ``Method`` entry plus, if it chooses entries a new way, one function.
+A method says which entries learn (``sparse_method``: a mask chosen, and maybe refreshed, by the
+sparse engine, sparse/engine.py; ``wrap``: adapter weights added by the ``peft`` library; neither:
+every parameter), its default learning rate and recipe, and how a trained model is saved. The
+trainer, the options and the run folders read everything from here; a new method is one ``Method``
+entry plus, if it chooses entries a new way, one ``SPARSE_METHODS`` row in sparse/engine.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-# torch and the sparse engine are imported where a chooser runs: options, help texts and the CLI read
-# this registry without loading torch (seconds of CPU before anything happens)
-if TYPE_CHECKING:  # the trainer calls the choosers with itself; only the type is needed here
-    from fishdip.sparse.masks import SparseMask
-    from fishdip.training.trainer import Trainer
-
-# chooser(trainer, step) -> the mask, and what to record about the choice
-Chooser = Callable[["Trainer", int], tuple["SparseMask", dict]]
-
-
-def fisher_on_random_samples(trainer: Trainer, step: int) -> tuple[SparseMask, dict]:
-    """FISH mask (Sung et al. 2021): Fisher scores on ``--fish-samples`` samples drawn once."""
-    import torch
-
-    cfg = trainer.cfg
-    order = torch.randperm(len(trainer.pairs), generator=torch.Generator().manual_seed(cfg.seed))
-    samples = sorted(order[: cfg.fish_samples].tolist())
-    return trainer.fisher_mask(samples, step), {"samples": samples}
-
-
-def fisher_on_regressing_samples(trainer: Trainer, step: int) -> tuple[SparseMask, dict]:
-    """FISH-DIP: rank every training sample by loss, Fisher scores on the highest-loss ones."""
-    from fishdip.sparse.selection import default_num_regressing, most_regressing
-
-    cfg = trainer.cfg
-    losses = trainer.rank_samples(step)
-    n = cfg.regressing_samples or default_num_regressing(trainer.micro_batches_per_epoch)
-    samples = most_regressing(losses, n)
-    return trainer.fisher_mask(samples, step), {
-        "samples": samples, "sample_losses": [round(float(losses[i]), 4) for i in samples],
-        "mean_train_loss": round(float(losses.mean()), 4),
-        "ranking_losses": [round(float(x), 4) for x in losses]}  # every sample's, for the report's plots
-
-
-def uniformly_random(trainer: Trainer, step: int) -> tuple[SparseMask, dict]:
-    """Uniformly random entries; a refreshed random mask draws anew at every refresh."""
-    from fishdip.sparse.masks import random_mask
-
-    sizes = {n: p.numel() for n, p in trainer.params.items()}
-    seed = trainer.cfg.seed if step == 0 else trainer.cfg.seed * 1_000_003 + step
-    return random_mask(sizes, trainer.num_keep, seed=seed), {}
+# torch is imported where an adapter is made: options, help texts and the CLI read this registry
+# without loading torch (seconds of CPU before anything happens)
 
 
 def peft_adapter(kind: str) -> Callable:
@@ -84,8 +44,7 @@ class Method:
     name: str
     help: str
     default_lr: float  # when --lr is not given
-    choose: Chooser | None = None  # a sparse mask (sparse optimizers)
-    refresh: bool = False  # choose again every --refresh-steps optimizer steps
+    sparse_method: str | None = None  # a sparse mask: the engine's method (sparse/engine.py: SPARSE_METHODS)
     wrap: Callable | None = None  # (model, cfg) -> the model with trainable adapters (dense optimizer)
     saves: str = "full"  # what --save auto writes: full | delta | adapter | none
     trains: bool = True  # False: in-context learning, the base model with demonstrations
@@ -93,7 +52,7 @@ class Method:
 
     @property
     def sparse(self) -> bool:
-        return self.choose is not None
+        return self.sparse_method is not None
 
 
 # Sparse masks train 1 % of the entries and need a larger step than full fine-tuning (Sung et al.
@@ -106,12 +65,12 @@ class Method:
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("full", "every parameter learns", 1e-4),
     Method("fish", "one Fisher mask, computed before training on --fish-samples samples", 1e-3,
-           fisher_on_random_samples, saves="delta"),
+           sparse_method="fish", saves="delta"),
     Method("fish-dip", "a Fisher mask on the most regressing samples, recomputed every --refresh-steps", 1e-3,
-           fisher_on_regressing_samples, refresh=True, saves="delta", recipe="paper"),
-    Method("random", "one uniformly random mask of the same size", 1e-3, uniformly_random, saves="delta"),
+           sparse_method="fish-dip", saves="delta", recipe="paper"),
+    Method("random", "one uniformly random mask of the same size", 1e-3, sparse_method="random", saves="delta"),
     Method("random-dip", "a new random mask every --refresh-steps (ablation: dynamic, but not Fisher)", 1e-3,
-           uniformly_random, refresh=True, saves="delta"),
+           sparse_method="random-dip", saves="delta"),
     Method("lora", "low-rank adapters (peft; --lora-rank, --lora-alpha, --lora-dropout, --lora-targets)", 5e-4,
            wrap=peft_adapter("lora"), saves="adapter"),
     Method("ia3", "(IA)3 rescaling vectors (peft, the architecture's default modules)", 3e-3,

@@ -20,10 +20,8 @@ from transformers.optimization import Adafactor
 
 from fishdip.models.loading import LoadedModel
 from fishdip.models.text2text import encode_pair, pad_batch, pad_labels_to, per_sample_loss, token_losses
-from fishdip.sparse.fisher import fisher_scores
-from fishdip.sparse.masks import SparseMask, flat_view, num_to_keep, top_k_mask
-from fishdip.sparse.optimizers import MaskedDenseAdafactor, SparseAdafactor, SparseAdamW
-from fishdip.sparse.selection import sample_losses
+from fishdip.sparse.engine import SparseConfig, SparseEngine, sparse_optimizer
+from fishdip.sparse.masks import SparseMask, num_to_keep
 from fishdip.training import precision as amp
 from fishdip.training.checkpoint import Checkpoint
 from fishdip.training.config import RECIPE_SETTINGS, ConfigError, TrainConfig
@@ -61,16 +59,11 @@ class Curve:
 
 
 def build_optimizer(cfg: TrainConfig, params: dict[str, torch.nn.Parameter]) -> torch.optim.Optimizer:
-    clip = cfg.max_grad_norm or None
+    """The optimizer of a resolved config: a sparse one (sparse/engine.py) for sparse methods."""
     paper = cfg.recipe in RECIPE_SETTINGS  # the reference's Adafactor: scale_parameter, its masked dense update
-    sparse = METHODS[cfg.method].sparse
-    if sparse and paper:
-        return MaskedDenseAdafactor(params, lr=cfg.effective_lr, scale_parameter=True, max_grad_norm=clip)
-    if sparse:
-        if cfg.optimizer == "adamw":
-            return SparseAdamW(params, lr=cfg.effective_lr, weight_decay=cfg.weight_decay, max_grad_norm=clip)
-        return SparseAdafactor(params, lr=cfg.effective_lr, relative_step=False, scale_parameter=False,
-                               weight_decay=cfg.weight_decay, max_grad_norm=clip)
+    if METHODS[cfg.method].sparse:
+        return sparse_optimizer(params, "reference" if paper else cfg.optimizer, lr=cfg.effective_lr,
+                                weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm)
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(params.values(), lr=cfg.effective_lr, weight_decay=cfg.weight_decay)
     return Adafactor(list(params.values()), lr=cfg.effective_lr, relative_step=False, scale_parameter=paper,
@@ -112,11 +105,27 @@ class Trainer:
         self.num_keep = num_to_keep(sum(p.numel() for p in self.params.values()), cfg.density)
         self.result = TrainResult(total_params=sum(p.numel() for p in loaded.model.parameters()),
                                   precision=self.precision)
-        self.mask: SparseMask | None = None
-        # every entry any mask has held: all a sparse fine-tune can have changed (a delta checkpoint)
-        self.touched: dict[str, torch.Tensor] = {}
-        self._timing: dict = {}  # breakdown of the mask computation in progress
+        # sparse methods: the engine chooses, refreshes and installs the masks (sparse/engine.py)
+        self.engine = None
+        if self.method.sparse:
+            self.engine = SparseEngine(
+                self.params, SparseConfig(self.method.sparse_method, cfg.density, cfg.refresh_steps,
+                                          cfg.refresh_phase, cfg.regressing_samples, cfg.fish_samples, cfg.fisher,
+                                          cfg.rank_mode, cfg.fisher_mode, cfg.seed),
+                sample_loss=lambda i: self.batch_loss([i])[0],
+                batch_losses=lambda ids: self.batch_loss(ids, cfg.rank_by),
+                num_samples=len(pairs), model=loaded.model, costs=[e.cost for e in self.encoded],
+                batch_size=cfg.batch_size, batches_per_epoch=self.micro_batches_per_epoch, dist=dist)
         self.checkpoint, self.curve, self.log = checkpoint, curve, log
+
+    @property
+    def mask(self) -> SparseMask | None:
+        return self.engine.mask if self.engine else None
+
+    @property
+    def touched(self) -> dict[str, torch.Tensor]:
+        """Every entry any mask has held: all a sparse fine-tune can have changed (a delta checkpoint)."""
+        return self.engine.touched if self.engine else {}
 
     # -- losses -------------------------------------------------------------
     def batch_loss(self, ids: list[int], reduce: str = "mean") -> torch.Tensor:
@@ -129,80 +138,13 @@ class Trainer:
                 return token_losses(self.loaded, batch)[0]
             return per_sample_loss(self.loaded, batch)
 
-    # -- masks --------------------------------------------------------------
-    def _dropout(self, mode: str, step: int) -> bool:
-        """Whether a ranking or Fisher pass before step ``step`` runs with dropout: ``eval`` never
-        (the same samples always give the same mask), ``train`` always, ``reference`` as the FISH-DIP
-        reference: the first mask on the model as loaded (eval), refreshes in train mode."""
-        return mode == "train" or (mode == "reference" and step > 0)
-
-    def fisher_mask(self, samples: list[int], step: int = 0) -> SparseMask:
-        """The top ``num_keep`` entries by empirical Fisher information on ``samples``."""
-        model = self.loaded.model
-        was_training = model.training
-        model.train(self._dropout(self.cfg.fisher_mode, step))
-        for p in self.params.values():
-            p.requires_grad_(True)
-        started = time.perf_counter()
-        # each process scores its share of the samples; the sums are added up across processes
-        scores = fisher_scores(self.params, lambda i: self.batch_loss([i])[0], self.dist.share(samples),
-                               self.cfg.fisher)
-        if self.dist.active:  # the scores are views of one flat buffer: one all-reduce
-            self.dist.sum_(flat_view(list(scores.values())))
-        model.train(was_training)
-        self._timing["fisher_seconds"] = round(time.perf_counter() - started, 3)
-        started = time.perf_counter()
-        mask = top_k_mask(scores, self.num_keep)
-        self._timing["top_k_seconds"] = round(time.perf_counter() - started, 3)
-        self._check_same_mask(mask)
-        return mask
-
-    def _check_same_mask(self, mask: SparseMask) -> None:
-        """Every process must train the same entries: compare a cheap checksum of the mask (recorded
-        in one process too, so that runs can be compared)."""
-        digest = self._timing["mask_checksum"] = mask.checksum()
-        sums = self.dist.gather(digest)
-        if len(set(sums)) > 1:
-            raise RuntimeError(f"the processes selected different masks (checksums {sums}); "
-                               "their weights or data differ")
-
+    # -- masks (sparse/engine.py) ---------------------------------------------
     def compute_mask(self, step: int) -> SparseMask:
-        """The method's mask for the steps from ``step`` on (training/methods.py), with a record of it."""
-        started = time.perf_counter()
-        self._timing = {}
-        mask, info = self.method.choose(self, step)
-        # where the mask lives (entries per parameter), for the report's mask-location plot
-        info = {"step": step, **info, "entries_per_parameter": {
-            n: int(ix.numel()) for n, ix in mask.indices.items() if ix.numel()}}
-        if self.mask is not None:
-            info["overlap_with_previous"] = mask.overlap(self.mask) / self.num_keep
-        info.update(self._timing, seconds=round(time.perf_counter() - started, 3))
+        """The method's mask for the steps from ``step`` on, with a record of it."""
+        mask, info = self.engine.choose(step)
         self.result.refresh_seconds = round(self.result.refresh_seconds + info["seconds"], 3)
         self.result.refreshes.append(info)
         return mask
-
-    def rank_samples(self, step: int = 0) -> torch.Tensor:
-        """Loss of every training sample without gradients, in batches of the training size (larger
-        ones would raise the peak memory: a large vocabulary's logits dominate it), sorted by length
-        so that they carry little padding. Each process ranks its share; the losses are summed.
-        ``--rank-mode``: with or without dropout (``_dropout``). ``--rank-by``: mean or summed token loss."""
-        model, started = self.loaded.model, time.perf_counter()
-        was_training = model.training
-        model.train(self._dropout(self.cfg.rank_mode, step))
-        try:
-            return self._sample_losses()
-        finally:
-            model.train(was_training)
-            self._timing["ranking_seconds"] = round(time.perf_counter() - started, 3)
-
-    def _sample_losses(self) -> torch.Tensor:
-        by_length = sorted(range(len(self.encoded)), key=lambda i: (self.encoded[i].cost, i))
-        mine = self.dist.share(by_length)
-        losses = torch.zeros(len(self.encoded))
-        if mine:
-            losses[mine] = sample_losses(lambda pos: self.batch_loss([mine[i] for i in pos], self.cfg.rank_by),
-                                         [self.encoded[i].cost for i in mine], self.cfg.batch_size)
-        return self.dist.sum_(losses)
 
     def _sum_gradients(self, optimizer: torch.optim.Optimizer, gathered: bool) -> None:
         """Add up the processes' gradients: the gathered masked entries only, or dense gradients."""
@@ -218,22 +160,10 @@ class Trainer:
                 self.dist.sum_(p.grad)
 
     def _install(self, mask: SparseMask, optimizer: torch.optim.Optimizer) -> None:
-        self.mask = mask
-        optimizer.set_mask(mask)
-        for name, idx in mask.indices.items():
-            old = self.touched.get(name)
-            self.touched[name] = idx.clone() if old is None else torch.unique(torch.cat([old, idx.to(old.device)]))
-        self.result.touched_entries = sum(int(t.numel()) for t in self.touched.values())
+        self.engine.install(mask, optimizer)
+        self.result.touched_entries = self.engine.touched_entries
 
     # -- loop ---------------------------------------------------------------
-    def _refresh_due(self, step: int) -> bool:
-        """After ``step`` completed steps, is the mask recomputed for the next one? ``--refresh-phase
-        after``: after steps N, 2N, ...; ``before``: before them (the reference counts a step when
-        it starts, so its mask for step 100 is computed after 99). Never after the last step."""
-        if not self.method.refresh or step >= self.total_steps:
-            return False
-        return (step + (self.cfg.refresh_phase == "before")) % self.cfg.refresh_steps == 0
-
     def train(self) -> TrainResult:
         cfg, model = self.cfg, self.loaded.model
         torch.manual_seed(cfg.seed)
@@ -293,7 +223,7 @@ class Trainer:
                 below = below + 1 if cfg.stop_loss is not None and total < cfg.stop_loss else 0
                 if below >= STOP_PATIENCE:
                     self.result.stopped_early = step
-                if self._refresh_due(step) and not self.result.stopped_early:
+                if self.engine and self.engine.refresh_due(step, self.total_steps) and not self.result.stopped_early:
                     self._install(self.compute_mask(step), optimizer)
                 # a curve point every N steps, and one where an early stop ends training off that grid
                 if self.curve and (step % self.curve.every == 0 or self.result.stopped_early):
@@ -393,7 +323,8 @@ class Trainer:
         """Put a saved state back (the model must be the one the run started from)."""
         if saved["mask"] is not None:
             self._install(SparseMask({n: t.to(self.device) for n, t in saved["mask"].items()}), optimizer)
-        self.touched = {n: t.to(self.device) for n, t in saved["touched"].items()}
+        if self.engine:
+            self.engine.touched = {n: t.to(self.device) for n, t in saved["touched"].items()}
         for name, values in saved["weights"].items():
             p = self.params[name]
             if self.method.sparse:

@@ -1,0 +1,298 @@
+"""FISH-DIP as a component of any training loop: which entries of a model learn, and when that changes.
+
+The engine knows nothing of tasks, formats or data files. A client gives it the trainable
+parameters, the loss of one sample (``sample_loss(i)``, a scalar with gradients), the losses of a
+batch of samples (``batch_losses(ids)``, one per sample, no gradients needed) and the number of
+samples; the engine then
+
+- **ranks** every sample by loss and takes the most regressing ones (``rank``),
+- scores every entry by **empirical Fisher information** on them, the sum of squared per-sample
+  gradients (``fisher``), and keeps the global top ``density`` of entries (a ``SparseMask``),
+- **installs** a mask into a sparse optimizer (``sparse_optimizer``: state and writes for the masked
+  entries only, so every other entry stays bit-identical), and keeps the union of every mask
+  (``touched``: all a sparse fine-tune can have changed),
+- says when to **refresh** (``refresh_due``: every ``refresh_steps`` optimizer steps, before the step
+  as the FISH-DIP reference does, or after it),
+- **saves** the touched entries as a delta (``save_delta``; ``apply_delta`` writes one onto the base
+  model, which also merges it).
+
+The methods (``SPARSE_METHODS``): ``fish-dip`` (Fisher on the most regressing samples, refreshed),
+``fish`` (Fisher on random samples, one mask), ``random`` and ``random-dip`` (uniformly random
+entries, once or refreshed). fishdip's own trainer (training/trainer.py) and the
+``transformers.Trainer`` callback (sparse/hf_trainer.py) are both clients of this class.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from fishdip.models.delta import apply_delta, save_delta
+from fishdip.sparse.fisher import fisher_scores
+from fishdip.sparse.masks import SparseMask, flat_view, num_to_keep, random_mask, top_k_mask
+from fishdip.sparse.optimizers import MaskedDenseAdafactor, SparseAdafactor, SparseAdamW, SparseOptimizer
+from fishdip.sparse.selection import default_num_regressing, most_regressing, sample_losses
+
+DROPOUT_MODES = ("eval", "train", "reference")
+OPTIMIZERS = ("reference", "adamw", "adafactor")
+
+
+class OneProcess:
+    """The processes the engine runs in: one. Several processes (training/distributed.py's ``Dist``)
+    offer the same four members, and then each process ranks and scores its share of the samples."""
+
+    active = False
+
+    def share(self, items: list) -> list:
+        return list(items)
+
+    def sum_(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor
+
+    def gather(self, obj) -> list:
+        return [obj]
+
+
+# -- how each method chooses its mask ----------------------------------------------------------
+Chooser = Callable[["SparseEngine", int], tuple[SparseMask, dict]]
+
+
+def fisher_on_random_samples(engine: SparseEngine, step: int) -> tuple[SparseMask, dict]:
+    """FISH mask (Sung et al. 2021): Fisher scores on ``fish_samples`` samples drawn once."""
+    order = torch.randperm(engine.num_samples, generator=torch.Generator().manual_seed(engine.config.seed))
+    samples = sorted(order[: engine.config.fish_samples].tolist())
+    return engine.fisher(samples, step), {"samples": samples}
+
+
+def fisher_on_regressing_samples(engine: SparseEngine, step: int) -> tuple[SparseMask, dict]:
+    """FISH-DIP: rank every training sample by loss, Fisher scores on the highest-loss ones."""
+    losses = engine.rank(step)
+    n = engine.config.regressing_samples or default_num_regressing(engine.batches_per_epoch)
+    samples = most_regressing(losses, n)
+    return engine.fisher(samples, step), {
+        "samples": samples, "sample_losses": [round(float(losses[i]), 4) for i in samples],
+        "mean_train_loss": round(float(losses.mean()), 4),
+        "ranking_losses": [round(float(x), 4) for x in losses]}  # every sample's, for the report's plots
+
+
+def uniformly_random(engine: SparseEngine, step: int) -> tuple[SparseMask, dict]:
+    """Uniformly random entries; a refreshed random mask draws anew at every refresh."""
+    sizes = {n: p.numel() for n, p in engine.params.items()}
+    seed = engine.config.seed if step == 0 else engine.config.seed * 1_000_003 + step
+    return random_mask(sizes, engine.num_keep, seed=seed), {}
+
+
+@dataclass(frozen=True)
+class SparseMethod:
+    choose: Chooser
+    refresh: bool  # choose again every refresh_steps optimizer steps
+
+
+SPARSE_METHODS: dict[str, SparseMethod] = {
+    "fish-dip": SparseMethod(fisher_on_regressing_samples, refresh=True),
+    "fish": SparseMethod(fisher_on_random_samples, refresh=False),
+    "random": SparseMethod(uniformly_random, refresh=False),
+    "random-dip": SparseMethod(uniformly_random, refresh=True),
+}
+
+
+def _option(default, help: str, **meta):
+    return field(default=default, metadata={"help": help, **meta})
+
+
+@dataclass
+class SparseConfig:
+    """How the engine chooses and refreshes masks. The defaults are the FISH-DIP reference's."""
+
+    method: str = _option("fish-dip", "fish-dip | fish | random | random-dip", choices=tuple(SPARSE_METHODS))
+    density: float = _option(0.01, "fraction of the entries that learn (0.01 = 1 %)")
+    refresh_steps: int = _option(100, "refreshed methods: a new mask every N optimizer steps")
+    refresh_phase: str = _option("before", "before: the mask for steps N, 2N, ... is computed after N-1, 2N-1, "
+                                 "... completed steps (the reference); after: after N, 2N, ...",
+                                 choices=("before", "after"))
+    regressing_samples: int | None = _option(None, "fish-dip: samples the Fisher scores are taken on "
+                                             "(default: 10 % of the batches of an epoch, 3..25)")
+    fish_samples: int = _option(128, "fish: random samples its one mask is computed on")
+    fisher: str = _option("square", "sum of squared (square) or absolute (abs) per-sample gradients",
+                          choices=("square", "abs"))
+    rank_mode: str = _option("reference", "dropout while ranking: eval (never), train (always), reference "
+                             "(the first mask without, refreshes with)", choices=DROPOUT_MODES)
+    fisher_mode: str = _option("reference", "dropout while scoring Fisher information (as rank_mode)",
+                               choices=DROPOUT_MODES)
+    seed: int = _option(0, "seed of fish's samples and of random masks")
+
+    def __post_init__(self) -> None:
+        if self.method not in SPARSE_METHODS:
+            raise ValueError(f"method {self.method!r}: one of {', '.join(SPARSE_METHODS)}")
+        if not 0 < self.density <= 1:
+            raise ValueError(f"density {self.density}: must be > 0 and <= 1")
+        if self.refresh_steps < 1:
+            raise ValueError(f"refresh_steps {self.refresh_steps}: must be >= 1")
+        for name in ("rank_mode", "fisher_mode"):
+            if getattr(self, name) not in DROPOUT_MODES:
+                raise ValueError(f"{name} {getattr(self, name)!r}: one of {', '.join(DROPOUT_MODES)}")
+
+
+def sparse_optimizer(params: dict[str, nn.Parameter], kind: str = "reference", lr: float = 1e-2,
+                     weight_decay: float = 0.0, max_grad_norm: float | None = 1.0) -> SparseOptimizer:
+    """An optimizer that keeps state for, and writes, only the entries of the mask it is given
+    (``SparseEngine.install``). ``reference``: transformers' Adafactor as the FISH-DIP reference runs
+    it on masked gradients (scale_parameter, no momentum; ``MaskedDenseAdafactor``); ``adamw``,
+    ``adafactor``: AdamW and Adafactor over the masked entries alone. ``max_grad_norm`` clips over
+    the masked entries (0 or None: no clipping)."""
+    clip = max_grad_norm or None
+    if kind == "reference":
+        if weight_decay:
+            raise ValueError("the reference's Adafactor has no weight decay")
+        return MaskedDenseAdafactor(params, lr=lr, scale_parameter=True, max_grad_norm=clip)
+    if kind == "adamw":
+        return SparseAdamW(params, lr=lr, weight_decay=weight_decay, max_grad_norm=clip)
+    if kind == "adafactor":
+        return SparseAdafactor(params, lr=lr, relative_step=False, scale_parameter=False,
+                               weight_decay=weight_decay, max_grad_norm=clip)
+    raise ValueError(f"optimizer {kind!r}: one of {', '.join(OPTIMIZERS)}")
+
+
+class SparseEngine:
+    """Masks for ``params``, chosen by ``config.method`` on ``num_samples`` training samples.
+
+    ``sample_loss(i)``: the scalar loss of sample ``i`` (Fisher scores are its squared gradients).
+    ``batch_losses(ids)``: one loss per sample of ``ids`` (the ranking; called without gradients).
+    ``model``: the module whose train/eval mode ``rank_mode`` / ``fisher_mode`` switch (None: left
+    as it is). ``costs``: a size per sample, so that ranking batches hold samples of similar length
+    (little padding). ``batch_size``: samples per ranking batch; ``batches_per_epoch``: what
+    ``regressing_samples``' default counts (default: samples / batch_size).
+    """
+
+    def __init__(self, params: dict[str, nn.Parameter], config: SparseConfig, *,
+                 sample_loss: Callable[[int], torch.Tensor], batch_losses: Callable[[list[int]], torch.Tensor],
+                 num_samples: int, model: nn.Module | None = None, costs: list[int] | None = None,
+                 batch_size: int = 8, batches_per_epoch: int | None = None, dist=None):
+        if num_samples < 1:
+            raise ValueError("no training samples")
+        self.params, self.config, self.model = params, config, model
+        self.sample_loss, self.batch_losses, self.num_samples = sample_loss, batch_losses, num_samples
+        self.costs = list(costs) if costs is not None else [0] * num_samples
+        self.batch_size = batch_size
+        self.batches_per_epoch = batches_per_epoch or math.ceil(num_samples / batch_size)
+        self.dist = dist or OneProcess()
+        self.method = SPARSE_METHODS[config.method]
+        self.num_keep = num_to_keep(sum(p.numel() for p in params.values()), config.density)
+        self.mask: SparseMask | None = None
+        # every entry any mask has held: all a sparse fine-tune can have changed (a delta)
+        self.touched: dict[str, torch.Tensor] = {}
+        self._timing: dict = {}  # breakdown of the mask computation in progress
+
+    # -- choosing ---------------------------------------------------------------
+    def _dropout(self, mode: str, step: int) -> bool:
+        """Whether a ranking or Fisher pass before step ``step`` runs with dropout: ``eval`` never
+        (the same samples always give the same mask), ``train`` always, ``reference`` as the FISH-DIP
+        reference: the first mask on the model as loaded (eval), refreshes in train mode."""
+        return mode == "train" or (mode == "reference" and step > 0)
+
+    def _in_mode(self, mode: str, step: int, work: Callable[[], object]):
+        if self.model is None:
+            return work()
+        was_training = self.model.training
+        self.model.train(self._dropout(mode, step))
+        try:
+            return work()
+        finally:
+            self.model.train(was_training)
+
+    def rank(self, step: int = 0) -> torch.Tensor:
+        """Loss of every sample, without gradients, in batches of ``batch_size`` (larger ones would
+        raise the peak memory: a large vocabulary's logits dominate it) sorted by cost so that they
+        carry little padding. Each process ranks its share; the losses are summed."""
+        started = time.perf_counter()
+        try:
+            return self._in_mode(self.config.rank_mode, step, self._sample_losses)
+        finally:
+            self._timing["ranking_seconds"] = round(time.perf_counter() - started, 3)
+
+    def _sample_losses(self) -> torch.Tensor:
+        by_cost = sorted(range(self.num_samples), key=lambda i: (self.costs[i], i))
+        mine = self.dist.share(by_cost)
+        losses = torch.zeros(self.num_samples)
+        if mine:
+            losses[mine] = sample_losses(lambda pos: self.batch_losses([mine[i] for i in pos]),
+                                         [self.costs[i] for i in mine], self.batch_size)
+        return self.dist.sum_(losses)
+
+    def fisher(self, samples: list[int], step: int = 0) -> SparseMask:
+        """The top ``num_keep`` entries by empirical Fisher information on ``samples``."""
+        for p in self.params.values():
+            p.requires_grad_(True)
+        started = time.perf_counter()
+
+        def scores():  # each process scores its share of the samples; the sums are added up
+            return fisher_scores(self.params, self.sample_loss, self.dist.share(samples), self.config.fisher)
+
+        scored = self._in_mode(self.config.fisher_mode, step, scores)
+        if self.dist.active:  # the scores are views of one flat buffer: one all-reduce
+            self.dist.sum_(flat_view(list(scored.values())))
+        self._timing["fisher_seconds"] = round(time.perf_counter() - started, 3)
+        started = time.perf_counter()
+        mask = top_k_mask(scored, self.num_keep)
+        self._timing["top_k_seconds"] = round(time.perf_counter() - started, 3)
+        self._check_same_mask(mask)
+        return mask
+
+    def _check_same_mask(self, mask: SparseMask) -> None:
+        """Every process must train the same entries: compare a cheap checksum of the mask (recorded
+        in one process too, so that runs can be compared)."""
+        digest = self._timing["mask_checksum"] = mask.checksum()
+        sums = self.dist.gather(digest)
+        if len(set(sums)) > 1:
+            raise RuntimeError(f"the processes selected different masks (checksums {sums}); "
+                               "their weights or data differ")
+
+    def choose(self, step: int) -> tuple[SparseMask, dict]:
+        """The method's mask for the steps from ``step`` on, with a record of the choice (which
+        samples, their losses, where the mask lives, overlap with the previous one, timings)."""
+        started = time.perf_counter()
+        self._timing = {}
+        mask, info = self.method.choose(self, step)
+        info = {"step": step, **info, "entries_per_parameter": {
+            n: int(ix.numel()) for n, ix in mask.indices.items() if ix.numel()}}
+        if self.mask is not None:
+            info["overlap_with_previous"] = mask.overlap(self.mask) / self.num_keep
+        info.update(self._timing, seconds=round(time.perf_counter() - started, 3))
+        return mask, info
+
+    # -- training with it ---------------------------------------------------------
+    def install(self, mask: SparseMask, optimizer: SparseOptimizer | None = None) -> None:
+        """Make ``mask`` the one that learns (in ``optimizer``, carrying state for entries that stay)."""
+        self.mask = mask
+        if optimizer is not None:
+            optimizer.set_mask(mask)
+        for name, idx in mask.indices.items():
+            old = self.touched.get(name)
+            self.touched[name] = idx.clone() if old is None else torch.unique(torch.cat([old, idx.to(old.device)]))
+
+    @property
+    def touched_entries(self) -> int:
+        return sum(int(t.numel()) for t in self.touched.values())
+
+    def refresh_due(self, step: int, total_steps: int | None = None) -> bool:
+        """After ``step`` completed optimizer steps, is the mask recomputed for the next one?
+        ``before``: after N-1, 2N-1, ... steps (the reference counts a step when it starts, so its
+        mask for step 100 is computed after 99); ``after``: after N, 2N, .... Never after the last."""
+        if not self.method.refresh or (total_steps is not None and step >= total_steps):
+            return False
+        return (step + (self.config.refresh_phase == "before")) % self.config.refresh_steps == 0
+
+    def save_delta(self, path: str | Path, model: nn.Module) -> int:
+        """Write the touched entries' current values of ``model`` (a ``delta.safetensors``)."""
+        return save_delta(model, self.touched, Path(path))
+
+    @staticmethod
+    def apply_delta(model: nn.Module, path: str | Path) -> None:
+        """Write a delta onto its base ``model``: the fine-tuned (merged) model."""
+        apply_delta(model, Path(path))
