@@ -34,12 +34,12 @@ import torch
 from torch import nn
 
 from fishdip.models.delta import apply_delta, save_delta
+from fishdip.sparse.choices import DROPOUT_MODES, FISHER_KINDS, REFRESH_PHASES
 from fishdip.sparse.fisher import fisher_scores
 from fishdip.sparse.masks import SparseMask, flat_view, num_to_keep, random_mask, top_k_mask
 from fishdip.sparse.optimizers import MaskedDenseAdafactor, SparseAdafactor, SparseAdamW, SparseOptimizer
 from fishdip.sparse.selection import default_num_regressing, most_regressing, sample_losses
 
-DROPOUT_MODES = ("eval", "train", "reference")
 OPTIMIZERS = ("reference", "adamw", "adafactor")
 
 
@@ -115,12 +115,12 @@ class SparseConfig:
     refresh_steps: int = _option(100, "refreshed methods: a new mask every N optimizer steps")
     refresh_phase: str = _option("before", "before: the mask for steps N, 2N, ... is computed after N-1, 2N-1, "
                                  "... completed steps (the reference); after: after N, 2N, ...",
-                                 choices=("before", "after"))
+                                 choices=REFRESH_PHASES)
     regressing_samples: int | None = _option(None, "fish-dip: samples the Fisher scores are taken on "
                                              "(default: 10 % of the batches of an epoch, 3..25)")
     fish_samples: int = _option(128, "fish: random samples its one mask is computed on")
     fisher: str = _option("square", "sum of squared (square) or absolute (abs) per-sample gradients",
-                          choices=("square", "abs"))
+                          choices=FISHER_KINDS)
     rank_mode: str = _option("reference", "dropout while ranking: eval (never), train (always), reference "
                              "(the first mask without, refreshes with)", choices=DROPOUT_MODES)
     fisher_mode: str = _option("reference", "dropout while scoring Fisher information (as rank_mode)",

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-FISHER_KINDS = ("square", "abs")
+from fishdip.sparse.choices import FISHER_KINDS
 
 
 def fisher_scores(

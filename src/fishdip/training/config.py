@@ -14,6 +14,7 @@ from pathlib import Path
 
 from fishdip.data.datasets import DATASETS
 from fishdip.errors import FishdipError
+from fishdip.sparse.choices import DROPOUT_MODES, FISHER_KINDS, REFRESH_PHASES
 from fishdip.training.methods import METHODS
 from fishdip.training.rundir import RENAMED, default_output_dir
 
@@ -32,7 +33,6 @@ RECIPE_SETTINGS = {
     "paper-v1": {"optimizer": "adafactor", "weight_decay": 0.0, "rank_by": "sum", "rank_mode": "train",
                  "fisher_mode": "eval", "refresh_phase": "after", "loss_positions": "target"},
 }
-DROPOUT_MODES = ("eval", "train", "reference")
 
 
 class ConfigError(FishdipError, ValueError):
@@ -113,7 +113,7 @@ class TrainConfig:
     regressing_samples: int | None = _f(None, "fish-dip: samples the mask is computed on "
                                         "(default: 10 % of batches per epoch, clamped to 3..25)", min=1)
     fisher: str = _f("square", "Fisher score per entry: sum of squared (square) or absolute (abs) "
-                     "per-sample gradients", choices=("square", "abs"))
+                     "per-sample gradients", choices=FISHER_KINDS)
     lora_rank: int = _f(8, "lora: rank of the adapters", min=1)
     lora_alpha: float = _f(16.0, "lora: scaling numerator (the update is scaled by alpha / rank)", above=0)
     lora_dropout: float = _f(0.05, "lora: dropout on the adapters' input", min=0, max=1)
@@ -133,7 +133,7 @@ class TrainConfig:
                           "refresh; what --recipe paper uses)", choices=DROPOUT_MODES)
     refresh_phase: str = _f("after", "fish-dip: recompute the mask after optimizer steps N, 2N, ... (after), or "
                             "before them, i.e. after N-1, 2N-1, ... steps (before: the reference's phase; what "
-                            "--recipe paper uses)", choices=("after", "before"))
+                            "--recipe paper uses)", choices=REFRESH_PHASES)
     loss_positions: str = _f("target", "encoder-decoders: the loss over the real target tokens (target), or the "
                              "reference's (padded: TANL pads labels to --max-length with the pad token, so the loss "
                              "averages over all those positions, pad predictions included; for training, ranking "
