@@ -14,7 +14,16 @@ from typing import Annotated, Optional
 import typer
 
 from fishdip.errors import FishdipError
-from fishdip.training.config import ConfigError, ExperimentConfig, TrainConfig, allowed, check_model, option_name
+from fishdip.training.config import (
+    ConfigError,
+    ExperimentConfig,
+    TrainConfig,
+    allowed,
+    check_fields,
+    check_methods,
+    check_model,
+    option_name,
+)
 from fishdip.training.rundir import default_output_dir
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -95,6 +104,7 @@ def configs_from_options(options: dict) -> tuple[ExperimentConfig, list[str]]:
     """The experiment config (for the first method) and the list of methods, from parsed options."""
     names = {f.name for f in fields(ExperimentConfig)}
     methods = [m.strip() for m in str(options["method"]).split(",") if m.strip()] or [""]
+    check_methods(methods)
     train_cfg = TrainConfig(**{f.name: options[f.name] for f in fields(TrainConfig) if f.name != "method"},
                             method=methods[0])
     exp = {k: v for k, v in options.items() if k in names and k != "train"}
@@ -162,20 +172,53 @@ def evaluate(
     from fishdip.data.datasets import load_split
     from fishdip.io import write_json_atomic
 
-    try:
+    try:  # every option before the model is loaded: a mistake costs no time
+        cfg = ExperimentConfig(fold=fold, eval_split=eval_split, eval_limit=eval_limit, num_beams=num_beams,
+                               decoder=decoder or "fishdip", data_dir=data_dir)
+        check_fields(cfg, skip=("task",))
+        if batch_size < 1:
+            raise ConfigError(f"--batch-size {batch_size}: must be >= 1")
+        if data_dir is not None and not Path(data_dir).expanduser().is_dir():
+            raise ConfigError(f"--data-dir {data_dir}: no such folder")
+        if output is not None:
+            _check_output_file("--output", output)
+        model = _model_of_run(model)
         check_model("--model", model)
         loaded, task_obj, max_length = _load_trained(model, task, data_dir, decoder)
         examples, _ = load_split(task_obj.dataset, eval_split, data_dir, fold)
         examples = examples[:eval_limit] if eval_limit else examples
-        cfg = ExperimentConfig(eval_batch_size=batch_size, num_beams=num_beams,
-                               train=TrainConfig(max_length=max_length))
+        cfg = replace(cfg, eval_batch_size=batch_size, train=TrainConfig(max_length=max_length))
         _, decoded = task_obj.predict(loaded, examples, cfg)  # events chain two passes, etc.
+        metrics = task_obj.score(examples, decoded)
+        if output:
+            write_json_atomic(output, metrics)
     except (FishdipError, ValueError) as exc:
         _fail(exc)
-    metrics = task_obj.score(examples, decoded)
-    if output:
-        write_json_atomic(output, metrics)
+    except OSError as exc:
+        _fail(FishdipError(f"--output {output}: {exc.strerror or exc}"))
     typer.echo(json.dumps(metrics, indent=2))
+
+
+def _check_output_file(option: str, path: Path) -> None:
+    """A results file can be written at ``path``: not a folder, in a folder that exists or can be made."""
+    from fishdip.training.config import check_output_dir
+
+    if path.is_dir():
+        raise ConfigError(f"{option} {path}: is a folder; give a file name")
+    check_output_dir(option, str(path.parent))
+
+
+def _model_of_run(model: str) -> str:
+    """A run folder (or a comparison's) stands for its first saved model, as ``fishdip.load`` reads it."""
+    from fishdip.training.rundir import model_folder
+
+    path = Path(model).expanduser()
+    if (path.is_dir() and not (path / "config.json").is_file()) or (path / "results.json").is_file():
+        try:
+            return str(model_folder(path))
+        except FishdipError:
+            return model
+    return model
 
 
 @app.command()
@@ -221,10 +264,13 @@ def predict_cmd(
             lines += (sys.stdin.read() if str(input) == "-" else input.read_text(encoding="utf-8")).splitlines()
     except OSError as exc:
         _fail(FishdipError(f"--input {input}: {exc.strerror or exc}"))
+    except UnicodeDecodeError as exc:
+        _fail(FishdipError(f"--input {input}: not UTF-8 text (byte {exc.start}: {exc.reason})"))
     lines = [line for line in lines if line.strip()]
     if not lines:
         _fail(ValueError("give sentences as arguments or with --input"))
     try:
+        model = _model_of_run(model)
         check_model("--model", model)
         predictor = fishdip.load(model)
         results = predictor.predict([line.split() if pretokenized else line for line in lines], batch_size)

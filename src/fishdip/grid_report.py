@@ -84,6 +84,7 @@ def collect(root: Path) -> tuple[list[Group], dict]:
     for path in sorted(root.glob("*/*/*/episode-*/results.json")):
         task, size, method = path.parts[-5:-2]
         results = read_json(path)
+        _check_results(path, results)
         group = groups.setdefault((task, size), Group(task, size))
         for episode in results.get("episodes", []):
             group.runs.setdefault(method, {})[episode["episode"]] = episode
@@ -101,6 +102,16 @@ def collect(root: Path) -> tuple[list[Group], dict]:
     for g in ordered:
         g.runs = dict(sorted(g.runs.items(), key=lambda kv: (method_order.get(kv[0], 99), kv[0])))
     return ordered, grid
+
+
+def _check_results(path: Path, results) -> None:
+    """A cell's results.json as fishdip writes it: episodes with a number, metrics and a training record."""
+    episodes = results.get("episodes") if isinstance(results, dict) else None
+    if not isinstance(episodes, list) or not all(
+            isinstance(e, dict) and isinstance(e.get("episode"), int) and isinstance(e.get("metrics"), dict)
+            and isinstance(e.get("train"), dict) for e in episodes):
+        raise FishdipError(f"{path}: not a fishdip results file (expected 'episodes': a list of objects with "
+                           "'episode', 'metrics' and 'train')")
 
 
 def scores(group: Group, method: str, metric: str) -> dict[int, float]:
@@ -228,8 +239,14 @@ def write_report(root: str | Path, output: str | Path | None = None, metric: str
     """Tables (report.md, report.csv) and plots of the grid in ``root``; returns the report folder."""
     root = Path(root)
     groups, grid = collect(root)
-    metric = metric or grid.get("metric") or next(
-        m for m in ALL_METRICS if any(m in e["metrics"] for g in groups for r in g.runs.values() for e in r.values()))
+    if metric is not None and metric not in ALL_METRICS:
+        raise FishdipError(f"--metric {metric!r}: not a metric fishdip reports (one of {', '.join(ALL_METRICS)})")
+    reported = [m for m in ALL_METRICS if any(m in e["metrics"] for g in groups for r in g.runs.values()
+                                               for e in r.values())]
+    metric = metric or grid.get("metric") or (reported[0] if reported else None)
+    if metric not in reported:
+        raise FishdipError(f"{root}: no finished cell reports {metric!r}" if metric else
+                           f"{root}: the finished cells report none of fishdip's metrics")
     out = Path(output) if output else root / "report"
     out.mkdir(parents=True, exist_ok=True)
     text = [f"# Grid report: {root}\n",

@@ -50,6 +50,12 @@ def _parse_example(raw: dict, schema: Schema, where: str, index: int) -> Example
     tokens = raw.get("tokens")
     if not isinstance(tokens, list) or not tokens or not all(isinstance(t, str) for t in tokens):
         raise DataError(f"{where}: 'tokens' must be a non-empty list of strings")
+    blank = next((j for j, t in enumerate(tokens) if not t.strip()), None)
+    if blank is not None:
+        raise DataError(f"{where}: token {blank} is empty or whitespace ({tokens[blank]!r})")
+    for key in ("entities", "relations"):
+        if not isinstance(raw.get(key, []), list):
+            raise DataError(f"{where}: {key!r} must be a list (got {type(raw[key]).__name__})")
     entities = [parse_span(ent, f"{where}: entity {j}", tokens, schema.entity_types)
                 for j, ent in enumerate(raw.get("entities", []))]
     relations: list[Relation] = []

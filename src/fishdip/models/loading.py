@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
@@ -135,7 +136,10 @@ def load_model(name: str = EMBEDDED, dtype: torch.dtype = torch.float32) -> Load
     except OSError as exc:
         raise FishdipError(f"could not load model {name!r}: {exc}") from None
     auto = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
-    model = auto.from_pretrained(path, dtype=dtype)
+    try:
+        model = auto.from_pretrained(path, dtype=dtype)
+    except (OSError, SafetensorError) as exc:  # a weights file missing, truncated or not safetensors
+        raise FishdipError(f"could not load the weights of model {name!r}: {exc}") from None
     loaded = prepare(model, tokenizer, name)
     meta = read_fishdip_metadata(path)
     if meta is not None:

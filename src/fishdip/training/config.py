@@ -65,12 +65,33 @@ def allowed(f) -> str:
     return " and ".join(parts)
 
 
+# a field's annotation -> the Python types its value may have (an int is a float too; a bool is no number)
+_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "list[int]": (list,)}
+
+
+def _type_error(f, value) -> str | None:
+    """What is wrong with the type of ``value`` for field ``f`` (grid files and the Python API pass
+    values as written, e.g. epochs = "3"), or None."""
+    names = [t.strip() for t in str(f.type).split("|") if t.strip() != "None"]
+    kinds = tuple(k for n in names for k in _TYPES.get(n, (object,)))
+    if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+        return {"int": "a whole number", "float": "a number", "str": "a string", "bool": "true or false",
+                "list[int]": "a list of episode numbers"}.get(names[0], names[0]) if names else None
+    if names == ["list[int]"] and not all(isinstance(e, int) and not isinstance(e, bool) for e in value):
+        return "a list of whole episode numbers"
+    return None
+
+
 def check_fields(obj, skip: tuple[str, ...] = ()) -> None:
-    """Every field of a config dataclass against its metadata; None is allowed where it is the default."""
+    """Every field of a config dataclass against its type and metadata; None is allowed where it is
+    the default."""
     for f in fields(obj):
         value, m = getattr(obj, f.name), f.metadata
         if f.name in skip or (value is None and f.default is None):
             continue
+        wrong = _type_error(f, value) if f.name != "train" else None
+        if wrong:
+            raise ConfigError(f"{option_name(f)} {value!r}: must be {wrong}")
         bad = False
         if "choices" in m:
             bad = value not in m["choices"]
@@ -114,7 +135,7 @@ class TrainConfig:
                                         "(default: 10 % of batches per epoch, clamped to 3..25)", min=1)
     fisher: str = _f("square", "Fisher score per entry: sum of squared (square) or absolute (abs) "
                      "per-sample gradients", choices=FISHER_KINDS)
-    lora_rank: int = _f(8, "lora: rank of the adapters", min=1)
+    lora_rank: int = _f(8, "lora: rank of the adapters", min=1, max=4096)
     lora_alpha: float = _f(16.0, "lora: scaling numerator (the update is scaled by alpha / rank)", above=0)
     lora_dropout: float = _f(0.05, "lora: dropout on the adapters' input", min=0, max=1)
     lora_targets: str | None = _f(None, "lora: comma list of module names to adapt (default: peft's choice "
@@ -140,7 +161,8 @@ class TrainConfig:
                              "and Fisher scores; what --recipe paper uses). Decoder-only models have no such "
                              "padding: paper keeps target for them", choices=("target", "padded"))
     fish_samples: int = _f(128, "fish: training samples the one fixed mask is computed on", min=1)
-    seed: int = _f(0, "seed for shuffling, dropout and random masks", min=0)
+    seed: int = _f(0, "added to the episode number: episode i seeds its shuffling, dropout, random masks and "
+                   "LoRA initialisation with seed + i (its training subset depends on i alone)", min=0)
     recipe: str | None = _f(None, "default: --optimizer, --weight-decay, --rank-by, --rank-mode, --fisher-mode and "
                             "--refresh-phase as given; paper: the FISH-DIP reference's settings, which fix them: "
                             "transformers' Adafactor (scale_parameter, no relative step, no momentum, no weight "
@@ -311,10 +333,21 @@ def configs_from_options(options: dict, where: str = "") -> tuple[ExperimentConf
         raise ConfigError(f"{where}unknown option(s) {', '.join(sorted(unknown))}{renamed}; see `fishdip train --help`")
     methods = options.pop("method", "fish-dip")
     methods = [m.strip() for m in methods.split(",")] if isinstance(methods, str) else list(methods)
+    check_methods(methods)
     train_cfg = TrainConfig(**{k: v for k, v in options.items() if k in train_fields}, method=methods[0])
     exp = {k: v for k, v in options.items() if k in exp_fields}
     exp.setdefault("output_dir", default_output_dir(exp.get("task", "conll04"), methods))
     return ExperimentConfig(**exp, train=train_cfg), methods
+
+
+def check_methods(methods: list) -> None:
+    """A comparison's methods: at least one, each once (each is checked against METHODS by validate)."""
+    if not methods:
+        raise ConfigError("--method: give at least one method")
+    repeated = sorted({str(m) for m in methods if methods.count(m) > 1})
+    if repeated:
+        raise ConfigError(f"--method {','.join(map(str, methods))}: {', '.join(repeated)} listed twice; "
+                          "each method runs once on the same subsets")
 
 
 def _episode_text(episodes: list[int]) -> str:

@@ -125,7 +125,8 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True, log=print, meta
         if save in ("delta", "adapter") and base_checksum is None:  # every episode starts from the same base
             base_checksum = weights_checksum(loaded.model)
         loaded.model.to(device)
-        # the episode number seeds shuffling and random masks too: every method sees the same stream
+        # the episode number (plus --seed) seeds shuffling, dropout and random masks too: every method
+        # sees the same stream; the training subset depends on the episode only
         pairs = task.pairs(train_examples)
         # a generation budget fixed by the training targets, the same for every batch composition
         loaded.budget = budget_from_pairs(loaded, pairs)
@@ -134,13 +135,14 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True, log=print, meta
             if not dist.active:  # several processes: no training checkpoint (each would need its share)
                 checkpoint = Checkpoint(checkpoint_path(out, episode), cfg.checkpoint_every,
                                         {**identity(config), "episode": episode})
-            trainer = Trainer(loaded, pairs, replace(cfg.train, seed=episode), progress=progress and dist.main,
+            trainer = Trainer(loaded, pairs, replace(cfg.train, seed=cfg.train.seed + episode),
+                              progress=progress and dist.main,
                               dist=dist, checkpoint=checkpoint, curve=_curve(cfg, task, loaded, device, context),
                               log=log)
             result = trainer.train()
         else:  # in-context learning: the base model, with demonstrations drawn from the training subset
             loaded.demonstrations = Demonstrations(loaded, pairs, cfg.train.icl_context, cfg.train.icl_selection,
-                                                   seed=episode)
+                                                   seed=cfg.train.seed + episode)
             result = TrainResult(total_params=sum(p.numel() for p in loaded.model.parameters()),
                                  precision=amp.resolve(cfg.train.precision, device))
         with amp.autocast(result.precision, device):  # each process generates for its share

@@ -130,8 +130,22 @@ def load_grid(path: str | Path, output_dir: str | None = None, overrides: dict |
     if unknown:
         raise GridError(f"{path}: unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(GRID_KEYS))})")
     for key in ("tasks", "methods"):
-        if not isinstance(raw.get(key), list) or not raw[key]:
-            raise GridError(f"{path}: `{key}` must be a non-empty list")
+        if not isinstance(raw.get(key), list) or not raw[key] or not all(isinstance(x, str) for x in raw[key]):
+            raise GridError(f"{path}: `{key}` must be a non-empty list of names")
+    for key in ("methods", "tasks"):
+        repeated = sorted({x for x in raw[key] if raw[key].count(x) > 1})
+        if repeated:
+            raise GridError(f"{path}: `{key}` lists {', '.join(repeated)} twice")
+    for key in ("options", "method", "sweep"):
+        if not isinstance(raw.get(key, {}), dict):
+            raise GridError(f"{path}: [{key}] must be a table")
+    if not isinstance(raw.get("sizes", []), list) or not all(isinstance(x, dict) for x in raw.get("sizes", [])):
+        raise GridError(f"{path}: `sizes` must be a list of [[sizes]] tables")
+    from fishdip.report import ALL_METRICS
+
+    if raw.get("metric") is not None and raw["metric"] not in ALL_METRICS:
+        raise GridError(f"{path}: metric {raw['metric']!r} is not one fishdip reports "
+                        f"(one of {', '.join(ALL_METRICS)})")
     tables = raw.get("method", {})
     for label in tables:
         if label not in raw["methods"]:
@@ -146,11 +160,26 @@ def load_grid(path: str | Path, output_dir: str | None = None, overrides: dict |
         methods.append((label, opts))
     sizes = [(_size_label(s, f"{path}: sizes[{i}]"), dict(s)) for i, s in enumerate(raw.get("sizes", [{}]))] \
         if raw.get("sizes") else [("all", {})]
+    episodes = raw.get("episodes", [1])
+    if not isinstance(episodes, list) or not episodes or len(set(map(repr, episodes))) < len(episodes) or \
+            not all(isinstance(e, int) and not isinstance(e, bool) and e >= 0 for e in episodes):
+        raise GridError(f"{path}: episodes {episodes!r}: must be a non-empty list of episode numbers >= 0, "
+                        "each once, e.g. [1, 2, 3]")
     sweep = dict(raw.get("sweep", {}))
     if set(sweep) - SWEEP_KEYS:
         raise GridError(f"{path}: [sweep] knows {', '.join(sorted(SWEEP_KEYS))}")
+    if sweep.get("split", "dev") != "dev":
+        why = " (choosing values on the test split would select on it)" if sweep["split"] == "test" else ""
+        raise GridError(f"{path}: [sweep] split {sweep['split']!r}: must be 'dev'{why}")
+    sweep_episodes = sweep.get("episodes", [1])
+    if not isinstance(sweep_episodes, list) or not sweep_episodes or \
+            not all(isinstance(e, int) and not isinstance(e, bool) and e >= 0 for e in sweep_episodes):
+        raise GridError(f"{path}: [sweep] episodes {sweep_episodes!r}: must be a non-empty list of episode numbers")
+    limit = sweep.get("eval_limit")
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+        raise GridError(f"{path}: [sweep] eval_limit {limit!r}: must be a whole number >= 1")
     grid = Grid(source=path, output_dir=Path(output_dir or raw.get("output_dir") or path.with_suffix("")),
-                tasks=list(raw["tasks"]), sizes=sizes, methods=methods, episodes=list(raw.get("episodes", [1])),
+                tasks=list(raw["tasks"]), sizes=sizes, methods=methods, episodes=list(episodes),
                 options=dict(raw.get("options", {})), metric=raw.get("metric"),
                 sweep={"episodes": [1], "eval_limit": None, "split": "dev", **sweep}, overrides=dict(overrides or {}))
     for cell in grid.cells():

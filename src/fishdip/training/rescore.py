@@ -46,14 +46,20 @@ def _rows(path: Path) -> dict[int, list[dict]]:
 
 def rescore_run(folder: Path, decoder: str, data_dir: str | None = None) -> dict:
     """Per-episode metrics and their aggregate for one run folder, decoded with ``decoder``."""
-    cfg = ExperimentConfig.from_dict(read_json(folder / "config.json"))
+    config = read_json(folder / "config.json")
+    if not isinstance(config, dict) or "task" not in config:
+        raise FishdipError(f"{folder / 'config.json'}: not a fishdip run config (an object with 'task')")
+    cfg = ExperimentConfig.from_dict(config)
     if data_dir is not None:
         cfg.data_dir = data_dir
     task = load_task(cfg.task, cfg.data_dir, decoder)
     if task.family == "fewshot_rc":
         raise FishdipError(f"{folder}: {cfg.task} is scored by candidate losses, not by decoding text")
     episodes = []
-    for episode, rows in sorted(_rows(folder / "predictions.jsonl").items()):
+    stored = _rows(folder / "predictions.jsonl")
+    if not stored:
+        raise FishdipError(f"{folder / 'predictions.jsonl'}: no stored generations (an empty file)")
+    for episode, rows in sorted(stored.items()):
         _, examples, _ = task.episode_data(episode, cfg)
         if [str(r["id"]) for r in rows] != [str(ex.id) for ex in examples]:
             raise FishdipError(f"{folder}: episode {episode}: the stored predictions do not match the "
