@@ -177,3 +177,59 @@ def test_seed_is_added_to_the_episode(tmp_path, tiny_model_dir):
         losses.setdefault(seed, []).append(([x["loss"] for x in episode["train"]["losses"]], episode["train_indices"]))
     assert losses[0][0] == losses[0][1]  # the same seed, the same run
     assert losses[5][0][0] != losses[0][0][0] and losses[5][0][1] == losses[0][0][1]  # another order, same subset
+
+
+def _train_args(model, out, *extra):
+    return ["train", "--task", "conll03", "--method", "full", "--model", str(model), "--data-dir", str(FIXTURES),
+            "--eval-split", "dev", "--eval-limit", "1", "--batch-size", "2", "--max-length", "48", "--output-dir",
+            str(out), "--quiet", "--save", "none", "--epochs", "1", *extra]
+
+
+def test_a_folder_fishdip_did_not_write_is_not_written_into(tmp_path, tiny_model_dir, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "results.json").write_text('{"mine": true}')
+    err = _one_line_exit_2(_train_args(tiny_model_dir, out), capsys)
+    assert "holds results.json but no config.json: not a fishdip run folder" in err
+    assert (out / "results.json").read_text() == '{"mine": true}' and not (out / "config.json").exists()
+    before = (tiny_model_dir / "config.json").read_text()
+    err = _one_line_exit_2(_train_args(tiny_model_dir, tiny_model_dir, "--overwrite"), capsys)
+    assert "is a saved model folder" in err and (tiny_model_dir / "config.json").read_text() == before
+
+
+def test_one_writer_per_run_folder_and_no_stale_lock(tmp_path, tiny_model_dir, capsys):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from fishdip.training.rundir import LOCK_FILE, one_writer
+    from tests.conftest import REPO
+
+    out = tmp_path / "run"
+    with one_writer(out):  # another process (here: another open of the lock) holds the folder
+        err = _one_line_exit_2(_train_args(tiny_model_dir, out), capsys)
+    assert f"--output-dir {out} is in use by another fishdip process (pid {os.getpid()})" in err
+    code = ("import pathlib, time\nfrom fishdip.training.rundir import one_writer\n"
+            f"with one_writer(pathlib.Path({str(out)!r})):\n    print('held', flush=True)\n    time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", code],
+                              env={**os.environ, "PYTHONPATH": str(REPO / "src")}, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    time.sleep(0.1)
+    with one_writer(out):  # the killed holder left no stale lock
+        assert (out / LOCK_FILE).read_text() == str(os.getpid())
+
+
+def test_a_data_dir_is_the_only_place_data_is_read_from(tmp_path, monkeypatch, capsys):
+    from fishdip.data.datasets import load_split
+    from fishdip.errors import DataError
+
+    partial = tmp_path / "data" / "conll03"
+    partial.mkdir(parents=True)
+    (partial / "test.txt").write_text((FIXTURES / "conll03" / "test.txt").read_text())
+    monkeypatch.setenv("FISHDIP_DATA_DIR", str(FIXTURES))  # holds a complete copy: it must not be used
+    with pytest.raises(DataError, match=rf"train.txt not found \(looked in {partial}\)"):
+        load_split("conll03", "train", str(tmp_path / "data"))

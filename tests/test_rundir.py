@@ -95,6 +95,9 @@ def test_failed_model_save_keeps_the_metrics(tmp_path, tiny_model_dir, monkeypat
     assert saved["episodes"][0]["metrics"] == results["episodes"][0]["metrics"]
     assert saved["episodes"][0]["model"] is None
     assert any("could not be saved" in line and "No space left" in line for line in logged)
+    logged.clear()  # a rerun says so, instead of passing over the missing model without a word
+    run_experiment(cfg, progress=False, log=logged.append)
+    assert any("episode(s) 1 finished but their model was not saved" in line for line in logged), logged
 
 
 def test_nothing_is_written_when_the_data_cannot_be_read(tmp_path, tiny_model_dir, monkeypatch):

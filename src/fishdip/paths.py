@@ -15,10 +15,11 @@ def cache_dir() -> Path:
 
 
 def data_roots(data_dir: Path | str | None = None) -> list[Path]:
-    """Folders searched for ``<dataset>/``, in order: --data-dir, $FISHDIP_DATA_DIR, the cache."""
-    roots: list[Path] = []
+    """Folders searched for ``<dataset>/``: --data-dir alone when it is given (a dataset is read from
+    exactly one place, never from a fallback without a word), else $FISHDIP_DATA_DIR, then the cache."""
     if data_dir:
-        roots.append(Path(data_dir))
+        return [Path(data_dir)]
+    roots: list[Path] = []
     if os.environ.get("FISHDIP_DATA_DIR"):
         roots.append(Path(os.environ["FISHDIP_DATA_DIR"]))
     roots.append(cache_dir() / "data")

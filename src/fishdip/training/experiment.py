@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from itertools import groupby
 from pathlib import Path
@@ -34,7 +35,7 @@ from fishdip.training.config import ConfigError, ExperimentConfig, check_environ
 from fishdip.training.distributed import SINGLE, Dist, pick_device
 from fishdip.training.meta import meta_trained_model
 from fishdip.training.methods import METHODS
-from fishdip.training.rundir import check_layout, check_run_folder, clean_leftovers, identity
+from fishdip.training.rundir import check_layout, check_run_folder, clean_leftovers, identity, one_writer
 from fishdip.training.trainer import Curve, Trainer, TrainResult
 
 
@@ -59,6 +60,15 @@ def _results(cfg: ExperimentConfig, episodes: list[dict]) -> dict:
 def run_experiment(cfg: ExperimentConfig, progress: bool = True, log=print, meta_dir: Path | None = None,
                    overwrite: bool = False, task: Task | None = None, fresh_model=None,
                    dist: Dist = SINGLE) -> dict:
+    """Run every episode of ``cfg`` not already finished in ``cfg.output_dir`` (``_run_experiment``),
+    the run folder held by this process alone while it runs (rundir.one_writer)."""
+    with ExitStack() as held:
+        return _run_experiment(cfg, progress, log, meta_dir, overwrite, task, fresh_model, dist,
+                               hold=lambda out: held.enter_context(one_writer(out)))
+
+
+def _run_experiment(cfg: ExperimentConfig, progress: bool, log, meta_dir: Path | None, overwrite: bool,
+                    task: Task | None, fresh_model, dist: Dist, hold) -> dict:
     """Run every episode of ``cfg`` not already finished in ``cfg.output_dir`` (see rundir.py).
 
     ``meta_dir``: where the meta-trained model is kept (``--meta-train``; default
@@ -78,12 +88,18 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True, log=print, meta
     state = error = None
     if dist.main:
         try:
+            hold(out)
             state = check_run_folder(out, config, overwrite)
         except FishdipError as exc:
             error = exc
     state, error = dist.broadcast((state, error))
     if error is not None:
         raise error
+    unsaved = sorted(e["episode"] for e in state.finished if e.get("model") is None and cfg.save_mode != "none"
+                     and METHODS[cfg.train.method].trains)
+    if unsaved:  # a kill during the save, or a full disk: the metrics are kept, the model is not there
+        log(f"warning: {out}: episode(s) {_ranges(unsaved)} finished but their model was not saved (the run "
+            "stopped while saving, or saving failed); their metrics are kept; --overwrite trains them again")
     if state.complete:
         log(f"{out}: this run is already finished (episodes {_ranges(cfg.episodes)}); nothing to do "
             f"(--overwrite runs it again)")

@@ -13,8 +13,10 @@ version.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +38,10 @@ NOT_IDENTITY = ("output_dir", "save", "save_model", "data_dir", "checkpoint_ever
 # every file and folder a run writes (removed by --overwrite)
 RUN_FILES = ("config.json", "results.json", "predictions.jsonl", "model", "models", "meta-model", "checkpoint",
              "comparison.md", "comparison.json", "losses.png")
+
+
+# files of a saved model folder (models/episode-<i>, or any transformers model folder)
+MODEL_FILES = ("fishdip.json", "model.safetensors", "pytorch_model.bin", "delta.safetensors", "adapter_config.json")
 
 
 class RunConflict(FishdipError):
@@ -114,8 +120,17 @@ def check_run_folder(folder: Path, config: dict, overwrite: bool = False) -> Run
     """Decide what to do with ``folder`` for a run described by ``config`` (its config.json)."""
     if folder.exists() and not folder.is_dir():
         raise FishdipError(f"--output-dir {folder}: exists and is not a folder")
+    if any((folder / name).is_file() for name in MODEL_FILES):  # writing a run here would replace its files
+        raise RunConflict(f"--output-dir {folder} is a saved model folder; choose another folder for the run")
     old_config_path = folder / "config.json"
     if not old_config_path.is_file():
+        foreign = [name for name in ("results.json", "predictions.jsonl", "models", "comparison.md")
+                   if (folder / name).exists()]
+        if foreign and not overwrite:  # written by something else, or by hand: never replaced without a word
+            raise RunConflict(f"--output-dir {folder} holds {', '.join(foreign)} but no config.json: not a fishdip "
+                              "run folder; choose another folder or pass --overwrite to replace them")
+        if overwrite:
+            remove_run(folder)
         return RunState()
     if overwrite:
         remove_run(folder)
@@ -137,6 +152,34 @@ def check_run_folder(folder: Path, config: dict, overwrite: bool = False) -> Run
     predictions = folder / "predictions.jsonl"
     rows = [r for r in read_jsonl(predictions) if r.get("episode") in done] if predictions.is_file() else []
     return RunState(finished, rows, complete=done >= set(wanted))
+
+
+LOCK_FILE = ".fishdip.lock"
+
+
+@contextmanager
+def one_writer(folder: Path):
+    """Hold the run folder for this process: a second fishdip process starting into it is refused.
+    The lock is the operating system's (flock), so a killed run leaves no stale lock behind."""
+    import fcntl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / LOCK_FILE, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            raise RunConflict(f"--output-dir {folder} is in use by another fishdip process (pid {holder}); "
+                              "wait for it or choose another folder") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def default_output_dir(task: str, methods: list[str]) -> str:
