@@ -124,8 +124,9 @@ def check_run_folder(folder: Path, config: dict, overwrite: bool = False) -> Run
         raise RunConflict(f"--output-dir {folder} is a saved model folder; choose another folder for the run")
     old_config_path = folder / "config.json"
     if not old_config_path.is_file():
-        foreign = [name for name in ("results.json", "predictions.jsonl", "models", "comparison.md")
-                   if (folder / name).exists()]
+        foreign = [name for name in ("results.json", "predictions.jsonl", "comparison.md") if (folder / name).exists()]
+        if (folder / "models").is_dir() and any(not p.name.startswith(".") for p in (folder / "models").iterdir()):
+            foreign.append("models")  # (a killed save leaves only a temporary .folder, removed on start)
         if foreign and not overwrite:  # written by something else, or by hand: never replaced without a word
             raise RunConflict(f"--output-dir {folder} holds {', '.join(foreign)} but no config.json: not a fishdip "
                               "run folder; choose another folder or pass --overwrite to replace them")
