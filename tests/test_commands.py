@@ -233,3 +233,27 @@ def test_a_data_dir_is_the_only_place_data_is_read_from(tmp_path, monkeypatch, c
     monkeypatch.setenv("FISHDIP_DATA_DIR", str(FIXTURES))  # holds a complete copy: it must not be used
     with pytest.raises(DataError, match=rf"train.txt not found \(looked in {partial}\)"):
         load_split("conll03", "train", str(tmp_path / "data"))
+
+
+def test_an_option_without_effect_in_some_grid_cells_is_said_once(tmp_path):
+    from fishdip.training.grid import load_grid, run_grid
+
+    grid = tmp_path / "grid.toml"
+    grid.write_text(GRID_BASE.format(data=FIXTURES).replace('["full", "fish-dip"]', '["full", "lora"]')
+                    + "lora_rank = 4\n[[sizes]]\ntrain_size = 2\n[[sizes]]\ntrain_size = 3\n")
+    lines = []
+    run_grid(load_grid(grid), dry_run=True, log=lines.append)
+    warnings = [line for line in lines if line.startswith("warning:")]
+    assert warnings == [f"warning: {grid}: method full: --lora-rank (read by lora only) has no effect on its cells"]
+
+
+def test_which_methods_read_an_option_agrees_with_the_registries():
+    from fishdip.sparse.engine import SPARSE_METHODS, fisher_on_random_samples, fisher_on_regressing_samples
+    from fishdip.training import config
+    from fishdip.training.methods import METHODS
+
+    sparse = {m.name: SPARSE_METHODS[m.sparse_method] for m in METHODS.values() if m.sparse}
+    assert set(config.SPARSE) == set(sparse)
+    assert set(config.REFRESHED) == {n for n, m in sparse.items() if m.refresh}
+    assert set(config.FISHER) == {n for n, m in sparse.items()
+                                  if m.choose in (fisher_on_random_samples, fisher_on_regressing_samples)}

@@ -89,6 +89,10 @@ BAD = [
     (["--lora-dropout", "1.5"], "--lora-dropout 1.5: must be >= 0 and <= 1"),
     (["--method", "full", "--save", "delta"], "--save delta: full is not a sparse method"),
     (["--no-such-option"], "No such option: --no-such-option"),
+    (["--n-way", "3"], "--n-way (for fewshot_rc tasks only): no effect with --method fish-dip on conll03"),
+    (["--method", "full,fish-dip", "--lora-rank", "4"], "--lora-rank (read by lora only): no effect with --method"),
+    (["--method", "full", "--refresh-steps", "5"], "--refresh-steps (read by fish-dip, random-dip only)"),
+    (["--fold", "2"], "--fold (only datasets that ship folds, e.g. ade)"),
 ]
 
 

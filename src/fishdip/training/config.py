@@ -35,14 +35,25 @@ RECIPE_SETTINGS = {
 }
 
 
+# which methods and task families read an option (field metadata ``used_by`` / ``family``)
+SPARSE = ("fish", "fish-dip", "random", "random-dip")
+REFRESHED = ("fish-dip", "random-dip")
+FISHER = ("fish", "fish-dip")
+FEW_SHOT = ("fewshot_rc",)
+
+
 class ConfigError(FishdipError, ValueError):
     """An option has a value it cannot take."""
 
 
-def _f(default, help: str, *, min=None, max=None, above=None, choices=None, cli: str | None = None):
+def _f(default, help: str, *, min=None, max=None, above=None, choices=None, cli: str | None = None,
+       used_by: tuple[str, ...] | None = None, family: tuple[str, ...] | None = None):
     """A config field: ``min``/``max`` inclusive bounds, ``above`` an exclusive lower bound,
-    ``choices`` the allowed values, ``cli`` the option's name if not the field's."""
-    meta = {"help": help, "min": min, "max": max, "above": above, "choices": choices, "cli": cli}
+    ``choices`` the allowed values, ``cli`` the option's name if not the field's; ``used_by`` the
+    methods and ``family`` the task families that read it (a value given for none of them is an
+    option without effect: ``unused_options``)."""
+    meta = {"help": help, "min": min, "max": max, "above": above, "choices": choices, "cli": cli,
+            "used_by": used_by, "family": family}
     return field(default=default, metadata={k: v for k, v in meta.items() if v is not None})
 
 
@@ -129,38 +140,42 @@ class TrainConfig:
     max_grad_norm: float = _f(1.0, "gradient clipping over the trainable entries; 0 disables", min=0)
     max_length: int = _f(256, "maximum tokens of a source and of a target", min=8, max=100_000)
     density: float = _f(0.01, "fraction of parameter entries that learn, e.g. 0.01 = 1 % (sparse methods)",
-                        above=0, max=1)
-    refresh_steps: int = _f(100, "fish-dip: recompute the mask every N optimizer steps", min=1)
+                        above=0, max=1, used_by=SPARSE)
+    refresh_steps: int = _f(100, "fish-dip: recompute the mask every N optimizer steps", min=1, used_by=REFRESHED)
     regressing_samples: int | None = _f(None, "fish-dip: samples the mask is computed on "
-                                        "(default: 10 % of batches per epoch, clamped to 3..25)", min=1)
+                                        "(default: 10 % of batches per epoch, clamped to 3..25)", min=1,
+                                        used_by=("fish-dip",))
     fisher: str = _f("square", "Fisher score per entry: sum of squared (square) or absolute (abs) "
-                     "per-sample gradients", choices=FISHER_KINDS)
-    lora_rank: int = _f(8, "lora: rank of the adapters", min=1, max=4096)
-    lora_alpha: float = _f(16.0, "lora: scaling numerator (the update is scaled by alpha / rank)", above=0)
-    lora_dropout: float = _f(0.05, "lora: dropout on the adapters' input", min=0, max=1)
+                     "per-sample gradients", choices=FISHER_KINDS, used_by=FISHER)
+    lora_rank: int = _f(8, "lora: rank of the adapters", min=1, max=4096, used_by=("lora",))
+    lora_alpha: float = _f(16.0, "lora: scaling numerator (the update is scaled by alpha / rank)", above=0,
+                           used_by=("lora",))
+    lora_dropout: float = _f(0.05, "lora: dropout on the adapters' input", min=0, max=1, used_by=("lora",))
     lora_targets: str | None = _f(None, "lora: comma list of module names to adapt (default: peft's choice "
-                                  "for the architecture, e.g. q,v for T5, q_proj,v_proj for Llama-style)")
-    icl_context: int = _f(1024, "icl: tokens of demonstrations in front of each sentence", min=16)
+                                  "for the architecture, e.g. q,v for T5, q_proj,v_proj for Llama-style)",
+                                  used_by=("lora",))
+    icl_context: int = _f(1024, "icl: tokens of demonstrations in front of each sentence", min=16, used_by=("icl",))
     icl_selection: str = _f("tfidf", "icl: demonstrations most similar to the sentence (tfidf: cosine of TF-IDF "
-                            "word vectors) or in a random order seeded by the episode", choices=("tfidf", "random"))
+                            "word vectors) or in a random order seeded by the episode", choices=("tfidf", "random"),
+                            used_by=("icl",))
     rank_by: str = _f("mean", "fish-dip: rank samples by their mean token loss, or by the summed loss (the "
                       "reference's effect: longer targets rank higher; what --recipe paper uses)",
-                      choices=("mean", "sum"))
+                      choices=("mean", "sum"), used_by=("fish-dip",))
     rank_mode: str = _f("eval", "fish-dip: rank samples without dropout (eval), with it (train), or as the "
                         "reference (reference: eval for the first mask, the model as loaded, train for every "
-                        "refresh; what --recipe paper uses)", choices=DROPOUT_MODES)
+                        "refresh; what --recipe paper uses)", choices=DROPOUT_MODES, used_by=("fish-dip",))
     fisher_mode: str = _f("eval", "sparse methods: score Fisher information without dropout (eval), with it "
                           "(train), or as the reference (reference: eval for the first mask, train for every "
-                          "refresh; what --recipe paper uses)", choices=DROPOUT_MODES)
+                          "refresh; what --recipe paper uses)", choices=DROPOUT_MODES, used_by=FISHER)
     refresh_phase: str = _f("after", "fish-dip: recompute the mask after optimizer steps N, 2N, ... (after), or "
                             "before them, i.e. after N-1, 2N-1, ... steps (before: the reference's phase; what "
-                            "--recipe paper uses)", choices=REFRESH_PHASES)
+                            "--recipe paper uses)", choices=REFRESH_PHASES, used_by=REFRESHED)
     loss_positions: str = _f("target", "encoder-decoders: the loss over the real target tokens (target), or the "
                              "reference's (padded: TANL pads labels to --max-length with the pad token, so the loss "
                              "averages over all those positions, pad predictions included; for training, ranking "
                              "and Fisher scores; what --recipe paper uses). Decoder-only models have no such "
                              "padding: paper keeps target for them", choices=("target", "padded"))
-    fish_samples: int = _f(128, "fish: training samples the one fixed mask is computed on", min=1)
+    fish_samples: int = _f(128, "fish: training samples the one fixed mask is computed on", min=1, used_by=("fish",))
     seed: int = _f(0, "added to the episode number: episode i seeds its shuffling, dropout, random masks and "
                    "LoRA initialisation with seed + i (its training subset depends on i alone)", min=0)
     recipe: str | None = _f(None, "default: --optimizer, --weight-decay, --rank-by, --rank-mode, --fisher-mode and "
@@ -226,14 +241,16 @@ class ExperimentConfig:
     strict_tags: bool = _f(False, "CoNLL files: an invalid tag transition is an error (file, line) "
                            "instead of being repaired like conlleval")
     eval_split: str = _f("test", "dev or test", choices=("dev", "test"))
-    n_way: int = _f(5, "few-shot tasks: relations per episode", min=2)
-    k_shot: int = _f(1, "few-shot tasks: training instances per relation", min=1)
-    n_queries: int = _f(5, "few-shot tasks: query instances per relation", min=1, cli="queries")
+    n_way: int = _f(5, "few-shot tasks: relations per episode", min=2, family=FEW_SHOT)
+    k_shot: int = _f(1, "few-shot tasks: training instances per relation", min=1, family=FEW_SHOT)
+    n_queries: int = _f(5, "few-shot tasks: query instances per relation", min=1, cli="queries", family=FEW_SHOT)
     meta_train: str | None = _f(None, "few-shot tasks: before the episodes, fine-tune on a FewRel-format file "
                                 "of other relations (TANL, FISH-DIP), or 'holdout': half of the episode "
-                                "file's relations (seeded split), episodes drawn from the other half")
-    meta_train_size: int | None = _f(400, "meta-training instances, spread evenly over its relations", min=1)
-    meta_train_epochs: int = _f(1, "meta-training epochs (full fine-tuning, lr 1e-4)", min=1)
+                                "file's relations (seeded split), episodes drawn from the other half",
+                                family=FEW_SHOT)
+    meta_train_size: int | None = _f(400, "meta-training instances, spread evenly over its relations", min=1,
+                                     family=FEW_SHOT)
+    meta_train_epochs: int = _f(1, "meta-training epochs (full fine-tuning, lr 1e-4)", min=1, family=FEW_SHOT)
     eval_limit: int | None = _f(None, "evaluate on the first N sentences only (few-shot: N queries, a "
                                 "multiple of --n-way so every relation keeps its share)", min=1)
     eval_every: int | None = _f(None, "learning curve: score the model every N optimizer steps during training "
@@ -250,7 +267,7 @@ class ExperimentConfig:
                       "stretches a span) or tanl (TANL's published rules, for comparable numbers)",
                       choices=DECODER_NAMES)
     rc_score: str = _f("sum", "few-shot relation classification: rank candidate relations by the summed "
-                       "(TANL) or the mean token loss of their output", choices=RC_SCORES)
+                       "(TANL) or the mean token loss of their output", choices=RC_SCORES, family=FEW_SHOT)
     eval_batch_size: int = _f(16, "sentences per generation batch", min=1)
     num_beams: int = _f(1, "1 = greedy decoding", min=1, max=64)
     output_dir: str = _f("runs/run", "where config, results, predictions and models go (the CLI's default: "
@@ -338,6 +355,24 @@ def configs_from_options(options: dict, where: str = "") -> tuple[ExperimentConf
     exp = {k: v for k, v in options.items() if k in exp_fields}
     exp.setdefault("output_dir", default_output_dir(exp.get("task", "conll04"), methods))
     return ExperimentConfig(**exp, train=train_cfg), methods
+
+
+def unused_options(cfg: ExperimentConfig, methods: list[str], family: str | None) -> list[str]:
+    """Options given a value that none of ``methods`` reads, or that the task's ``family`` does not
+    (None: a task held in memory), e.g. ``--n-way`` on CoNLL04 or ``--lora-rank`` with fish-dip."""
+    out = []
+    for obj in (cfg, cfg.train):
+        for f in fields(obj):
+            m, value = f.metadata, getattr(obj, f.name)
+            if value == f.default:
+                continue
+            if "used_by" in m and not set(methods) & set(m["used_by"]):
+                out.append(f"{option_name(f)} (read by {', '.join(m['used_by'])} only)")
+            elif "family" in m and family is not None and family not in m["family"]:
+                out.append(f"{option_name(f)} (for {', '.join(m['family'])} tasks only)")
+    if cfg.fold != 0 and cfg.task in DATASETS and family is not None and not DATASETS[cfg.task].folds:
+        out.append("--fold (only datasets that ship folds, e.g. ade)")
+    return out
 
 
 def check_methods(methods: list) -> None:

@@ -31,7 +31,7 @@ from fishdip.models.text2text import PROMPT, budget_from_pairs
 from fishdip.tasks import Task, load_task
 from fishdip.training import precision as amp
 from fishdip.training.checkpoint import Checkpoint, checkpoint_path
-from fishdip.training.config import ConfigError, ExperimentConfig, check_environment
+from fishdip.training.config import ConfigError, ExperimentConfig, check_environment, unused_options
 from fishdip.training.distributed import SINGLE, Dist, pick_device
 from fishdip.training.meta import meta_trained_model
 from fishdip.training.methods import METHODS
@@ -241,6 +241,10 @@ def run_comparison(cfg: ExperimentConfig, methods: list[str], overwrite: bool = 
     configs = [replace(cfg, train=replace(cfg.train, method=m)) for m in methods]
     for c in configs:  # every method's options are checked before the first one starts
         c.validate(known_task=task is None)
+    unused = unused_options(cfg, methods, DATASETS[cfg.task].family if task is None else task.family)
+    if unused:
+        raise ConfigError(f"{'; '.join(unused)}: no effect with --method {','.join(methods)} on "
+                          f"{cfg.task if task is None else task.dataset}; leave it out")
     check_environment(cfg, model_path=fresh_model is None)
     out = Path(cfg.output_dir)
     error = None

@@ -46,9 +46,10 @@ try:  # Python 3.11+
 except ImportError:  # Python 3.10: the same parser, packaged
     import tomli as tomllib
 
+from fishdip.data.datasets import DATASETS
 from fishdip.errors import FishdipError
 from fishdip.io import read_json, write_json_atomic, write_text_atomic
-from fishdip.training.config import ConfigError, ExperimentConfig, configs_from_options
+from fishdip.training.config import ConfigError, ExperimentConfig, configs_from_options, unused_options
 from fishdip.training.experiment import run_experiment
 from fishdip.training.methods import METHODS
 from fishdip.training.rundir import differences
@@ -99,6 +100,7 @@ class Grid:
     metric: str | None
     sweep: dict
     overrides: dict = field(default_factory=dict)  # options given on the command line: they beat the file's
+    warnings: list[str] = field(default_factory=list)  # options without effect in some cells, said once
 
     def cells(self) -> list[Cell]:
         """Every cell, in the order they run: task, size, episode, then method."""
@@ -188,9 +190,14 @@ def load_grid(path: str | Path, output_dir: str | None = None, overrides: dict |
             raise GridError(f"{path}: {', '.join(sorted(fixed))} are set by the grid, not in the options")
         for chosen in cell.candidates:
             try:
-                cell_config(grid, cell, chosen)
+                cfg = cell_config(grid, cell, chosen)
             except ConfigError as exc:
                 raise GridError(f"{path}: {exc}") from None
+            # refusing would break grids whose [options] serve several methods: said once per label instead
+            for option in unused_options(cfg, [cfg.train.method], DATASETS[cfg.task].family):
+                note = f"{path}: method {cell.method}: {option} has no effect on its cells"
+                if note not in grid.warnings:
+                    grid.warnings.append(note)
     return grid
 
 
@@ -369,6 +376,8 @@ def run_grid(grid: Grid, only: list[str] | None = None, progress: bool = True, l
         guesses = [estimate(c, seconds, sweep_seconds, sweeps.get(c.path, 0)) for c in cells]
         return "?" if any(g is None for g in guesses) else _clock(sum(guesses))
 
+    for note in grid.warnings:
+        log(f"warning: {note}")
     log(f"grid {grid.source}: {len(cells)} cells selected, {len(cells) - len(todo)} finished, {len(todo)} to run "
         f"(estimated {left(todo)}) into {grid.output_dir}/")
     for i, cell in enumerate(todo, 1):
