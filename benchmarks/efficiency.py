@@ -65,8 +65,8 @@ def build_model(shape: str):
 
 
 def training_pairs(n: int, byte_level: int = 0) -> list[tuple[str, str]]:
+    from fishdip.runs.config import ExperimentConfig
     from fishdip.tasks import load_task
-    from fishdip.training.config import ExperimentConfig
 
     data_dir = os.environ.get("FISHDIP_DATA_DIR") or str(HERE.parent.parent / "shared" / "data")
     try:

@@ -19,7 +19,7 @@ def real_data_dir() -> Path | None:
     """``$FISHDIP_DATA_DIR`` or ``../shared/data`` beside the checkout, if it holds CoNLL04."""
     for candidate in (os.environ.get("FISHDIP_DATA_DIR"), REPO.parent / "shared" / "data"):
         if candidate and (Path(candidate) / "conll04" / "conll04_types.json").is_file():
-            return Path(candidate)
+            return Path(candidate).resolve()  # tests change the working folder
     return None
 
 

@@ -204,14 +204,14 @@ def test_one_writer_per_run_folder_and_no_stale_lock(tmp_path, tiny_model_dir, c
     import sys
     import time
 
-    from fishdip.training.rundir import LOCK_FILE, one_writer
+    from fishdip.runs.rundir import LOCK_FILE, one_writer
     from tests.conftest import REPO
 
     out = tmp_path / "run"
     with one_writer(out):  # another process (here: another open of the lock) holds the folder
         err = _one_line_exit_2(_train_args(tiny_model_dir, out), capsys)
     assert f"--output-dir {out} is in use by another fishdip process (pid {os.getpid()})" in err
-    code = ("import pathlib, time\nfrom fishdip.training.rundir import one_writer\n"
+    code = ("import pathlib, time\nfrom fishdip.runs.rundir import one_writer\n"
             f"with one_writer(pathlib.Path({str(out)!r})):\n    print('held', flush=True)\n    time.sleep(60)")
     holder = subprocess.Popen([sys.executable, "-c", code],
                               env={**os.environ, "PYTHONPATH": str(REPO / "src")}, stdout=subprocess.PIPE, text=True)
@@ -236,7 +236,7 @@ def test_a_data_dir_is_the_only_place_data_is_read_from(tmp_path, monkeypatch, c
 
 
 def test_an_option_without_effect_in_some_grid_cells_is_said_once(tmp_path):
-    from fishdip.training.grid import load_grid, run_grid
+    from fishdip.runs.grid import load_grid, run_grid
 
     grid = tmp_path / "grid.toml"
     grid.write_text(GRID_BASE.format(data=FIXTURES).replace('["full", "fish-dip"]', '["full", "lora"]')

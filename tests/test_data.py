@@ -180,8 +180,8 @@ def _tanl_subset(n: int, fraction: float, episode: int) -> list[int]:
 
 @pytest.mark.parametrize("fraction", [0.01, 0.05, 0.1])
 def test_tanl_subsets_are_the_sentences_tanl_trains_on(data_dir, fraction):
+    from fishdip.runs.config import ExperimentConfig
     from fishdip.tasks import load_task
-    from fishdip.training.config import ExperimentConfig
 
     train_all, _ = load_split("conll04", "train", data_dir)
     task = load_task("conll04", str(data_dir), "fishdip")

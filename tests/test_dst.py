@@ -4,8 +4,8 @@ from fishdip.data.datasets import load_split
 from fishdip.data.multiwoz import read_multiwoz
 from fishdip.errors import DataError
 from fishdip.formats import dst
+from fishdip.runs.config import ExperimentConfig
 from fishdip.tasks import load_task
-from fishdip.training.config import ExperimentConfig
 from tests.conftest import FIXTURES
 
 

@@ -6,8 +6,8 @@ from fishdip.data.datasets import load_split
 from fishdip.errors import DataError
 from fishdip.formats import entity_relation as er
 from fishdip.formats import events as ev
+from fishdip.runs.config import ExperimentConfig
 from fishdip.tasks import EventDecoded, EventTask, load_task
-from fishdip.training.config import ExperimentConfig
 from tests.conftest import FIXTURES, make_tiny_t5
 
 E, R = er.Entity, er.Relation

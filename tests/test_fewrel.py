@@ -7,8 +7,8 @@ from fishdip.cli import app
 from fishdip.data.fewrel import read_fewrel, read_relation_names, relation_names, sample_episode
 from fishdip.errors import DataError
 from fishdip.formats import relation_classification as rc
+from fishdip.runs.config import ExperimentConfig
 from fishdip.tasks import FewShotRCTask, load_task
-from fishdip.training.config import ExperimentConfig
 from tests.conftest import make_tiny_t5
 
 EX = rc.RCExample("The Cape Girardeau Bridge crosses the Mississippi River .".split(), (1, 4), (6, 8), "P177")

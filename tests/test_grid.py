@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from fishdip.cli import app
-from fishdip.grid_report import _mean_std, paired, write_report
-from fishdip.training.grid import GridError, estimate, load_grid, run_grid
+from fishdip.reports.grid import _mean_std, paired, write_report
+from fishdip.runs.grid import GridError, estimate, load_grid, run_grid
 from tests.conftest import REPO
 
 runner = CliRunner()

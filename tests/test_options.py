@@ -112,7 +112,9 @@ def test_every_train_option_is_in_the_table():
     """A new option must get a bad-value row here (or be one that has no bad value)."""
     from dataclasses import fields
 
-    from fishdip.training.config import ExperimentConfig, TrainConfig, option_name
+    from fishdip.options import option_name
+    from fishdip.runs.config import ExperimentConfig
+    from fishdip.training.config import TrainConfig
 
     tested = {a for args, _ in BAD for a in args if a.startswith("--")}
     no_bad_value = {"--strict-tags", "--lora-targets"}  # a flag; module names that peft checks when it wraps

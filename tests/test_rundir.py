@@ -11,8 +11,10 @@ import pytest
 from typer.testing import CliRunner
 
 from fishdip.cli import app
-from fishdip.training.config import ConfigError, ExperimentConfig, TrainConfig, configs_from_options
-from fishdip.training.experiment import run_experiment
+from fishdip.options import ConfigError
+from fishdip.runs.config import ExperimentConfig, configs_from_options
+from fishdip.runs.experiment import run_experiment
+from fishdip.training.config import TrainConfig
 from tests.conftest import FIXTURES, REPO
 
 runner = CliRunner()
@@ -80,7 +82,7 @@ def test_more_episodes_extend_a_finished_run(tmp_path, tiny_model_dir):
 
 
 def test_failed_model_save_keeps_the_metrics(tmp_path, tiny_model_dir, monkeypatch):
-    import fishdip.training.experiment as experiment
+    import fishdip.runs.experiment as experiment
 
     def full_disk(*args, **kwargs):
         raise OSError(28, "No space left on device")

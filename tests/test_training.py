@@ -290,7 +290,7 @@ def test_paper_recipe_uses_the_reference_optimizer_and_ranking():
 
 
 def test_each_method_has_its_own_recipe_and_a_conflicting_option_is_an_error():
-    from fishdip.training.config import ConfigError
+    from fishdip.options import ConfigError
 
     assert TrainConfig(method="fish-dip").effective_recipe == "paper"
     assert TrainConfig(method="fish-dip").effective_lr == 1e-2
@@ -364,7 +364,7 @@ def test_padded_loss_is_the_references_mean_over_every_label_position():
 
 
 def test_padded_loss_is_refused_for_decoder_only_models_unless_the_recipe_sets_it():
-    from fishdip.training.config import ConfigError
+    from fishdip.options import ConfigError
 
     with pytest.raises(ConfigError, match="--loss-positions padded: only for encoder-decoder models"):
         Trainer(make_tiny_llama(), PAIRS, _cfg(loss_positions="padded"), progress=False)

@@ -9,7 +9,7 @@
     predictor.predict("Lee Harvey Oswald shot John F. Kennedy in Dallas .")
 
 ``train`` takes every option of ``fishdip train`` by its field name (``fishdip train --help``;
-``training/config.py``), in-memory examples instead of a dataset, and a model already in memory.
+``training/config.py``, ``runs/config.py``), in-memory examples instead of a dataset, and a model already in memory.
 """
 
 from __future__ import annotations
@@ -21,11 +21,12 @@ from pathlib import Path
 from fishdip.errors import FishdipError
 from fishdip.formats import entity_relation as er
 from fishdip.models.loading import LoadedModel, load_model, prepare, read_fishdip_metadata
+from fishdip.runs.config import ExperimentConfig, configs_from_options
+from fishdip.runs.experiment import Comparison, run_comparison
+from fishdip.runs.rundir import model_folder
 from fishdip.tasks import JointERTask, Task, task_from_metadata
 from fishdip.text import tokenize
-from fishdip.training.config import ExperimentConfig, TrainConfig, configs_from_options
-from fishdip.training.experiment import Comparison, run_comparison
-from fishdip.training.rundir import model_folder
+from fishdip.training.config import TrainConfig
 
 
 @dataclass

@@ -14,17 +14,10 @@ from typing import Annotated, Optional
 import typer
 
 from fishdip.errors import FishdipError
-from fishdip.training.config import (
-    ConfigError,
-    ExperimentConfig,
-    TrainConfig,
-    allowed,
-    check_fields,
-    check_methods,
-    check_model,
-    option_name,
-)
-from fishdip.training.rundir import default_output_dir
+from fishdip.options import ConfigError, allowed, check_fields, option_name
+from fishdip.runs.config import ExperimentConfig, check_methods, check_model
+from fishdip.runs.rundir import default_output_dir
+from fishdip.training.config import TrainConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="FISH-DIP sparse fine-tuning for unified sequence labeling.")
@@ -119,8 +112,8 @@ def train(**options) -> None:
         cfg, methods = configs_from_options(options)
         for method in methods:  # option values first: a mistake is refused before torch is even imported
             replace(cfg, train=replace(cfg.train, method=method)).validate()
+        from fishdip.runs.experiment import run_comparison
         from fishdip.training.distributed import setup
-        from fishdip.training.experiment import run_comparison
 
         dist = setup(cfg.device)  # several processes when started by torchrun / accelerate launch
         results = run_comparison(cfg, methods, overwrite=options["overwrite"], progress=not options["quiet"],
@@ -201,7 +194,7 @@ def evaluate(
 
 def _check_output_file(option: str, path: Path) -> None:
     """A results file can be written at ``path``: not a folder, in a folder that exists or can be made."""
-    from fishdip.training.config import check_output_dir
+    from fishdip.runs.config import check_output_dir
 
     if path.is_dir():
         raise ConfigError(f"{option} {path}: is a folder; give a file name")
@@ -210,7 +203,7 @@ def _check_output_file(option: str, path: Path) -> None:
 
 def _model_of_run(model: str) -> str:
     """A run folder (or a comparison's) stands for its first saved model, as ``fishdip.load`` reads it."""
-    from fishdip.training.rundir import model_folder
+    from fishdip.runs.rundir import model_folder
 
     path = Path(model).expanduser()
     if (path.is_dir() and not (path / "config.json").is_file()) or (path / "results.json").is_file():
@@ -232,8 +225,8 @@ def rescore(
 ) -> None:
     """Decode a run's stored generations again with another decoder and score them (no model needed)."""
     from fishdip.io import write_json_atomic
-    from fishdip.report import comparison_table
-    from fishdip.training.rescore import rescore_run, run_folders
+    from fishdip.reports.comparison import comparison_table
+    from fishdip.runs.rescore import rescore_run, run_folders
 
     try:
         results = {folder.name: rescore_run(folder, decoder, data_dir) for folder in run_folders(run)}
@@ -289,7 +282,7 @@ def export(
 ) -> None:
     """Write a complete model folder (a delta merged onto its base model), loadable by transformers alone."""
     from fishdip.models.loading import load_model, read_fishdip_metadata, save_model
-    from fishdip.training.rundir import model_folder
+    from fishdip.runs.rundir import model_folder
 
     try:
         folder = model_folder(source, episode, method)
@@ -322,7 +315,7 @@ def experiment(
     quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
 ) -> None:
     """Run a grid of tasks x sizes x methods x episodes; a rerun skips finished cells and resumes."""
-    from fishdip.training.grid import load_grid, run_grid
+    from fishdip.runs.grid import load_grid, run_grid
 
     try:
         grid = load_grid(grid_file, output_dir, overrides={"model": model} if model else None)
@@ -351,7 +344,7 @@ def report(
     focus: Annotated[str, typer.Option(help="the method label compared with every other")] = "fish-dip",
 ) -> None:
     """Tables (markdown, CSV) with paired statistics, and plots, of a grid's finished cells."""
-    from fishdip.grid_report import write_report
+    from fishdip.reports.grid import write_report
 
     try:
         out = write_report(runs_dir, output, metric, baseline, focus)

@@ -1,1 +1,1 @@
-"""Training loop (full, fish, fish-dip, random) and the experiment runner."""
+"""The training loop: methods, the trainer, precision, several processes, training checkpoints."""

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from fishdip.training.rundir import differences
+from fishdip.runs.rundir import differences
 
 CHECKPOINT_DIR_ENV = "FISHDIP_CHECKPOINT_DIR"
 

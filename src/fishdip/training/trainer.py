@@ -20,11 +20,12 @@ from transformers.optimization import Adafactor
 
 from fishdip.models.loading import LoadedModel
 from fishdip.models.text2text import encode_pair, pad_batch, pad_labels_to, per_sample_loss, token_losses
+from fishdip.options import ConfigError
 from fishdip.sparse.engine import SparseConfig, SparseEngine, sparse_optimizer
 from fishdip.sparse.masks import SparseMask, num_to_keep
 from fishdip.training import precision as amp
 from fishdip.training.checkpoint import Checkpoint
-from fishdip.training.config import RECIPE_SETTINGS, ConfigError, TrainConfig
+from fishdip.training.config import RECIPE_SETTINGS, TrainConfig
 from fishdip.training.distributed import SINGLE, Dist
 from fishdip.training.methods import METHODS
 

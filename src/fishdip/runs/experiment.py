@@ -31,11 +31,12 @@ from fishdip.models.text2text import PROMPT, budget_from_pairs
 from fishdip.tasks import Task, load_task
 from fishdip.training import precision as amp
 from fishdip.training.checkpoint import Checkpoint, checkpoint_path
-from fishdip.training.config import ConfigError, ExperimentConfig, check_environment, unused_options
+from fishdip.runs.config import ExperimentConfig, check_environment, unused_options
+from fishdip.options import ConfigError
 from fishdip.training.distributed import SINGLE, Dist, pick_device
-from fishdip.training.meta import meta_trained_model
+from fishdip.runs.meta import meta_trained_model
 from fishdip.training.methods import METHODS
-from fishdip.training.rundir import check_layout, check_run_folder, clean_leftovers, identity, one_writer
+from fishdip.runs.rundir import check_layout, check_run_folder, clean_leftovers, identity, one_writer
 from fishdip.training.trainer import Curve, Trainer, TrainResult
 
 
@@ -236,7 +237,7 @@ def run_comparison(cfg: ExperimentConfig, methods: list[str], overwrite: bool = 
                    log=print, task: Task | None = None, fresh_model=None, dist: Dist = SINGLE) -> Comparison:
     """Run ``cfg`` once per method (one method: into ``output_dir``; several: ``output_dir/<method>``),
     each on the same subsets, then write comparison.md/json and losses.png."""
-    from fishdip.report import write_comparison
+    from fishdip.reports.comparison import write_comparison
 
     configs = [replace(cfg, train=replace(cfg.train, method=m)) for m in methods]
     for c in configs:  # every method's options are checked before the first one starts

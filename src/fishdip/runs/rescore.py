@@ -16,7 +16,7 @@ from fishdip.evaluation.metrics import aggregate
 from fishdip.evaluation.predict import LIMIT_ERROR
 from fishdip.io import read_json, read_jsonl
 from fishdip.tasks import load_task
-from fishdip.training.config import ExperimentConfig
+from fishdip.runs.config import ExperimentConfig
 
 
 def run_folders(path: Path) -> list[Path]:

@@ -49,10 +49,11 @@ except ImportError:  # Python 3.10: the same parser, packaged
 from fishdip.data.datasets import DATASETS
 from fishdip.errors import FishdipError
 from fishdip.io import read_json, write_json_atomic, write_text_atomic
-from fishdip.training.config import ConfigError, ExperimentConfig, configs_from_options, unused_options
-from fishdip.training.experiment import run_experiment
+from fishdip.runs.config import ExperimentConfig, configs_from_options, unused_options
+from fishdip.options import ConfigError
+from fishdip.runs.experiment import run_experiment
 from fishdip.training.methods import METHODS
-from fishdip.training.rundir import differences
+from fishdip.runs.rundir import differences
 
 GRID_KEYS = {"output_dir", "tasks", "episodes", "methods", "metric", "options", "sizes", "method", "sweep"}
 SWEEP_KEYS = {"episodes", "eval_limit", "split"}
@@ -143,7 +144,7 @@ def load_grid(path: str | Path, output_dir: str | None = None, overrides: dict |
             raise GridError(f"{path}: [{key}] must be a table")
     if not isinstance(raw.get("sizes", []), list) or not all(isinstance(x, dict) for x in raw.get("sizes", [])):
         raise GridError(f"{path}: `sizes` must be a list of [[sizes]] tables")
-    from fishdip.report import ALL_METRICS
+    from fishdip.reports.comparison import ALL_METRICS
 
     if raw.get("metric") is not None and raw["metric"] not in ALL_METRICS:
         raise GridError(f"{path}: metric {raw['metric']!r} is not one fishdip reports "
@@ -231,7 +232,7 @@ def matches(cell: Cell, patterns: list[str]) -> bool:
 
 
 def headline_metric(grid: Grid, aggregate: dict) -> str:
-    from fishdip.report import ALL_METRICS  # the order metrics are shown in
+    from fishdip.reports.comparison import ALL_METRICS  # the order metrics are shown in
 
     if grid.metric:
         if grid.metric not in aggregate:

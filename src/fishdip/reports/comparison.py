@@ -1,5 +1,5 @@
 """Human-readable summaries of results: the comparison table of one run folder (plots: plots.py;
-a grid's tables and statistics: grid_report.py)."""
+a grid's tables and statistics: grid.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 from fishdip.evaluation.predict import LIMIT_ERROR
 from fishdip.io import write_json_atomic, write_text_atomic
-from fishdip.plots import plot_losses
+from fishdip.reports.plots import plot_losses
 
 ALL_METRICS = ("entity_f1", "relation_f1", "entity_macro_f1", "relation_macro_f1", "entity_f1_no_type",
                "relation_f1_no_type", "argument_f1",

@@ -1,4 +1,4 @@
-"""``fishdip report RUNS_DIR``: a grid's results (training/grid.py) as tables, statistics and plots.
+"""``fishdip report RUNS_DIR``: a grid's results (runs/grid.py) as tables, statistics and plots.
 
 Per task and training size: mean ± std of every metric per method; each method against a baseline
 (default ``full``): relative change of the means and the paired difference over the episodes both
@@ -23,7 +23,8 @@ except ImportError:  # Python 3.10: the same parser, packaged
 
 from fishdip.errors import FishdipError
 from fishdip.io import read_json, write_text_atomic
-from fishdip.plots import (
+from fishdip.reports.comparison import ALL_METRICS
+from fishdip.reports.plots import (
     plot_curves,
     plot_losses,
     plot_mask_location,
@@ -31,7 +32,6 @@ from fishdip.plots import (
     plot_samples,
     plot_score_vs_size,
 )
-from fishdip.report import ALL_METRICS
 
 
 @dataclass

@@ -1,0 +1,85 @@
+"""Options as dataclass fields: help text and allowed values in field metadata, checked in one place.
+
+Each field carries its help text and its allowed values in ``metadata``; the CLI builds its
+options from these fields (``cli.py``), ``check_fields`` checks them. A bad value raises
+``ConfigError`` with one line naming the option, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import field, fields
+
+from fishdip.errors import FishdipError
+
+
+class ConfigError(FishdipError, ValueError):
+    """An option has a value it cannot take."""
+
+
+def _f(default, help: str, *, min=None, max=None, above=None, choices=None, cli: str | None = None,
+       used_by: tuple[str, ...] | None = None, family: tuple[str, ...] | None = None):
+    """A config field: ``min``/``max`` inclusive bounds, ``above`` an exclusive lower bound,
+    ``choices`` the allowed values, ``cli`` the option's name if not the field's; ``used_by`` the
+    methods and ``family`` the task families that read it (a value given for none of them is an
+    option without effect: ``unused_options``)."""
+    meta = {"help": help, "min": min, "max": max, "above": above, "choices": choices, "cli": cli,
+            "used_by": used_by, "family": family}
+    return field(default=default, metadata={k: v for k, v in meta.items() if v is not None})
+
+
+def option_name(f) -> str:
+    return "--" + f.metadata.get("cli", f.name).replace("_", "-")
+
+
+def allowed(f) -> str:
+    """What a field accepts, in words (for help texts and error messages)."""
+    m = f.metadata
+    if "choices" in m:
+        return "one of " + ", ".join(map(str, m["choices"]))
+    parts = []
+    if "above" in m:
+        parts.append(f"> {m['above']}")
+    if "min" in m:
+        parts.append(f">= {m['min']}")
+    if "max" in m:
+        parts.append(f"<= {m['max']}")
+    return " and ".join(parts)
+
+
+# a field's annotation -> the Python types its value may have (an int is a float too; a bool is no number)
+_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "list[int]": (list,)}
+
+
+def _type_error(f, value) -> str | None:
+    """What is wrong with the type of ``value`` for field ``f`` (grid files and the Python API pass
+    values as written, e.g. epochs = "3"), or None."""
+    names = [t.strip() for t in str(f.type).split("|") if t.strip() != "None"]
+    kinds = tuple(k for n in names for k in _TYPES.get(n, (object,)))
+    if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+        return {"int": "a whole number", "float": "a number", "str": "a string", "bool": "true or false",
+                "list[int]": "a list of episode numbers"}.get(names[0], names[0]) if names else None
+    if names == ["list[int]"] and not all(isinstance(e, int) and not isinstance(e, bool) for e in value):
+        return "a list of whole episode numbers"
+    return None
+
+
+def check_fields(obj, skip: tuple[str, ...] = ()) -> None:
+    """Every field of a config dataclass against its type and metadata; None is allowed where it is
+    the default."""
+    for f in fields(obj):
+        value, m = getattr(obj, f.name), f.metadata
+        if f.name in skip or (value is None and f.default is None):
+            continue
+        wrong = _type_error(f, value) if f.name != "train" else None
+        if wrong:
+            raise ConfigError(f"{option_name(f)} {value!r}: must be {wrong}")
+        bad = False
+        if "choices" in m:
+            bad = value not in m["choices"]
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            bad = (isinstance(value, float) and not math.isfinite(value)) or \
+                  ("min" in m and value < m["min"]) or ("max" in m and value > m["max"]) or \
+                  ("above" in m and value <= m["above"])
+        if bad:
+            raise ConfigError(f"{option_name(f)} {value!r}: must be {allowed(f)}")

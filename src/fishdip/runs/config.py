@@ -1,0 +1,268 @@
+"""The options of a run (``ExperimentConfig``, holding a ``TrainConfig``), how option names and
+values become one, and the checks of what the options name (folders, files, devices).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from fishdip.data.datasets import DATASETS
+from fishdip.options import ConfigError, _f, check_fields, option_name
+from fishdip.runs.rundir import RENAMED, default_output_dir
+from fishdip.training.config import TrainConfig
+from fishdip.training.methods import METHODS
+
+DECODER_NAMES = ("fishdip", "tanl")  # formats/decoders.py
+RC_SCORES = ("sum", "mean")
+SAVE_MODES = ("auto", "delta", "adapter", "full", "none")
+FEW_SHOT = ("fewshot_rc",)
+
+# options renamed since an earlier version: old field name -> new (old run folders still read)
+RENAMED_OPTIONS = {old.split(".")[-1]: new.split(".")[-1] for old, new in RENAMED.items()}
+
+
+@dataclass
+class ExperimentConfig:
+    task: str = _f("conll04", "dataset / task name (`fishdip tasks` lists them)", choices=tuple(DATASETS))
+    model: str = _f("embedded", "hub name, local model folder, or 'embedded' (SmolLM2-135M-Instruct, offline)")
+    data_dir: str | None = _f(None, "folder holding <task>/ (else $FISHDIP_DATA_DIR, else the cache)")
+    fold: int = _f(0, "cross-validation fold, for datasets that ship folds (ade)", min=0)
+    train_fraction: float | None = _f(None, "use this fraction of the training split", above=0, max=1)
+    train_size: int | None = _f(None, "use this many training sentences", min=1)
+    episodes: list[int] = field(default_factory=lambda: [1], metadata={
+        "help": "episode numbers, ascending, e.g. 1-3 or 1,4,7; episode i samples its subset with seed i"})
+    subset_sampling: str = _f("random", "how episode i draws its training subset: random (a seeded sample, "
+                              "sorted) or tanl (TANL's rule, which FISH-DIP's reference uses: random.seed(i), "
+                              "shuffle all indices, take the first round(fraction x N))", choices=("random", "tanl"))
+    strict_tags: bool = _f(False, "CoNLL files: an invalid tag transition is an error (file, line) "
+                           "instead of being repaired like conlleval")
+    eval_split: str = _f("test", "dev or test", choices=("dev", "test"))
+    n_way: int = _f(5, "few-shot tasks: relations per episode", min=2, family=FEW_SHOT)
+    k_shot: int = _f(1, "few-shot tasks: training instances per relation", min=1, family=FEW_SHOT)
+    n_queries: int = _f(5, "few-shot tasks: query instances per relation", min=1, cli="queries", family=FEW_SHOT)
+    meta_train: str | None = _f(None, "few-shot tasks: before the episodes, fine-tune on a FewRel-format file "
+                                "of other relations (TANL, FISH-DIP), or 'holdout': half of the episode "
+                                "file's relations (seeded split), episodes drawn from the other half",
+                                family=FEW_SHOT)
+    meta_train_size: int | None = _f(400, "meta-training instances, spread evenly over its relations", min=1,
+                                     family=FEW_SHOT)
+    meta_train_epochs: int = _f(1, "meta-training epochs (full fine-tuning, lr 1e-4)", min=1, family=FEW_SHOT)
+    eval_limit: int | None = _f(None, "evaluate on the first N sentences only (few-shot: N queries, a "
+                                "multiple of --n-way so every relation keeps its share)", min=1)
+    eval_every: int | None = _f(None, "learning curve: score the model every N optimizer steps during training "
+                                "on --curve-split (first --curve-limit sentences), recorded per episode in "
+                                "results.json; off by default", min=1)
+    curve_split: str = _f("dev", "learning curve: the split it is scored on (a test-split curve describes "
+                          "training dynamics only; nothing is chosen on it)", choices=("dev", "test"))
+    curve_limit: int | None = _f(100, "learning curve: the first N sentences of --curve-split (none: all)", min=1)
+    checkpoint_every: float = _f(600.0, "seconds between saves of a running episode's training state, so that "
+                                 "a stopped run continues where it was (<output-dir>/checkpoint/, or "
+                                 "$FISHDIP_CHECKPOINT_DIR; removed when the episode finishes); 0: every step",
+                                 min=0)
+    decoder: str = _f("fishdip", "how generated text becomes spans: fishdip (word alignment that never "
+                      "stretches a span) or tanl (TANL's published rules, for comparable numbers)",
+                      choices=DECODER_NAMES)
+    rc_score: str = _f("sum", "few-shot relation classification: rank candidate relations by the summed "
+                       "(TANL) or the mean token loss of their output", choices=RC_SCORES, family=FEW_SHOT)
+    eval_batch_size: int = _f(16, "sentences per generation batch", min=1)
+    num_beams: int = _f(1, "1 = greedy decoding", min=1, max=64)
+    output_dir: str = _f("runs/run", "where config, results, predictions and models go (the CLI's default: "
+                         "a new folder runs/<task>-<methods>-<date>-<time> per run); a rerun into the same "
+                         "folder resumes it")
+    save: str = _f("auto", "how each episode's model is saved: delta (only the entries the sparse masks "
+                   "touched, a few % of the model, loaded onto the base model; the default for sparse methods), "
+                   "adapter (lora, ia3: the peft adapter; their default), full (a complete model folder; the "
+                   "default for full fine-tuning), or none", choices=SAVE_MODES)
+    device: str = _f("auto", "auto, cpu, cuda, cuda:1, mps ...")
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self, known_task: bool = True) -> None:
+        """Values on their own (ranges, choices, combinations); paths and devices: ``check_environment``.
+        ``known_task=False``: the task is given as an object (in-memory examples), not by name."""
+        check_fields(self, skip=() if known_task else ("task",))
+        self.train.validate()
+        if self.train_fraction is not None and self.train_size is not None:
+            raise ConfigError("--train-fraction and --train-size: give one of them, not both")
+        if not self.episodes or any(e < 0 for e in self.episodes) or \
+                any(b <= a for a, b in zip(self.episodes, self.episodes[1:])):
+            raise ConfigError(f"--episodes {_episode_text(self.episodes)}: must be ascending episode numbers "
+                              f">= 0 without repeats, e.g. 1-3 or 1,4,7")
+        few_shot = known_task and DATASETS[self.task].family == "fewshot_rc"
+        if few_shot and self.eval_limit is not None and self.eval_limit % self.n_way:
+            raise ConfigError(f"--eval-limit {self.eval_limit}: few-shot queries come in groups of --n-way "
+                              f"{self.n_way}; use a multiple of {self.n_way} so every relation keeps its share")
+        method = METHODS[self.train.method]
+        if self.save == "delta" and not method.sparse:
+            raise ConfigError(f"--save delta: {method.name} is not a sparse method; use --save "
+                              f"{method.saves} (or auto)")
+        if not method.trains and self.save not in ("auto", "none"):
+            raise ConfigError(f"--save {self.save}: {method.name} trains nothing, so there is no model to save")
+        if not method.trains and known_task and DATASETS[self.task].family == "fewshot_rc":
+            raise ConfigError(f"--method {method.name}: few-shot relation classification scores candidates by "
+                              "loss, not by generation; in-context learning is for the generation tasks")
+        if self.save == "adapter" and method.wrap is None:
+            raise ConfigError(f"--save adapter: {method.name} trains no adapter; use --save {method.saves} (or auto)")
+        if self.subset_sampling != "random" and few_shot:
+            raise ConfigError(f"--subset-sampling {self.subset_sampling}: few-shot episodes are drawn as N-way "
+                              "K-shot samples, not as a fraction of a split")
+        if self.eval_every is not None and few_shot:
+            raise ConfigError("--eval-every: learning curves are for the generation tasks; few-shot episodes "
+                              "have no fixed split to score on")
+        if self.eval_every is not None and not method.trains:
+            raise ConfigError(f"--eval-every: {method.name} trains nothing, so it has no learning curve")
+        if self.meta_train is not None and not few_shot:
+            raise ConfigError(f"--meta-train: only for few-shot tasks (fewrel, fewrel_pubmed), not {self.task}")
+
+    @property
+    def save_mode(self) -> str:
+        """``save`` with ``auto`` resolved: delta for sparse methods, full otherwise."""
+        if self.save != "auto":
+            return self.save
+        return METHODS[self.train.method].saves
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "train": self.train.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ExperimentConfig:
+        """The config a run recorded in its config.json (keys this version does not know are ignored)."""
+        known = {f.name for f in fields(cls)} - {"train"}
+        train_known = {f.name for f in fields(TrainConfig)}
+        train_data = {RENAMED_OPTIONS.get(k, k): v for k, v in data.get("train", {}).items()}
+        train = TrainConfig(**{k: v for k, v in train_data.items() if k in train_known})
+        return cls(**{k: v for k, v in data.items() if k in known}, train=train)
+
+
+def configs_from_options(options: dict, where: str = "") -> tuple[ExperimentConfig, list[str]]:
+    """The config of a run from option names and values (``fishdip train``'s fields; ``method``: one
+    name, a comma list or a list), and the methods. ``where`` names the source in errors."""
+    options = dict(options)
+    exp_fields = {f.name for f in fields(ExperimentConfig)} - {"train"}
+    train_fields = {f.name for f in fields(TrainConfig)}
+    unknown = set(options) - exp_fields - train_fields
+    if unknown:
+        renamed = "".join(f" ({old} is now called {RENAMED_OPTIONS[old]})"
+                          for old in sorted(unknown & set(RENAMED_OPTIONS)))
+        raise ConfigError(f"{where}unknown option(s) {', '.join(sorted(unknown))}{renamed}; see `fishdip train --help`")
+    methods = options.pop("method", "fish-dip")
+    methods = [m.strip() for m in methods.split(",")] if isinstance(methods, str) else list(methods)
+    check_methods(methods)
+    train_cfg = TrainConfig(**{k: v for k, v in options.items() if k in train_fields}, method=methods[0])
+    exp = {k: v for k, v in options.items() if k in exp_fields}
+    exp.setdefault("output_dir", default_output_dir(exp.get("task", "conll04"), methods))
+    return ExperimentConfig(**exp, train=train_cfg), methods
+
+
+def unused_options(cfg: ExperimentConfig, methods: list[str], family: str | None) -> list[str]:
+    """Options given a value that none of ``methods`` reads, or that the task's ``family`` does not
+    (None: a task held in memory), e.g. ``--n-way`` on CoNLL04 or ``--lora-rank`` with fish-dip."""
+    out = []
+    for obj in (cfg, cfg.train):
+        for f in fields(obj):
+            m, value = f.metadata, getattr(obj, f.name)
+            if value == f.default:
+                continue
+            if "used_by" in m and not set(methods) & set(m["used_by"]):
+                out.append(f"{option_name(f)} (read by {', '.join(m['used_by'])} only)")
+            elif "family" in m and family is not None and family not in m["family"]:
+                out.append(f"{option_name(f)} (for {', '.join(m['family'])} tasks only)")
+    if cfg.fold != 0 and cfg.task in DATASETS and family is not None and not DATASETS[cfg.task].folds:
+        out.append("--fold (only datasets that ship folds, e.g. ade)")
+    return out
+
+
+def check_methods(methods: list) -> None:
+    """A comparison's methods: at least one, each once (each is checked against METHODS by validate)."""
+    if not methods:
+        raise ConfigError("--method: give at least one method")
+    repeated = sorted({str(m) for m in methods if methods.count(m) > 1})
+    if repeated:
+        raise ConfigError(f"--method {','.join(map(str, methods))}: {', '.join(repeated)} listed twice; "
+                          "each method runs once on the same subsets")
+
+
+def _episode_text(episodes: list[int]) -> str:
+    return ",".join(map(str, episodes)) or "(none)"
+
+
+def _looks_like_path(name: str) -> bool:
+    """A hub id is ``name`` or ``org/name``; anything else that names a place is a path."""
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or name.endswith("/") or "\\" in name
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "spiece.model", "vocab.json", "tokenizer.model")
+
+
+def check_model(option: str, name: str) -> None:
+    """A local model folder must hold a config and a tokenizer; a missing path is not a hub id."""
+    if name == "embedded":
+        return
+    path = Path(name).expanduser()
+    if (path / "delta.safetensors").is_file() or (path / "adapter_config.json").is_file():
+        if not (path / "fishdip.json").is_file():
+            raise ConfigError(f"{option} {name}: a delta or adapter checkpoint without fishdip.json (its base "
+                              "model); a plain peft adapter folder: load it with peft")
+        return
+    if path.exists():
+        if not path.is_dir():
+            raise ConfigError(f"{option} {name}: is a file; expected a model folder or a hub name")
+        if not (path / "config.json").is_file():
+            raise ConfigError(f"{option} {name}: not a model folder (no config.json)")
+        if not any((path / f).is_file() for f in TOKENIZER_FILES):
+            raise ConfigError(f"{option} {name}: the model folder has no tokenizer ({', '.join(TOKENIZER_FILES)})")
+    elif _looks_like_path(name):
+        raise ConfigError(f"{option} {name}: no such folder")
+
+
+def check_output_dir(option: str, folder: str) -> None:
+    path = Path(folder).expanduser().absolute()
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{option} {folder}: {existing} is a file, so no folder can be made there")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option} {folder}: {existing} is not writable")
+
+
+def check_device(option: str, name: str) -> None:
+    import torch
+
+    if name == "auto":
+        return
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"{option} {name}: not a device (auto, cpu, cuda, cuda:1, mps ...)") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (device.index or 0) >= count:
+            raise ConfigError(f"{option} {name}: this machine has {count} CUDA device(s)")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"{option} {name}: MPS is not available here")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"{option} {name}: not supported (auto, cpu, cuda, cuda:N, mps)")
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def check_environment(cfg: ExperimentConfig, model_path: bool = True) -> None:
+    """What ``validate`` cannot see: folders, files and devices named by the options
+    (``model_path=False``: the model is already in memory)."""
+    if cfg.data_dir is not None and not Path(cfg.data_dir).expanduser().is_dir():
+        raise ConfigError(f"--data-dir {cfg.data_dir}: no such folder")
+    if model_path:
+        check_model("--model", cfg.model)
+    check_output_dir("--output-dir", cfg.output_dir)
+    check_device("--device", cfg.device)
+    if cfg.train.precision == "fp16" and not (cfg.device.startswith("cuda") or (
+            cfg.device == "auto" and _cuda_available())):
+        raise ConfigError(f"--precision fp16: needs a CUDA GPU (loss scaling); use bf16 or fp32 on {cfg.device}")
+    if cfg.meta_train not in (None, "holdout") and not Path(cfg.meta_train).is_file():
+        raise ConfigError(f"--meta-train {cfg.meta_train}: no such file (or 'holdout')")
