@@ -28,15 +28,22 @@ from fishdip.io import write_json_atomic, write_jsonl_atomic
 from fishdip.models.delta import weights_checksum
 from fishdip.models.loading import load_model, save_adapter_model, save_delta_model, save_model
 from fishdip.models.text2text import PROMPT, budget_from_pairs
+from fishdip.options import ConfigError
+from fishdip.runs.config import ExperimentConfig, check_environment, unused_options
+from fishdip.runs.meta import meta_trained_model
+from fishdip.runs.rundir import (
+    check_layout,
+    check_run_folder,
+    clean_leftovers,
+    differences,
+    identity,
+    one_writer,
+)
 from fishdip.tasks import Task, load_task
 from fishdip.training import precision as amp
 from fishdip.training.checkpoint import Checkpoint, checkpoint_path
-from fishdip.runs.config import ExperimentConfig, check_environment, unused_options
-from fishdip.options import ConfigError
 from fishdip.training.distributed import SINGLE, Dist, pick_device
-from fishdip.runs.meta import meta_trained_model
 from fishdip.training.methods import METHODS
-from fishdip.runs.rundir import check_layout, check_run_folder, clean_leftovers, identity, one_writer
 from fishdip.training.trainer import Curve, Trainer, TrainResult
 
 
@@ -151,7 +158,8 @@ def _run_experiment(cfg: ExperimentConfig, progress: bool, log, meta_dir: Path |
         if METHODS[cfg.train.method].trains:
             if not dist.active:  # several processes: no training checkpoint (each would need its share)
                 checkpoint = Checkpoint(checkpoint_path(out, episode), cfg.checkpoint_every,
-                                        {**identity(config), "episode": episode})
+                                        {**identity(config), "episode": episode},
+                                        same_run=lambda saved, now: not differences(saved, now))
             trainer = Trainer(loaded, pairs, replace(cfg.train, seed=cfg.train.seed + episode),
                               progress=progress and dist.main,
                               dist=dist, checkpoint=checkpoint, curve=_curve(cfg, task, loaded, device, context),

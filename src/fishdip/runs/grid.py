@@ -49,11 +49,11 @@ except ImportError:  # Python 3.10: the same parser, packaged
 from fishdip.data.datasets import DATASETS
 from fishdip.errors import FishdipError
 from fishdip.io import read_json, write_json_atomic, write_text_atomic
-from fishdip.runs.config import ExperimentConfig, configs_from_options, unused_options
 from fishdip.options import ConfigError
+from fishdip.runs.config import ExperimentConfig, configs_from_options, unused_options
 from fishdip.runs.experiment import run_experiment
-from fishdip.training.methods import METHODS
 from fishdip.runs.rundir import differences
+from fishdip.training.methods import METHODS
 
 GRID_KEYS = {"output_dir", "tasks", "episodes", "methods", "metric", "options", "sizes", "method", "sweep"}
 SWEEP_KEYS = {"episodes", "eval_limit", "split"}

@@ -15,8 +15,8 @@ from fishdip.errors import FishdipError
 from fishdip.evaluation.metrics import aggregate
 from fishdip.evaluation.predict import LIMIT_ERROR
 from fishdip.io import read_json, read_jsonl
-from fishdip.tasks import load_task
 from fishdip.runs.config import ExperimentConfig
+from fishdip.tasks import load_task
 
 
 def run_folders(path: Path) -> list[Path]:

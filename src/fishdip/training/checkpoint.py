@@ -13,8 +13,8 @@ The file is written atomically (a temporary file, then a rename): a kill while s
 previous checkpoint. It lies in ``<output_dir>/checkpoint/episode-<i>.pt``, or, where
 ``$FISHDIP_CHECKPOINT_DIR`` is set, in a folder there named after the run folder's absolute path
 (a place that outlives the run folder, e.g. a work tree that is laid anew). It records the run's
-config; one that does not match the run about to start is ignored. The runner removes it once
-the episode's results are written.
+config; one that does not match the run about to start (``same_run``, the runner's comparison of
+run configs) is ignored. The runner removes it once the episode's results are written.
 """
 
 from __future__ import annotations
@@ -23,12 +23,11 @@ import hashlib
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-
-from fishdip.runs.rundir import differences
 
 CHECKPOINT_DIR_ENV = "FISHDIP_CHECKPOINT_DIR"
 
@@ -45,12 +44,14 @@ def checkpoint_path(output_dir: str | Path, episode: int) -> Path:
 @dataclass
 class Checkpoint:
     """Saves a trainer's state to ``path`` at most every ``every_seconds`` (0: every step);
-    ``identity`` is what a saved state must match to be continued from (the run's config, compared
-    as run folders are: options added since count with the value older runs had, rundir.py)."""
+    ``identity`` is what a saved state must match to be continued from, as ``same_run(saved, identity)``
+    judges (the runner compares run configs as run folders are: options added since count with the
+    value older runs had, runs/rundir.py)."""
 
     path: Path
     every_seconds: float = 600.0
     identity: dict = field(default_factory=dict)
+    same_run: Callable[[dict, dict], bool] = lambda saved, identity: saved == identity
     last_saved: float = field(default_factory=time.perf_counter)
 
     def due(self) -> bool:
@@ -79,7 +80,7 @@ class Checkpoint:
         except Exception as exc:  # a truncated or foreign file: start over rather than fail the run
             log(f"warning: {self.path}: unreadable training checkpoint ({exc}); training from the start")
             return None
-        if state.get("identity") is None or differences(state["identity"], self.identity):
+        if state.get("identity") is None or not self.same_run(state["identity"], self.identity):
             log(f"warning: {self.path}: a training checkpoint of another run; training from the start")
             return None
         return state
