@@ -55,7 +55,7 @@ def test_ade_has_folds_and_no_dev_split():
     assert len(train) == 1 and schema.relation_types == {"Adverse-Effect": "adverse-effect"}
     with pytest.raises(DataError, match="no 'dev' split"):
         load_split("ade", "dev", FIXTURES)
-    with pytest.raises(DataError, match="--fold must be in 0..9"):
+    with pytest.raises(DataError, match=r"fold 12 does not exist \(folds 0..9\)"):
         load_split("ade", "train", FIXTURES, fold=12)
 
 

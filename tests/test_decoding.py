@@ -214,5 +214,5 @@ def test_main_job_generations_give_no_stretched_span(method, data_dir):
 
 
 def test_unknown_decoder_is_refused():
-    with pytest.raises(ValueError, match="--decoder"):
+    with pytest.raises(ValueError, match="unknown decoder"):
         get_decoder("spacy")

@@ -171,3 +171,30 @@ def test_a_run_written_before_the_density_rename_still_resumes(tmp_path, tiny_mo
 def test_the_old_option_name_says_what_it_is_called_now():
     with pytest.raises(ConfigError, match="sparsity is now called density"):
         configs_from_options({"sparsity": 0.02})
+
+
+def test_a_run_recorded_before_an_option_existed_is_the_same_run():
+    """A new option is one field: a recorded run that lacks it counts with the field's default (or its
+    ``older`` value), so no registry beside the field has to learn about it."""
+    from dataclasses import fields
+
+    from fishdip.options import older_value
+    from fishdip.runs.rundir import differences
+
+    recorded = ExperimentConfig(train=TrainConfig(method="full")).to_dict()
+    checked = 0
+    for f in fields(ExperimentConfig):
+        if f.name != "train" and recorded[f.name] == older_value(f):
+            older = {k: v for k, v in recorded.items() if k != f.name}
+            assert differences(older, recorded) == [], f.name
+            checked += 1
+    for f in fields(TrainConfig):
+        if recorded["train"][f.name] == older_value(f):
+            older = {**recorded, "train": {k: v for k, v in recorded["train"].items() if k != f.name}}
+            assert differences(older, recorded) == [], f.name
+            checked += 1
+    assert checked >= 50
+    # fish-dip runs the paper recipe today; runs made before --recipe existed ran the default one
+    fish_dip = ExperimentConfig().to_dict()
+    older = {**fish_dip, "train": {k: v for k, v in fish_dip["train"].items() if k != "recipe"}}
+    assert differences(older, fish_dip) == ["recipe: 'default' -> 'paper'"]

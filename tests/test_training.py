@@ -366,7 +366,7 @@ def test_padded_loss_is_the_references_mean_over_every_label_position():
 def test_padded_loss_is_refused_for_decoder_only_models_unless_the_recipe_sets_it():
     from fishdip.options import ConfigError
 
-    with pytest.raises(ConfigError, match="--loss-positions padded: only for encoder-decoder models"):
+    with pytest.raises(ConfigError, match="padded loss positions: only for encoder-decoder models"):
         Trainer(make_tiny_llama(), PAIRS, _cfg(loss_positions="padded"), progress=False)
     trainer = Trainer(make_tiny_llama(), PAIRS, _cfg(recipe="paper", lr=None), progress=False)
     assert trainer.cfg.loss_positions == "padded" and not trainer.padded  # decoder-only: the real targets

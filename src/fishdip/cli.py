@@ -15,8 +15,7 @@ import typer
 
 from fishdip.errors import FishdipError
 from fishdip.options import ConfigError, allowed, check_fields, option_name
-from fishdip.runs.config import ExperimentConfig, check_methods, check_model
-from fishdip.runs.rundir import default_output_dir
+from fishdip.runs.config import ExperimentConfig, check_methods, check_model, default_output_dir
 from fishdip.training.config import TrainConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,

@@ -8,7 +8,7 @@ options from these fields (``cli.py``), ``check_fields`` checks them. A bad valu
 from __future__ import annotations
 
 import math
-from dataclasses import field, fields
+from dataclasses import MISSING, field, fields
 
 from fishdip.errors import FishdipError
 
@@ -17,15 +17,30 @@ class ConfigError(FishdipError, ValueError):
     """An option has a value it cannot take."""
 
 
-def _f(default, help: str, *, min=None, max=None, above=None, choices=None, cli: str | None = None,
-       used_by: tuple[str, ...] | None = None, family: tuple[str, ...] | None = None):
+_NOTHING = object()
+
+
+def option(default, help: str, *, min=None, max=None, above=None, choices=None, cli: str | None = None,
+           used_by: tuple[str, ...] | None = None, family: tuple[str, ...] | None = None, older=_NOTHING):
     """A config field: ``min``/``max`` inclusive bounds, ``above`` an exclusive lower bound,
     ``choices`` the allowed values, ``cli`` the option's name if not the field's; ``used_by`` the
     methods and ``family`` the task families that read it (a value given for none of them is an
-    option without effect: ``unused_options``)."""
+    option without effect: ``unused_options``). ``older``: the value in effect for runs written
+    before the option existed, where that is not ``default`` (run folders compare an option a
+    recorded run lacks as this value: ``older_value``)."""
     meta = {"help": help, "min": min, "max": max, "above": above, "choices": choices, "cli": cli,
             "used_by": used_by, "family": family}
-    return field(default=default, metadata={k: v for k, v in meta.items() if v is not None})
+    meta = {k: v for k, v in meta.items() if v is not None}
+    if older is not _NOTHING:
+        meta["older"] = older
+    return field(default=default, metadata=meta)
+
+
+def older_value(f):
+    """What a run recorded before field ``f`` existed had in effect: its ``older`` value, else its default."""
+    if "older" in f.metadata:
+        return f.metadata["older"]
+    return f.default if f.default is not MISSING else f.default_factory()
 
 
 def option_name(f) -> str:

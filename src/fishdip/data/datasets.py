@@ -43,7 +43,7 @@ class DatasetSpec:
         if split not in self.splits:
             raise DataError(f"dataset {self.name} has no {split!r} split (it has: {', '.join(self.splits)})")
         if self.folds and not 0 <= fold < self.folds:
-            raise DataError(f"dataset {self.name}: --fold must be in 0..{self.folds - 1}, got {fold}")
+            raise DataError(f"dataset {self.name}: fold {fold} does not exist (folds 0..{self.folds - 1})")
         return tuple(name.format(fold=fold) for name in self.splits[split])
 
     def file_name(self, split: str, fold: int = 0) -> str:

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import random
 
+SUBSET_RULES = ("random", "tanl")  # how an episode draws its subset (sample_indices)
+
 
 def subset_size(total: int, *, fraction: float | None = None, size: int | None = None) -> int:
     if size is not None and fraction is not None:
-        raise ValueError("give --train-size or --train-fraction, not both")
+        raise ValueError("give a training size or a training fraction, not both")
     if size is not None:
         if size < 1:
-            raise ValueError(f"--train-size must be >= 1, got {size}")
+            raise ValueError(f"a training size must be >= 1, got {size}")
         return min(size, total)
     if fraction is not None:
         if not 0 < fraction <= 1:
-            raise ValueError(f"--train-fraction must be in (0, 1], got {fraction}")
+            raise ValueError(f"a training fraction must be in (0, 1], got {fraction}")
         return max(1, round(total * fraction))
     return total
 
@@ -34,7 +36,7 @@ def sample_indices(
         rng.shuffle(indices)
         return indices[:k]
     if rule != "random":
-        raise ValueError(f"unknown subset rule {rule!r} (random, tanl)")
+        raise ValueError(f"unknown subset rule {rule!r} ({', '.join(SUBSET_RULES)})")
     if k == total:
         return list(range(total))
     return sorted(random.Random(episode).sample(range(total), k))

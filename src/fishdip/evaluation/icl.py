@@ -11,8 +11,12 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
+from typing import TYPE_CHECKING
 
-from fishdip.models.loading import LoadedModel
+if TYPE_CHECKING:
+    from fishdip.models.loading import LoadedModel
+
+SELECTIONS = ("tfidf", "random")  # how demonstrations are chosen (Demonstrations)
 
 SEPARATOR = "\n\n"  # between demonstrations; generation stops at the first newline
 

@@ -25,5 +25,5 @@ DECODERS: dict[str, Decoder] = {
 
 def get_decoder(name: str) -> Decoder:
     if name not in DECODERS:
-        raise ValueError(f"--decoder must be one of {', '.join(DECODERS)}, got {name!r}")
+        raise ValueError(f"unknown decoder {name!r} (one of {', '.join(DECODERS)})")
     return DECODERS[name]

@@ -5,77 +5,79 @@ values become one, and the checks of what the options name (folders, files, devi
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from fishdip.data.datasets import DATASETS
-from fishdip.options import ConfigError, _f, check_fields, option_name
-from fishdip.runs.rundir import RENAMED, default_output_dir
+from fishdip.data.sampling import SUBSET_RULES
+from fishdip.formats.decoders import DECODERS
+from fishdip.options import ConfigError, check_fields, older_value, option, option_name
+from fishdip.tasks.fewshot_rc import RC_SCORES
 from fishdip.training.config import TrainConfig
 from fishdip.training.methods import METHODS
 
-DECODER_NAMES = ("fishdip", "tanl")  # formats/decoders.py
-RC_SCORES = ("sum", "mean")
 SAVE_MODES = ("auto", "delta", "adapter", "full", "none")
 FEW_SHOT = ("fewshot_rc",)
 
-# options renamed since an earlier version: old field name -> new (old run folders still read)
+# options renamed since runs were first written: old name -> new name (old run folders still read)
+RENAMED = {"train.sparsity": "train.density"}
 RENAMED_OPTIONS = {old.split(".")[-1]: new.split(".")[-1] for old, new in RENAMED.items()}
 
 
 @dataclass
 class ExperimentConfig:
-    task: str = _f("conll04", "dataset / task name (`fishdip tasks` lists them)", choices=tuple(DATASETS))
-    model: str = _f("embedded", "hub name, local model folder, or 'embedded' (SmolLM2-135M-Instruct, offline)")
-    data_dir: str | None = _f(None, "folder holding <task>/ (else $FISHDIP_DATA_DIR, else the cache)")
-    fold: int = _f(0, "cross-validation fold, for datasets that ship folds (ade)", min=0)
-    train_fraction: float | None = _f(None, "use this fraction of the training split", above=0, max=1)
-    train_size: int | None = _f(None, "use this many training sentences", min=1)
+    task: str = option("conll04", "dataset / task name (`fishdip tasks` lists them)", choices=tuple(DATASETS))
+    model: str = option("embedded", "hub name, local model folder, or 'embedded' (SmolLM2-135M-Instruct, offline)")
+    data_dir: str | None = option(None, "folder holding <task>/ (else $FISHDIP_DATA_DIR, else the cache)")
+    fold: int = option(0, "cross-validation fold, for datasets that ship folds (ade)", min=0)
+    train_fraction: float | None = option(None, "use this fraction of the training split", above=0, max=1)
+    train_size: int | None = option(None, "use this many training sentences", min=1)
     episodes: list[int] = field(default_factory=lambda: [1], metadata={
         "help": "episode numbers, ascending, e.g. 1-3 or 1,4,7; episode i samples its subset with seed i"})
-    subset_sampling: str = _f("random", "how episode i draws its training subset: random (a seeded sample, "
-                              "sorted) or tanl (TANL's rule, which FISH-DIP's reference uses: random.seed(i), "
-                              "shuffle all indices, take the first round(fraction x N))", choices=("random", "tanl"))
-    strict_tags: bool = _f(False, "CoNLL files: an invalid tag transition is an error (file, line) "
-                           "instead of being repaired like conlleval")
-    eval_split: str = _f("test", "dev or test", choices=("dev", "test"))
-    n_way: int = _f(5, "few-shot tasks: relations per episode", min=2, family=FEW_SHOT)
-    k_shot: int = _f(1, "few-shot tasks: training instances per relation", min=1, family=FEW_SHOT)
-    n_queries: int = _f(5, "few-shot tasks: query instances per relation", min=1, cli="queries", family=FEW_SHOT)
-    meta_train: str | None = _f(None, "few-shot tasks: before the episodes, fine-tune on a FewRel-format file "
-                                "of other relations (TANL, FISH-DIP), or 'holdout': half of the episode "
-                                "file's relations (seeded split), episodes drawn from the other half",
-                                family=FEW_SHOT)
-    meta_train_size: int | None = _f(400, "meta-training instances, spread evenly over its relations", min=1,
-                                     family=FEW_SHOT)
-    meta_train_epochs: int = _f(1, "meta-training epochs (full fine-tuning, lr 1e-4)", min=1, family=FEW_SHOT)
-    eval_limit: int | None = _f(None, "evaluate on the first N sentences only (few-shot: N queries, a "
-                                "multiple of --n-way so every relation keeps its share)", min=1)
-    eval_every: int | None = _f(None, "learning curve: score the model every N optimizer steps during training "
-                                "on --curve-split (first --curve-limit sentences), recorded per episode in "
-                                "results.json; off by default", min=1)
-    curve_split: str = _f("dev", "learning curve: the split it is scored on (a test-split curve describes "
-                          "training dynamics only; nothing is chosen on it)", choices=("dev", "test"))
-    curve_limit: int | None = _f(100, "learning curve: the first N sentences of --curve-split (none: all)", min=1)
-    checkpoint_every: float = _f(600.0, "seconds between saves of a running episode's training state, so that "
-                                 "a stopped run continues where it was (<output-dir>/checkpoint/, or "
-                                 "$FISHDIP_CHECKPOINT_DIR; removed when the episode finishes); 0: every step",
-                                 min=0)
-    decoder: str = _f("fishdip", "how generated text becomes spans: fishdip (word alignment that never "
-                      "stretches a span) or tanl (TANL's published rules, for comparable numbers)",
-                      choices=DECODER_NAMES)
-    rc_score: str = _f("sum", "few-shot relation classification: rank candidate relations by the summed "
-                       "(TANL) or the mean token loss of their output", choices=RC_SCORES, family=FEW_SHOT)
-    eval_batch_size: int = _f(16, "sentences per generation batch", min=1)
-    num_beams: int = _f(1, "1 = greedy decoding", min=1, max=64)
-    output_dir: str = _f("runs/run", "where config, results, predictions and models go (the CLI's default: "
-                         "a new folder runs/<task>-<methods>-<date>-<time> per run); a rerun into the same "
-                         "folder resumes it")
-    save: str = _f("auto", "how each episode's model is saved: delta (only the entries the sparse masks "
-                   "touched, a few % of the model, loaded onto the base model; the default for sparse methods), "
-                   "adapter (lora, ia3: the peft adapter; their default), full (a complete model folder; the "
-                   "default for full fine-tuning), or none", choices=SAVE_MODES)
-    device: str = _f("auto", "auto, cpu, cuda, cuda:1, mps ...")
+    subset_sampling: str = option("random", "how episode i draws its training subset: random (a seeded sample, "
+                                  "sorted) or tanl (TANL's rule, which FISH-DIP's reference uses: random.seed(i), "
+                                  "shuffle all indices, take the first round(fraction x N))", choices=SUBSET_RULES)
+    strict_tags: bool = option(False, "CoNLL files: an invalid tag transition is an error (file, line) "
+                               "instead of being repaired like conlleval")
+    eval_split: str = option("test", "dev or test", choices=("dev", "test"))
+    n_way: int = option(5, "few-shot tasks: relations per episode", min=2, family=FEW_SHOT)
+    k_shot: int = option(1, "few-shot tasks: training instances per relation", min=1, family=FEW_SHOT)
+    n_queries: int = option(5, "few-shot tasks: query instances per relation", min=1, cli="queries", family=FEW_SHOT)
+    meta_train: str | None = option(None, "few-shot tasks: before the episodes, fine-tune on a FewRel-format file "
+                                    "of other relations (TANL, FISH-DIP), or 'holdout': half of the episode "
+                                    "file's relations (seeded split), episodes drawn from the other half",
+                                    family=FEW_SHOT)
+    meta_train_size: int | None = option(400, "meta-training instances, spread evenly over its relations", min=1,
+                                         family=FEW_SHOT)
+    meta_train_epochs: int = option(1, "meta-training epochs (full fine-tuning, lr 1e-4)", min=1, family=FEW_SHOT)
+    eval_limit: int | None = option(None, "evaluate on the first N sentences only (few-shot: N queries, a "
+                                    "multiple of --n-way so every relation keeps its share)", min=1)
+    eval_every: int | None = option(None, "learning curve: score the model every N optimizer steps during training "
+                                    "on --curve-split (first --curve-limit sentences), recorded per episode in "
+                                    "results.json; off by default", min=1)
+    curve_split: str = option("dev", "learning curve: the split it is scored on (a test-split curve describes "
+                              "training dynamics only; nothing is chosen on it)", choices=("dev", "test"))
+    curve_limit: int | None = option(100, "learning curve: the first N sentences of --curve-split (none: all)", min=1)
+    checkpoint_every: float = option(600.0, "seconds between saves of a running episode's training state, so that "
+                                     "a stopped run continues where it was (<output-dir>/checkpoint/, or "
+                                     "$FISHDIP_CHECKPOINT_DIR; removed when the episode finishes); 0: every step",
+                                     min=0)
+    decoder: str = option("fishdip", "how generated text becomes spans: fishdip (word alignment that never "
+                          "stretches a span) or tanl (TANL's published rules, for comparable numbers)",
+                          choices=tuple(DECODERS))
+    rc_score: str = option("sum", "few-shot relation classification: rank candidate relations by the summed "
+                           "(TANL) or the mean token loss of their output", choices=RC_SCORES, family=FEW_SHOT)
+    eval_batch_size: int = option(16, "sentences per generation batch", min=1)
+    num_beams: int = option(1, "1 = greedy decoding", min=1, max=64)
+    output_dir: str = option("runs/run", "where config, results, predictions and models go (the CLI's default: "
+                             "a new folder runs/<task>-<methods>-<date>-<time> per run); a rerun into the same "
+                             "folder resumes it")
+    save: str = option("auto", "how each episode's model is saved: delta (only the entries the sparse masks "
+                       "touched, a few % of the model, loaded onto the base model; the default for sparse methods), "
+                       "adapter (lora, ia3: the peft adapter; their default), full (a complete model folder; the "
+                       "default for full fine-tuning), or none", choices=SAVE_MODES)
+    device: str = option("auto", "auto, cpu, cuda, cuda:1, mps ...")
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def validate(self, known_task: bool = True) -> None:
@@ -133,6 +135,16 @@ class ExperimentConfig:
         train_data = {RENAMED_OPTIONS.get(k, k): v for k, v in data.get("train", {}).items()}
         train = TrainConfig(**{k: v for k, v in train_data.items() if k in train_known})
         return cls(**{k: v for k, v in data.items() if k in known}, train=train)
+
+
+# what a recorded run that lacks an option had in effect (options.older_value), by its config.json key
+OLDER_VALUES = {**{f.name: older_value(f) for f in fields(ExperimentConfig) if f.name != "train"},
+                **{f"train.{f.name}": older_value(f) for f in fields(TrainConfig)}}
+
+
+def default_output_dir(task: str, methods: list[str]) -> str:
+    """A new folder per run, never a shared one: ``runs/<task>-<methods>-<date>-<time>``."""
+    return f"runs/{task}-{'+'.join(methods)}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def configs_from_options(options: dict, where: str = "") -> tuple[ExperimentConfig, list[str]]:

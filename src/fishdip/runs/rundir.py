@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,16 +22,8 @@ from pathlib import Path
 from fishdip import __version__
 from fishdip.errors import FishdipError
 from fishdip.io import read_json, read_jsonl
+from fishdip.runs.config import OLDER_VALUES, RENAMED
 
-# options added after runs were first written, with the value those older runs had in effect
-ADDED_LATER = {"train.precision": "fp32", "train.max_steps": None, "train.stop_loss": None,
-               "train.rank_by": "mean", "train.rank_mode": "eval", "train.lora_rank": 8,
-               "train.lora_alpha": 16.0, "train.lora_dropout": 0.05, "train.lora_targets": None,
-               "train.icl_context": 1024, "train.icl_selection": "tfidf", "train.recipe": "default",
-               "train.fisher_mode": "eval", "train.refresh_phase": "after", "train.loss_positions": "target",
-               "subset_sampling": "random", "eval_every": None, "curve_split": "dev", "curve_limit": 100}
-# options renamed since runs were first written: old name -> new name
-RENAMED = {"train.sparsity": "train.density"}
 # options that say where outputs go or what is kept, not what is computed
 NOT_IDENTITY = ("output_dir", "save", "save_model", "data_dir", "checkpoint_every")
 # every file and folder a run writes (removed by --overwrite)
@@ -74,12 +65,14 @@ def differences(old: dict, new: dict) -> list[str]:
     a, b = (_renamed(_flatten(identity(c))) for c in (old, new))
     out = []
     for key in sorted(set(a) | set(b)):
-        if a.get(key, ADDED_LATER.get(key)) != b.get(key, ADDED_LATER.get(key)):
+        # an option a recorded run lacks counts with the value it had in effect (options.older_value)
+        was, now = a.get(key, OLDER_VALUES.get(key)), b.get(key, OLDER_VALUES.get(key))
+        if was != now:
             name = key.removeprefix("train.").replace("_", "-")
             if key == "data_files":
                 out.append("data files (checksums differ)")
             elif key != "train.effective_lr" or "train.lr" not in a:
-                out.append(f"{name}: {a.get(key)!r} -> {b.get(key)!r}")
+                out.append(f"{name}: {was!r} -> {now!r}")
     return out
 
 
@@ -181,11 +174,6 @@ def one_writer(folder: Path):
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def default_output_dir(task: str, methods: list[str]) -> str:
-    """A new folder per run, never a shared one: ``runs/<task>-<methods>-<date>-<time>``."""
-    return f"runs/{task}-{'+'.join(methods)}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def check_layout(out: Path, methods: list[str], overwrite: bool) -> None:

@@ -23,7 +23,7 @@ def fisher_scores(
     squared sum, not the empirical Fisher.
     """
     if kind not in FISHER_KINDS:
-        raise ValueError(f"--fisher must be one of {FISHER_KINDS}, got {kind!r}")
+        raise ValueError(f"unknown Fisher score {kind!r} (one of {', '.join(FISHER_KINDS)})")
     # one flat buffer (top_k_mask selects on it without a copy), accumulated where the gradients
     # are (no host round trip per sample on a GPU)
     first = next(iter(params.values()))

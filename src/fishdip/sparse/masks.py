@@ -47,7 +47,7 @@ class SparseMask:
 def num_to_keep(total: int, density: float) -> int:
     """``density``: the trainable fraction (0.01 = 1 % of entries learn)."""
     if not 0 < density <= 1:
-        raise ValueError(f"--density is the trainable fraction and must be in (0, 1], got {density}")
+        raise ValueError(f"the density is the trainable fraction and must be in (0, 1], got {density}")
     return max(1, round(total * density))
 
 

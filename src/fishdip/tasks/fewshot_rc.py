@@ -10,6 +10,9 @@ from fishdip.errors import DataError
 from fishdip.formats import relation_classification as rc
 from fishdip.tasks.base import Task
 
+# how a candidate relation's output is scored: its summed (TANL) or mean token loss (evaluation/predict.py)
+RC_SCORES = ("sum", "mean")
+
 
 @dataclass
 class FewShotRCTask(Task):
@@ -51,7 +54,7 @@ class FewShotRCTask(Task):
         if cfg.meta_train:
             overlap = sorted(set(self._meta_data(cfg)) & set(data))
             if overlap:
-                raise DataError(f"--meta-train {cfg.meta_train}: relations {', '.join(overlap)} also occur in the "
+                raise DataError(f"{cfg.meta_train}: meta-training relations {', '.join(overlap)} also occur in the "
                                 f"episodes' file; meta-training relations must be disjoint from them")
         return data
 

@@ -10,15 +10,19 @@ fast bf16 kernels, so ``auto`` picks float32 there.
 from __future__ import annotations
 
 from contextlib import nullcontext
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
+# torch is imported where it is used: the options read PRECISIONS without loading it
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def cpu_has_fast_bf16() -> bool:
     """AVX-512 with bf16 instructions (or AMX): oneDNN then runs bf16 matrix products natively."""
+    import torch
+
     return torch.backends.cpu.get_cpu_capability() in ("AVX512", "AMX") and \
         bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
@@ -27,11 +31,12 @@ def resolve(precision: str, device: torch.device) -> str:
     """``auto`` -> what is fast and safe on ``device``; anything else is checked and returned."""
     if precision == "auto":
         if device.type == "cuda":
+            import torch
+
             return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
         return "bf16" if device.type == "cpu" and cpu_has_fast_bf16() else "fp32"
     if precision == "fp16" and device.type != "cuda":
-        raise ValueError("--precision fp16 needs a CUDA GPU (loss scaling); use bf16 or fp32 on "
-                         f"{device.type}")
+        raise ValueError(f"fp16 needs a CUDA GPU (loss scaling); use bf16 or fp32 on {device.type}")
     return precision
 
 
@@ -39,9 +44,13 @@ def autocast(precision: str, device: torch.device):
     """The context forward passes run in (``precision`` already resolved)."""
     if precision == "fp32":
         return nullcontext()
-    return torch.autocast(device.type, dtype=DTYPES[precision])
+    import torch
+
+    return torch.autocast(device.type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[precision])
 
 
 def grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler | None:
     """float16 gradients underflow without loss scaling; bf16 has float32's range and needs none."""
+    import torch
+
     return torch.amp.GradScaler(device.type) if precision == "fp16" else None

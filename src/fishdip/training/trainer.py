@@ -97,7 +97,7 @@ class Trainer:
         # --loss-positions padded: the reference's loss over every padded label position (encoder-decoders)
         self.padded = cfg.loss_positions == "padded" and loaded.is_encoder_decoder
         if cfg.loss_positions == "padded" and not loaded.is_encoder_decoder and cfg.recipe not in RECIPE_SETTINGS:
-            raise ConfigError("--loss-positions padded: only for encoder-decoder models (a decoder-only model's "
+            raise ConfigError("padded loss positions: only for encoder-decoder models (a decoder-only model's "
                               "labels are not padded); use target")
         self.micro_batches_per_epoch = math.ceil(len(pairs) / self.global_batch)
         self.steps_per_epoch = math.ceil(self.micro_batches_per_epoch / cfg.grad_accum_steps)
