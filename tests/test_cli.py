@@ -3,7 +3,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from fishdip.cli import app, parse_episodes
+from fishdip.cli import app
+from fishdip.runs.config import parse_episodes
 from fishdip.text import tokenize
 
 runner = CliRunner()

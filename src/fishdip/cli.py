@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import re
 import sys
 import typing
 from dataclasses import MISSING, fields, replace
@@ -15,7 +14,7 @@ import typer
 
 from fishdip.errors import FishdipError
 from fishdip.options import ConfigError, allowed, check_fields, option_name
-from fishdip.runs.config import ExperimentConfig, check_methods, check_model, default_output_dir
+from fishdip.runs.config import ExperimentConfig, check_model, configs_from_options
 from fishdip.training.config import TrainConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -25,20 +24,6 @@ app.add_typer(data_app, name="data")
 
 def _help(cls, name: str) -> str:
     return cls.__dataclass_fields__[name].metadata.get("help", "")
-
-
-def parse_episodes(text: str) -> list[int]:
-    """``"1-3"`` -> [1, 2, 3]; ``"1,4,7"`` -> [1, 4, 7]."""
-    out: list[int] = []
-    for part in text.split(","):
-        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
-        if not match:
-            raise ConfigError(f"--episodes {text}: must look like 1-3 or 1,4,7")
-        lo, hi = int(match.group(1)), int(match.group(2) or match.group(1))
-        if hi < lo:
-            raise ConfigError(f"--episodes {text}: {lo}-{hi} runs backwards; write {hi}-{lo}")
-        out.extend(range(lo, hi + 1))
-    return out
 
 
 def _fail(exc: Exception) -> None:
@@ -92,25 +77,11 @@ def _config_options() -> list[inspect.Parameter]:
     return params
 
 
-def configs_from_options(options: dict) -> tuple[ExperimentConfig, list[str]]:
-    """The experiment config (for the first method) and the list of methods, from parsed options."""
-    names = {f.name for f in fields(ExperimentConfig)}
-    methods = [m.strip() for m in str(options["method"]).split(",") if m.strip()] or [""]
-    check_methods(methods)
-    train_cfg = TrainConfig(**{f.name: options[f.name] for f in fields(TrainConfig) if f.name != "method"},
-                            method=methods[0])
-    exp = {k: v for k, v in options.items() if k in names and k != "train"}
-    exp["episodes"] = parse_episodes(options["episodes"])
-    exp["output_dir"] = options["output_dir"] or default_output_dir(exp["task"], methods)
-    return ExperimentConfig(**exp, train=train_cfg), methods
-
-
 def train(**options) -> None:
     """Fine-tune a model on a (low-resource subset of a) task and evaluate it."""
-    try:
-        cfg, methods = configs_from_options(options)
-        for method in methods:  # option values first: a mistake is refused before torch is even imported
-            replace(cfg, train=replace(cfg.train, method=method)).validate()
+    cfg = None
+    try:  # option values first (configs check themselves): a mistake is refused before torch is imported
+        cfg, methods = configs_from_options({k: v for k, v in options.items() if k not in _CLI_ONLY})
         from fishdip.runs.experiment import run_comparison
         from fishdip.training.distributed import setup
 
@@ -122,8 +93,9 @@ def train(**options) -> None:
     except (FishdipError, ValueError) as exc:
         _fail(exc)
     except KeyboardInterrupt:
-        typer.secho(f"\ninterrupted: finished episodes are kept in {cfg.output_dir}/ (results.json, "
-                    f"predictions.jsonl); run the same command again to resume", fg="yellow", err=True)
+        where = f" in {cfg.output_dir}/ (results.json, predictions.jsonl)" if cfg is not None else ""
+        typer.secho(f"\ninterrupted: finished episodes are kept{where}; run the same command again to resume",
+                    fg="yellow", err=True)
         raise typer.Exit(130) from None
     typer.echo(results.table)
     typer.echo(f"results in {cfg.output_dir}/ (comparison.md, losses.png"

@@ -5,20 +5,27 @@ values become one, and the checks of what the options name (folders, files, devi
 from __future__ import annotations
 
 import os
+import re
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from fishdip.data.datasets import DATASETS
 from fishdip.data.sampling import SUBSET_RULES
 from fishdip.formats.decoders import DECODERS
 from fishdip.options import ConfigError, check_fields, older_value, option, option_name
+from fishdip.tasks import FAMILIES, Task
 from fishdip.tasks.fewshot_rc import RC_SCORES
 from fishdip.training.config import TrainConfig
-from fishdip.training.methods import METHODS
 
 SAVE_MODES = ("auto", "delta", "adapter", "full", "none")
 FEW_SHOT = ("fewshot_rc",)
+IN_MEMORY = "in-memory"  # the task name of examples handed to the Python API (fishdip.train(examples=...))
+
+
+def task_class(task: str) -> type[Task]:
+    """The Task class of a task name (the in-memory examples' task: the base class's rules)."""
+    return Task if task == IN_MEMORY else FAMILIES[DATASETS[task].family]
 
 # options renamed since runs were first written: old name -> new name (old run folders still read)
 RENAMED = {"train.sparsity": "train.density"}
@@ -80,49 +87,39 @@ class ExperimentConfig:
     device: str = option("auto", "auto, cpu, cuda, cuda:1, mps ...")
     train: TrainConfig = field(default_factory=TrainConfig)
 
-    def validate(self, known_task: bool = True) -> None:
-        """Values on their own (ranges, choices, combinations); paths and devices: ``check_environment``.
-        ``known_task=False``: the task is given as an object (in-memory examples), not by name."""
-        check_fields(self, skip=() if known_task else ("task",))
-        self.train.validate()
+    def __post_init__(self) -> None:
+        self.validate()  # a config that exists is valid: nothing downstream checks it again
+
+    def validate(self) -> None:
+        """Values on their own (ranges, choices, combinations); paths and devices: ``check_environment``."""
+        check_fields(self, skip=("task",) if self.task == IN_MEMORY else ())
+        if not isinstance(self.train, TrainConfig):
+            raise ConfigError(f"train {self.train!r}: must be a TrainConfig")
         if self.train_fraction is not None and self.train_size is not None:
             raise ConfigError("--train-fraction and --train-size: give one of them, not both")
         if not self.episodes or any(e < 0 for e in self.episodes) or \
                 any(b <= a for a, b in zip(self.episodes, self.episodes[1:])):
             raise ConfigError(f"--episodes {_episode_text(self.episodes)}: must be ascending episode numbers "
                               f">= 0 without repeats, e.g. 1-3 or 1,4,7")
-        few_shot = known_task and DATASETS[self.task].family == "fewshot_rc"
-        if few_shot and self.eval_limit is not None and self.eval_limit % self.n_way:
-            raise ConfigError(f"--eval-limit {self.eval_limit}: few-shot queries come in groups of --n-way "
-                              f"{self.n_way}; use a multiple of {self.n_way} so every relation keeps its share")
-        method = METHODS[self.train.method]
+        method = self.train.spec
         if self.save == "delta" and not method.sparse:
             raise ConfigError(f"--save delta: {method.name} is not a sparse method; use --save "
                               f"{method.saves} (or auto)")
         if not method.trains and self.save not in ("auto", "none"):
             raise ConfigError(f"--save {self.save}: {method.name} trains nothing, so there is no model to save")
-        if not method.trains and known_task and DATASETS[self.task].family == "fewshot_rc":
-            raise ConfigError(f"--method {method.name}: few-shot relation classification scores candidates by "
-                              "loss, not by generation; in-context learning is for the generation tasks")
         if self.save == "adapter" and method.wrap is None:
             raise ConfigError(f"--save adapter: {method.name} trains no adapter; use --save {method.saves} (or auto)")
-        if self.subset_sampling != "random" and few_shot:
-            raise ConfigError(f"--subset-sampling {self.subset_sampling}: few-shot episodes are drawn as N-way "
-                              "K-shot samples, not as a fraction of a split")
-        if self.eval_every is not None and few_shot:
-            raise ConfigError("--eval-every: learning curves are for the generation tasks; few-shot episodes "
-                              "have no fixed split to score on")
         if self.eval_every is not None and not method.trains:
             raise ConfigError(f"--eval-every: {method.name} trains nothing, so it has no learning curve")
-        if self.meta_train is not None and not few_shot:
-            raise ConfigError(f"--meta-train: only for few-shot tasks (fewrel, fewrel_pubmed), not {self.task}")
+        # what the task family allows (few-shot episodes, meta-training, ...): its own module says
+        task_class(self.task).check_options(self)
 
     @property
     def save_mode(self) -> str:
         """``save`` with ``auto`` resolved: delta for sparse methods, full otherwise."""
         if self.save != "auto":
             return self.save
-        return METHODS[self.train.method].saves
+        return self.train.spec.saves
 
     def to_dict(self) -> dict:
         return {**asdict(self), "train": self.train.to_dict()}
@@ -147,9 +144,25 @@ def default_output_dir(task: str, methods: list[str]) -> str:
     return f"runs/{task}-{'+'.join(methods)}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def configs_from_options(options: dict, where: str = "") -> tuple[ExperimentConfig, list[str]]:
-    """The config of a run from option names and values (``fishdip train``'s fields; ``method``: one
-    name, a comma list or a list), and the methods. ``where`` names the source in errors."""
+def parse_episodes(text: str) -> list[int]:
+    """``"1-3"`` -> [1, 2, 3]; ``"1,4,7"`` -> [1, 4, 7]."""
+    out: list[int] = []
+    for part in text.split(","):
+        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if not match:
+            raise ConfigError(f"--episodes {text}: must look like 1-3 or 1,4,7")
+        lo, hi = int(match.group(1)), int(match.group(2) or match.group(1))
+        if hi < lo:
+            raise ConfigError(f"--episodes {text}: {lo}-{hi} runs backwards; write {hi}-{lo}")
+        out.extend(range(lo, hi + 1))
+    return out
+
+
+def configs_from_options(options: dict) -> tuple[ExperimentConfig, list[str]]:
+    """The one path from option names and values (``fishdip train``'s, the Python API's, a grid
+    cell's) to a run: its config (for the first method) and the methods, every method's config made
+    and so checked. ``method``: one name, a comma list or a list; ``episodes``: a list or text
+    such as "1-3"; ``output_dir`` None or missing: a new folder (``default_output_dir``)."""
     options = dict(options)
     exp_fields = {f.name for f in fields(ExperimentConfig)} - {"train"}
     train_fields = {f.name for f in fields(TrainConfig)}
@@ -157,14 +170,35 @@ def configs_from_options(options: dict, where: str = "") -> tuple[ExperimentConf
     if unknown:
         renamed = "".join(f" ({old} is now called {RENAMED_OPTIONS[old]})"
                           for old in sorted(unknown & set(RENAMED_OPTIONS)))
-        raise ConfigError(f"{where}unknown option(s) {', '.join(sorted(unknown))}{renamed}; see `fishdip train --help`")
+        raise ConfigError(f"unknown option(s) {', '.join(sorted(unknown))}{renamed}; see `fishdip train --help`")
     methods = options.pop("method", "fish-dip")
-    methods = [m.strip() for m in methods.split(",")] if isinstance(methods, str) else list(methods)
-    check_methods(methods)
+    if isinstance(methods, str):  # "full,fish-dip" (a trailing comma is no method)
+        methods = [m.strip() for m in methods.split(",") if m.strip()] or [""]
+    check_methods(list(methods))
+    methods = list(methods)
+    if isinstance(options.get("episodes"), str):
+        options["episodes"] = parse_episodes(options["episodes"])
     train_cfg = TrainConfig(**{k: v for k, v in options.items() if k in train_fields}, method=methods[0])
     exp = {k: v for k, v in options.items() if k in exp_fields}
-    exp.setdefault("output_dir", default_output_dir(exp.get("task", "conll04"), methods))
-    return ExperimentConfig(**exp, train=train_cfg), methods
+    if exp.get("output_dir") is None:
+        exp["output_dir"] = default_output_dir(exp.get("task", "conll04"), methods)
+    cfg = ExperimentConfig(**exp, train=train_cfg)
+    for method in methods[1:]:  # every method's options are checked before the first one starts
+        method_config(cfg, method)
+    return cfg, methods
+
+
+def method_config(cfg: ExperimentConfig, method: str) -> ExperimentConfig:
+    """``cfg`` for another method of the same comparison (made, so checked)."""
+    return replace(cfg, train=replace(cfg.train, method=method))
+
+
+def refuse_unused(cfg: ExperimentConfig, methods: list[str], family: str | None, task_name: str) -> None:
+    """A run (``fishdip train``, the Python API) refuses options without effect (a grid says them once)."""
+    unused = unused_options(cfg, methods, family)
+    if unused:
+        raise ConfigError(f"{'; '.join(unused)}: no effect with --method {','.join(methods)} on {task_name}; "
+                          "leave it out")
 
 
 def unused_options(cfg: ExperimentConfig, methods: list[str], family: str | None) -> list[str]:

@@ -29,7 +29,7 @@ from fishdip.models.delta import weights_checksum
 from fishdip.models.loading import load_model, save_adapter_model, save_delta_model, save_model
 from fishdip.models.text2text import PROMPT, budget_from_pairs
 from fishdip.options import ConfigError
-from fishdip.runs.config import ExperimentConfig, check_environment, unused_options
+from fishdip.runs.config import ExperimentConfig, check_environment, method_config, refuse_unused
 from fishdip.runs.meta import meta_trained_model
 from fishdip.runs.rundir import (
     check_layout,
@@ -43,7 +43,6 @@ from fishdip.tasks import Task, load_task
 from fishdip.training import precision as amp
 from fishdip.training.checkpoint import Checkpoint, checkpoint_path
 from fishdip.training.distributed import SINGLE, Dist, pick_device
-from fishdip.training.methods import METHODS
 from fishdip.training.trainer import Curve, Trainer, TrainResult
 
 
@@ -68,8 +67,15 @@ def _results(cfg: ExperimentConfig, episodes: list[dict]) -> dict:
 def run_experiment(cfg: ExperimentConfig, progress: bool = True, log=print, meta_dir: Path | None = None,
                    overwrite: bool = False, task: Task | None = None, fresh_model=None,
                    dist: Dist = SINGLE) -> dict:
-    """Run every episode of ``cfg`` not already finished in ``cfg.output_dir`` (``_run_experiment``),
-    the run folder held by this process alone while it runs (rundir.one_writer)."""
+    """Run every episode of ``cfg`` not already finished in ``cfg.output_dir`` (``_run_experiment``):
+    the folders, files and devices it names checked first (its values checked themselves when it was
+    made), the run folder held by this process alone while it runs (rundir.one_writer)."""
+    check_environment(cfg, model_path=fresh_model is None)
+    return _run_held(cfg, progress, log, meta_dir, overwrite, task, fresh_model, dist)
+
+
+def _run_held(cfg: ExperimentConfig, progress: bool, log, meta_dir: Path | None, overwrite: bool,
+              task: Task | None, fresh_model, dist: Dist) -> dict:
     with ExitStack() as held:
         return _run_experiment(cfg, progress, log, meta_dir, overwrite, task, fresh_model, dist,
                                hold=lambda out: held.enter_context(one_writer(out)))
@@ -84,9 +90,7 @@ def _run_experiment(cfg: ExperimentConfig, progress: bool, log, meta_dir: Path |
     of ``cfg.task`` (in-memory examples); ``fresh_model``: a callable giving each episode its own
     copy of a model already in memory, instead of loading ``cfg.model``. ``dist``: this process's
     place among several (distributed.py): all train and evaluate a share, the main one writes."""
-    cfg.validate(known_task=task is None)
     log = log if dist.main else (lambda *_: None)
-    check_environment(cfg, model_path=fresh_model is None)
     out = Path(cfg.output_dir)
     task = task or load_task(cfg.task, cfg.data_dir, cfg.decoder)
     # read every episode's data before writing anything: a bad file fails here, leaving no trace
@@ -104,7 +108,7 @@ def _run_experiment(cfg: ExperimentConfig, progress: bool, log, meta_dir: Path |
     if error is not None:
         raise error
     unsaved = sorted(e["episode"] for e in state.finished if e.get("model") is None and cfg.save_mode != "none"
-                     and METHODS[cfg.train.method].trains)
+                     and cfg.train.spec.trains)
     if unsaved:  # a kill during the save, or a full disk: the metrics are kept, the model is not there
         log(f"warning: {out}: episode(s) {_ranges(unsaved)} finished but their model was not saved (the run "
             "stopped while saving, or saving failed); their metrics are kept; --overwrite trains them again")
@@ -155,7 +159,7 @@ def _run_experiment(cfg: ExperimentConfig, progress: bool, log, meta_dir: Path |
         # a generation budget fixed by the training targets, the same for every batch composition
         loaded.budget = budget_from_pairs(loaded, pairs)
         checkpoint = None
-        if METHODS[cfg.train.method].trains:
+        if cfg.train.spec.trains:
             if not dist.active:  # several processes: no training checkpoint (each would need its share)
                 checkpoint = Checkpoint(checkpoint_path(out, episode), cfg.checkpoint_every,
                                         {**identity(config), "episode": episode},
@@ -247,14 +251,10 @@ def run_comparison(cfg: ExperimentConfig, methods: list[str], overwrite: bool = 
     each on the same subsets, then write comparison.md/json and losses.png."""
     from fishdip.reports.comparison import write_comparison
 
-    configs = [replace(cfg, train=replace(cfg.train, method=m)) for m in methods]
-    for c in configs:  # every method's options are checked before the first one starts
-        c.validate(known_task=task is None)
-    unused = unused_options(cfg, methods, DATASETS[cfg.task].family if task is None else task.family)
-    if unused:
-        raise ConfigError(f"{'; '.join(unused)}: no effect with --method {','.join(methods)} on "
-                          f"{cfg.task if task is None else task.dataset}; leave it out")
-    check_environment(cfg, model_path=fresh_model is None)
+    configs = [method_config(cfg, m) for m in methods]  # made, so checked, before the first one starts
+    refuse_unused(cfg, methods, DATASETS[cfg.task].family if task is None else task.family,
+                  cfg.task if task is None else task.dataset)
+    check_environment(cfg, model_path=fresh_model is None)  # once: every method's run names the same
     out = Path(cfg.output_dir)
     error = None
     if dist.main:
@@ -268,9 +268,8 @@ def run_comparison(cfg: ExperimentConfig, methods: list[str], overwrite: bool = 
     runs = {}
     for method, c in zip(methods, configs):
         sub = out if len(methods) == 1 else out / method
-        runs[method] = run_experiment(replace(c, output_dir=str(sub)), progress=progress, log=log,
-                                      meta_dir=out / "meta-model", overwrite=overwrite, task=task,
-                                      fresh_model=fresh_model, dist=dist)
+        runs[method] = _run_held(replace(c, output_dir=str(sub)), progress, log, out / "meta-model", overwrite,
+                                 task, fresh_model, dist)
     table = ""
     if dist.main:  # the main process writes the comparison
         info = describe(cfg) if task is None else {**describe(cfg), "task": task.dataset}

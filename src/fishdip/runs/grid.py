@@ -214,7 +214,6 @@ def cell_config(grid: Grid, cell: Cell, chosen: dict, sweep: bool = False) -> Ex
         options.update(episodes=[cell.episode], output_dir=str(grid.output_dir / cell.path))
     try:
         cfg, _ = configs_from_options(options)
-        cfg.validate()
     except ConfigError as exc:
         raise ConfigError(f"cell {cell.path}: {exc}") from None
     return cfg

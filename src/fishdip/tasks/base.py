@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from fishdip.data.datasets import load_split
 from fishdip.data.sampling import sample_indices
 from fishdip.formats import entity_relation as er
 from fishdip.formats.decoders import get_decoder
+from fishdip.options import ConfigError
 
 
 @dataclass
@@ -18,6 +20,14 @@ class Task:
     dataset: str
     family: str
     decoder: str = "fishdip"  # how generated text becomes structures (formats/decoders.py)
+
+    meta_training: ClassVar[bool] = False  # has a meta-training stage before its episodes (--meta-train)
+
+    @classmethod
+    def check_options(cls, cfg) -> None:
+        """Refuse (``ConfigError``) a run config this family cannot run; called when the config is made."""
+        if cfg.meta_train is not None and not cls.meta_training:
+            raise ConfigError(f"--meta-train: only for few-shot tasks (a meta-training stage), not {cfg.task}")
 
     @classmethod
     def load(cls, name: str, spec, data_dir, decoder: str) -> Task:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from fishdip.data.datasets import DatasetSpec, dataset_dir, get_spec
 from fishdip.errors import DataError
 from fishdip.formats import relation_classification as rc
+from fishdip.options import ConfigError
 from fishdip.tasks.base import Task
 
 # how a candidate relation's output is scored: its summed (TANL) or mean token loss (evaluation/predict.py)
@@ -18,6 +20,23 @@ RC_SCORES = ("sum", "mean")
 class FewShotRCTask(Task):
     """N-way K-shot relation classification (FewRel): train on the support set, classify queries
     by scoring every candidate relation's output with the model's loss and taking the lowest."""
+
+    meta_training: ClassVar[bool] = True
+
+    @classmethod
+    def check_options(cls, cfg) -> None:
+        if cfg.eval_limit is not None and cfg.eval_limit % cfg.n_way:
+            raise ConfigError(f"--eval-limit {cfg.eval_limit}: few-shot queries come in groups of --n-way "
+                              f"{cfg.n_way}; use a multiple of {cfg.n_way} so every relation keeps its share")
+        if not cfg.train.spec.trains:
+            raise ConfigError(f"--method {cfg.train.method}: few-shot relation classification scores candidates "
+                              "by loss, not by generation; in-context learning is for the generation tasks")
+        if cfg.subset_sampling != "random":
+            raise ConfigError(f"--subset-sampling {cfg.subset_sampling}: few-shot episodes are drawn as N-way "
+                              "K-shot samples, not as a fraction of a split")
+        if cfg.eval_every is not None:
+            raise ConfigError("--eval-every: learning curves are for the generation tasks; few-shot episodes "
+                              "have no fixed split to score on")
 
     @classmethod
     def load(cls, name: str, spec, data_dir, decoder: str) -> FewShotRCTask:

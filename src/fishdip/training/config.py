@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from fishdip.evaluation.icl import SELECTIONS
 from fishdip.options import ConfigError, check_fields, option, option_name
 from fishdip.sparse.choices import DROPOUT_MODES, FISHER_KINDS, REFRESH_PHASES
-from fishdip.training.methods import METHODS
+from fishdip.training.methods import METHODS, Method
 from fishdip.training.precision import PRECISIONS
 
 OPTIMIZERS = ("adamw", "adafactor")
@@ -110,6 +110,9 @@ class TrainConfig:
                             "where the device runs it natively (CUDA with bf16, CPU with AVX-512 bf16 / AMX), "
                             "else fp32", choices=PRECISIONS)
 
+    def __post_init__(self) -> None:
+        self.validate()  # a config that exists is valid: nothing downstream checks it again
+
     def validate(self) -> None:
         check_fields(self)
         recipe = self.effective_recipe
@@ -123,15 +126,20 @@ class TrainConfig:
                                   "add --recipe default to choose it")
 
     @property
+    def spec(self) -> Method:
+        """The method's registry entry (training/methods.py)."""
+        return METHODS[self.method]
+
+    @property
     def effective_recipe(self) -> str:
         """--recipe, else the method's own (methods.py)."""
-        return self.recipe or METHODS[self.method].recipe
+        return self.recipe or self.spec.recipe
 
     @property
     def effective_lr(self) -> float:
         if self.lr is not None:
             return self.lr
-        return PAPER_LR if self.effective_recipe in RECIPE_SETTINGS else METHODS[self.method].default_lr
+        return PAPER_LR if self.effective_recipe in RECIPE_SETTINGS else self.spec.default_lr
 
     def resolved(self) -> TrainConfig:
         """The options the trainer uses: the recipe in effect, and the settings it fixes."""

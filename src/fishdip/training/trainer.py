@@ -27,7 +27,6 @@ from fishdip.training import precision as amp
 from fishdip.training.checkpoint import Checkpoint
 from fishdip.training.config import RECIPE_SETTINGS, TrainConfig
 from fishdip.training.distributed import SINGLE, Dist
-from fishdip.training.methods import METHODS
 
 STOP_PATIENCE = 20  # --stop-loss: steps in a row under the threshold (the reference's patience)
 
@@ -60,9 +59,10 @@ class Curve:
 
 
 def build_optimizer(cfg: TrainConfig, params: dict[str, torch.nn.Parameter]) -> torch.optim.Optimizer:
-    """The optimizer of a resolved config: a sparse one (sparse/engine.py) for sparse methods."""
+    """The optimizer of a config (its recipe resolved): a sparse one (sparse/engine.py) for sparse methods."""
+    cfg = cfg.resolved()
     paper = cfg.recipe in RECIPE_SETTINGS  # the reference's Adafactor: scale_parameter, its masked dense update
-    if METHODS[cfg.method].sparse:
+    if cfg.spec.sparse:
         return sparse_optimizer(params, "reference" if paper else cfg.optimizer, lr=cfg.effective_lr,
                                 weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm)
     if cfg.optimizer == "adamw":
@@ -77,12 +77,11 @@ class Trainer:
     def __init__(self, loaded: LoadedModel, pairs: list[tuple[str, str]], cfg: TrainConfig,
                  progress: bool = True, gather_grads: bool = True, dist: Dist = SINGLE,
                  checkpoint: Checkpoint | None = None, curve: Curve | None = None, log=print):
-        cfg.validate()
-        cfg = cfg.resolved()
+        cfg = cfg.resolved()  # a TrainConfig checks itself when made
         if not pairs:
             raise ValueError("no training examples")
         self.loaded, self.pairs, self.cfg, self.progress = loaded, pairs, cfg, progress
-        self.method = METHODS[cfg.method]
+        self.method = cfg.spec
         if self.method.wrap is not None:  # adapters: from here on only their weights require gradients
             loaded.model = self.method.wrap(loaded.model, cfg)
         self.gather_grads = gather_grads  # False only to measure what gathering saves (benchmarks)
