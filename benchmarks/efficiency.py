@@ -65,13 +65,13 @@ def build_model(shape: str):
 
 
 def training_pairs(n: int, byte_level: int = 0) -> list[tuple[str, str]]:
-    from fishdip.runs.config import ExperimentConfig
     from fishdip.tasks import load_task
+    from fishdip.tasks.options import DataOptions
 
     data_dir = os.environ.get("FISHDIP_DATA_DIR") or str(HERE.parent.parent / "shared" / "data")
     try:
         task = load_task("conll04", data_dir, "fishdip")
-        train, _, _ = task.episode_data(1, ExperimentConfig(data_dir=data_dir, train_size=n))
+        train, _, _ = task.episode_data(1, DataOptions(data_dir=data_dir, train_size=n))
         pairs = task.pairs(train)
     except Exception:  # no data here: synthetic sentence-length pairs
         sys.path.insert(0, str(HERE))

@@ -99,7 +99,7 @@ GRIDS = [
     ("episodes = []", "episodes []: must be a non-empty list"),
     ("episodes = [1.5]", "episodes [1.5]: must be a non-empty list"),
     ("episodes = [1, 1]", "episodes [1, 1]: must be a non-empty list of episode numbers >= 0, each once"),
-    ('metric = "entity_f2"', "metric 'entity_f2' is not one fishdip reports"),
+    ('metric = "entity_f2"', "metric 'entity_f2' is not one its tasks report"),
     ('[sweep]\nsplit = "test"', "[sweep] split 'test': must be 'dev' (choosing values on the test split"),
     ('[sweep]\nepisodes = ["x"]', "[sweep] episodes ['x']: must be a non-empty list"),
     ('[method.full]\nepochs = "3"', "--epochs '3': must be a whole number"),

@@ -180,14 +180,13 @@ def _tanl_subset(n: int, fraction: float, episode: int) -> list[int]:
 
 @pytest.mark.parametrize("fraction", [0.01, 0.05, 0.1])
 def test_tanl_subsets_are_the_sentences_tanl_trains_on(data_dir, fraction):
-    from fishdip.runs.config import ExperimentConfig
     from fishdip.tasks import load_task
+    from fishdip.tasks.options import DataOptions
 
     train_all, _ = load_split("conll04", "train", data_dir)
     task = load_task("conll04", str(data_dir), "fishdip")
     for episode in (1, 2, 3):
-        cfg = ExperimentConfig(task="conll04", data_dir=str(data_dir), train_fraction=fraction,
-                               subset_sampling="tanl")
+        cfg = DataOptions(data_dir=str(data_dir), train_fraction=fraction, subset_sampling="tanl")
         examples, _, context = task.episode_data(episode, cfg)
         expected = _tanl_subset(len(train_all), fraction, episode)
         assert context["train_indices"] == expected

@@ -3,9 +3,10 @@ import pytest
 from fishdip.data.datasets import load_split
 from fishdip.data.multiwoz import read_multiwoz
 from fishdip.errors import DataError
+from fishdip.evaluation.metrics import dst_scores
 from fishdip.formats import dst
-from fishdip.runs.config import ExperimentConfig
 from fishdip.tasks import load_task
+from fishdip.tasks.options import DataOptions
 from tests.conftest import FIXTURES
 
 
@@ -45,14 +46,14 @@ def test_joint_goal_and_slot_accuracy_hand_computed():
     golds = [dst.DSTExample("h", {"hotel-area": "north"}), dst.DSTExample("h", {"taxi-leaveat": "09:00"})]
     preds = [dst.DSTDecoded({"hotel-area": "north"}),
              dst.DSTDecoded({"taxi-leaveat": "10:00", "taxi-departure": "station"})]
-    m = dst.scores(golds, preds)
+    m = dst_scores(golds, preds)
     assert m["joint_goal_accuracy"] == 0.5
     assert m["slot_accuracy"] == pytest.approx((30 + 28) / 60)
 
 
 def test_low_resource_sampling_keeps_whole_dialogues():
     task = load_task("multiwoz21", FIXTURES)
-    cfg = ExperimentConfig(task="multiwoz21", data_dir=str(FIXTURES), train_size=1)
+    cfg = DataOptions(data_dir=str(FIXTURES), train_size=1)
     train, evaluation, context = task.episode_data(1, cfg)
     (dialogue,) = context["train_dialogues"]
     assert train and all(ex.dialogue == dialogue for ex in train)

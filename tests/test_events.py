@@ -6,8 +6,8 @@ from fishdip.data.datasets import load_split
 from fishdip.errors import DataError
 from fishdip.formats import entity_relation as er
 from fishdip.formats import events as ev
-from fishdip.runs.config import ExperimentConfig
 from fishdip.tasks import EventDecoded, EventTask, load_task
+from fishdip.tasks.options import GenerationOptions
 from tests.conftest import FIXTURES, make_tiny_t5
 
 E, R = er.Entity, er.Relation
@@ -91,9 +91,7 @@ def _as_dataset_root(folder):
 
 def test_chained_prediction_runs_with_tiny_model(task):
     examples, _ = load_split("ace2005event", "train", FIXTURES)
-    cfg = ExperimentConfig(task="ace2005event")
-    cfg.train.max_length = 48
-    texts, decoded = task.predict(make_tiny_t5(), examples, cfg, progress=False)
+    texts, decoded = task.predict(make_tiny_t5(), examples, GenerationOptions(max_length=48), progress=False)
     assert len(texts) == len(decoded) == 3
     m = task.score(examples, decoded)
     assert 0.0 <= m["trigger_classification_f1"] <= 1.0

@@ -64,7 +64,7 @@ def test_accuracy_and_candidate_scoring_with_tiny_model(data_dir):
     cfg = ExperimentConfig(task="fewrel", data_dir=str(data_dir), n_way=3, k_shot=1, n_queries=2, eval_limit=None)
     support, query, context = task.episode_data(1, cfg)
     assert len(support) == 3 and len(query) == 6 and len(context["relations"]) == 3
-    texts, decoded = task.predict(make_tiny_t5(), query, cfg, context, progress=False)
+    texts, decoded = task.predict(make_tiny_t5(), query, cfg.generation(), context, progress=False)
     assert all(d.relation in context["relations"] for d in decoded)
     m = task.score(query, decoded)
     assert m["accuracy"] == sum(q.relation == d.relation for q, d in zip(query, decoded)) / 6
@@ -95,7 +95,7 @@ def test_both_candidate_rankings_are_scored(data_dir):
     task = load_task("fewrel", data_dir)
     cfg = ExperimentConfig(task="fewrel", data_dir=str(data_dir), n_way=3, k_shot=1, n_queries=2, rc_score="mean")
     _, query, context = task.episode_data(1, cfg)
-    _, decoded = task.predict(make_tiny_t5(), query, cfg, context, progress=False)
+    _, decoded = task.predict(make_tiny_t5(), query, cfg.generation(), context, progress=False)
     assert all(d.relation == d.by_score["mean"] and set(d.by_score) == {"sum", "mean"} for d in decoded)
     m = task.score(query, decoded)
     assert m["accuracy"] == m["accuracy_mean_loss"]

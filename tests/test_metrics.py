@@ -68,3 +68,36 @@ def test_ade_reports_macro_and_conll04_micro_only(data_dir):
     examples, _ = load_split("conll04", "dev", data_dir)
     m = conll04.score(examples[:5], [conll04.decode(conll04.target(ex), ex) for ex in examples[:5]])
     assert "entity_macro_f1" not in m and m["relation_f1"] == 1.0
+
+
+@pytest.mark.parametrize("dataset, family", [("ace2005_joint_er", "joint_er"), ("ade", "joint_er"), ("conll03", "ner"),
+                                             ("conll05", "srl"), ("ace2005event", "event"), ("multiwoz21", "dst"),
+                                             ("fewrel", "fewshot_rc")])
+def test_every_score_a_family_returns_is_one_its_tables_show(dataset, family):
+    """Reports show a family's declared metrics (Task.metrics): a new F1 or accuracy in ``score`` that
+    is not declared fails here instead of silently missing from every table; every declared one is
+    reported on perfect predictions with the value 1."""
+    from fishdip.data.datasets import load_split
+    from fishdip.formats import relation_classification as rc
+    from fishdip.tasks import FAMILIES, METRICS, load_task
+    from tests.conftest import FIXTURES
+
+    cls = FAMILIES[family]
+    if family == "fewshot_rc":  # episodes, not splits: two hand-made examples
+        golds = [rc.RCExample(["a", "b"], (0, 1), (1, 2), "P1"), rc.RCExample(["c", "d"], (0, 1), (1, 2), "P2")]
+        preds = [rc.RCDecoded(g.relation, by_score={"sum": g.relation, "mean": g.relation}) for g in golds]
+        metrics = cls("fewrel", family).score(golds, preds)
+    else:
+        task = load_task(dataset, FIXTURES)
+        golds, _ = load_split(dataset, "train", FIXTURES)
+        text = task.gold_text if hasattr(task, "gold_text") else task.target
+        metrics = task.score(golds, [task.decode(text(ex), ex) for ex in golds])
+    scores = {k for k, v in metrics.items() if isinstance(v, float) and ("_f1" in k or "accuracy" in k)}
+    declared = set(cls.metrics)
+    if family in ("joint_er", "ner") and not task.macro_average:  # macro averages: where the literature has them
+        declared -= {"entity_macro_f1", "relation_macro_f1"}
+    if family == "ner":
+        declared -= {"relation_f1", "relation_f1_no_type"}  # NER has no relations: its scores leave them out
+    assert scores == declared
+    assert all(metrics[m] == 1.0 for m in declared)
+    assert set(cls.metrics) <= set(METRICS)

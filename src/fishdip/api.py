@@ -21,12 +21,12 @@ from pathlib import Path
 from fishdip.errors import FishdipError
 from fishdip.formats import entity_relation as er
 from fishdip.models.loading import LoadedModel, load_model, prepare, read_fishdip_metadata
-from fishdip.runs.config import ExperimentConfig, configs_from_options
+from fishdip.runs.config import configs_from_options
 from fishdip.runs.experiment import Comparison, run_comparison
 from fishdip.runs.rundir import model_folder
-from fishdip.tasks import JointERTask, Task, task_from_metadata
+from fishdip.tasks import JointERTask, Task, load_task, task_from_metadata
+from fishdip.tasks.options import DataOptions, GenerationOptions
 from fishdip.text import tokenize
-from fishdip.training.config import TrainConfig
 
 
 @dataclass
@@ -76,12 +76,12 @@ class ExamplesTask(JointERTask):
     train_data: list = None  # type: ignore[assignment]
     eval_data: list = None  # type: ignore[assignment]
 
-    def splits(self, cfg) -> tuple[list, list]:
-        evaluation = self.eval_data[: cfg.eval_limit] if cfg.eval_limit else self.eval_data
+    def splits(self, data: DataOptions) -> tuple[list, list]:
+        evaluation = self.eval_data[: data.eval_limit] if data.eval_limit else self.eval_data
         return self.train_data, evaluation
 
-    def curve_examples(self, cfg) -> list:
-        return self.eval_data[: cfg.curve_limit]
+    def curve_examples(self, data: DataOptions) -> list:
+        return self.eval_data[: data.curve_limit]
 
 
 def examples_task(train_examples: list, eval_examples: list, decoder: str = "fishdip") -> ExamplesTask:
@@ -172,24 +172,36 @@ class Predictor:
         return out
 
     def evaluate(self, split: str = "test", data_dir: str | None = None, examples: list | None = None,
-                 limit: int | None = None, batch_size: int = 16, num_beams: int = 1) -> dict:
-        """Metrics on a split of the task's dataset, or on in-memory ``examples``."""
+                 limit: int | None = None, batch_size: int = 16, num_beams: int = 1, fold: int = 0,
+                 progress: bool = False) -> dict:
+        """Metrics on a split of the task's dataset (``fold``: of a dataset that ships folds), or on
+        in-memory ``examples``; the first ``limit`` only, if given."""
         from fishdip.data.datasets import load_split
 
+        data = DataOptions(data_dir=data_dir, fold=fold, eval_split=split, eval_limit=limit)  # checks the values
+        gen = GenerationOptions(batch_size=batch_size, max_length=self.max_length, num_beams=num_beams)
         if examples is not None:
             gold = [_example(x, f"examples[{i}]") for i, x in enumerate(examples)]
         else:
-            gold, _ = load_split(self.task.dataset, split, data_dir)
-        gold = gold[:limit] if limit else gold
-        cfg = ExperimentConfig(eval_batch_size=batch_size, num_beams=num_beams,
-                               train=TrainConfig(max_length=self.max_length))
-        _, decoded = self.task.predict(self.loaded, gold, cfg, progress=False)
+            gold, _ = load_split(self.task.dataset, data.eval_split, data.data_dir, data.fold)
+        gold = gold[: data.eval_limit] if data.eval_limit else gold
+        _, decoded = self.task.predict(self.loaded, gold, gen, progress=progress)  # events chain two passes
         return self.task.score(gold, decoded)
 
 
-def load(path: str | Path, decoder: str | None = None) -> Predictor:
-    """A predictor from a model folder written by ``train`` (``models/episode-<i>``), or from a
-    run folder (its first episode's model)."""
-    path = model_folder(Path(path))
-    meta = read_fishdip_metadata(str(path))
-    return Predictor(load_model(str(path)), task_from_metadata(meta, decoder), meta.get("max_length", 256))
+def load(path: str | Path, decoder: str | None = None, task: str | None = None,
+         data_dir: str | None = None) -> Predictor:
+    """A predictor from a model folder written by ``train`` (``models/episode-<i>``), or from a run
+    folder (its first episode's model). ``task``: any model (a hub name or model folder) with the task
+    it is to be scored on (its schema read from ``data_dir``); ``decoder``: fishdip or tanl (default:
+    the one the model was trained with)."""
+    if task is not None:
+        meta = read_fishdip_metadata(str(path)) or {}
+        return Predictor(load_model(str(path)), load_task(task, data_dir, decoder or "fishdip"),
+                         meta.get("max_length", 256))
+    try:
+        folder = model_folder(Path(path))
+    except FishdipError as exc:
+        raise FishdipError(f"{exc}; a model fishdip did not train needs its task (task=, --task)") from None
+    meta = read_fishdip_metadata(str(folder))
+    return Predictor(load_model(str(folder)), task_from_metadata(meta, decoder), meta.get("max_length", 256))

@@ -6,15 +6,16 @@ import inspect
 import json
 import sys
 import typing
-from dataclasses import MISSING, fields, replace
+from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from fishdip.errors import FishdipError
-from fishdip.options import ConfigError, allowed, check_fields, option_name
+from fishdip.options import ConfigError, allowed, check_value, option_name
 from fishdip.runs.config import ExperimentConfig, check_model, configs_from_options
+from fishdip.tasks.options import DataOptions, GenerationOptions
 from fishdip.training.config import TrainConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -49,9 +50,10 @@ def _plain(kind):
 def _config_options() -> list[inspect.Parameter]:
     """One CLI option per field of ExperimentConfig and TrainConfig, with the field's help and range."""
     params = []
+    first = ("task", "model", "episodes")  # then the data options (inherited from DataOptions), then the rest
     for cls in (ExperimentConfig, TrainConfig):
         hints = typing.get_type_hints(cls)
-        for f in fields(cls):
+        for f in sorted(fields(cls), key=lambda f: first.index(f.name) if f.name in first else len(first)):
             if f.name == "train":
                 continue
             kind = _plain(hints[f.name])
@@ -107,17 +109,6 @@ train.__annotations__ = {p.name: p.annotation for p in train.__signature__.param
 app.command()(train)
 
 
-def _load_trained(model: str, task: Optional[str], data_dir: Optional[str], decoder: Optional[str] = None):
-    from fishdip.models.loading import load_model, read_fishdip_metadata
-    from fishdip.tasks import load_task, task_from_metadata
-
-    meta = read_fishdip_metadata(model)
-    if meta is None and task is None:
-        raise FishdipError(f"{model} is not a fishdip-trained model folder: pass --task")
-    task_obj = load_task(task, data_dir, decoder or "fishdip") if task else task_from_metadata(meta, decoder)
-    return load_model(model), task_obj, (meta or {}).get("max_length", 256)
-
-
 @app.command()
 def evaluate(
     model: Annotated[str, typer.Option(help="trained model folder (or any model name, with --task)")],
@@ -133,27 +124,23 @@ def evaluate(
     output: Annotated[Optional[Path], typer.Option(help="also write the metrics JSON here")] = None,
 ) -> None:
     """Score a trained model on a split; prints metrics as JSON."""
-    from fishdip.data.datasets import load_split
+    import fishdip
     from fishdip.io import write_json_atomic
 
-    try:  # every option before the model is loaded: a mistake costs no time
-        cfg = ExperimentConfig(fold=fold, eval_split=eval_split, eval_limit=eval_limit, num_beams=num_beams,
-                               decoder=decoder or "fishdip", data_dir=data_dir)
-        check_fields(cfg, skip=("task",))
-        if batch_size < 1:
-            raise ConfigError(f"--batch-size {batch_size}: must be >= 1")
+    try:  # every option before the model is loaded (option dataclasses check themselves): no time lost
+        DataOptions(data_dir=data_dir, fold=fold, eval_split=eval_split, eval_limit=eval_limit)
+        GenerationOptions(batch_size=batch_size, num_beams=num_beams)
+        if decoder is not None:
+            check_value(ExperimentConfig.__dataclass_fields__["decoder"], decoder)
         if data_dir is not None and not Path(data_dir).expanduser().is_dir():
             raise ConfigError(f"--data-dir {data_dir}: no such folder")
         if output is not None:
             _check_output_file("--output", output)
         model = _model_of_run(model)
         check_model("--model", model)
-        loaded, task_obj, max_length = _load_trained(model, task, data_dir, decoder)
-        examples, _ = load_split(task_obj.dataset, eval_split, data_dir, fold)
-        examples = examples[:eval_limit] if eval_limit else examples
-        cfg = replace(cfg, eval_batch_size=batch_size, train=TrainConfig(max_length=max_length))
-        _, decoded = task_obj.predict(loaded, examples, cfg)  # events chain two passes, etc.
-        metrics = task_obj.score(examples, decoded)
+        predictor = fishdip.load(model, decoder=decoder, task=task, data_dir=data_dir)
+        metrics = predictor.evaluate(eval_split, data_dir, limit=eval_limit, batch_size=batch_size,
+                                     num_beams=num_beams, fold=fold, progress=True)
         if output:
             write_json_atomic(output, metrics)
     except (FishdipError, ValueError) as exc:

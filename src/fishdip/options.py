@@ -43,6 +43,13 @@ def older_value(f):
     return f.default if f.default is not MISSING else f.default_factory()
 
 
+def option_of(cls, name: str, **changes):
+    """Field ``name`` of the option dataclass ``cls`` again (its default, help and allowed values), for a
+    config that carries the same option, maybe under another name; ``changes`` replace metadata."""
+    f = cls.__dataclass_fields__[name]
+    return field(default=f.default, metadata={**f.metadata, **changes})
+
+
 def option_name(f) -> str:
     return "--" + f.metadata.get("cli", f.name).replace("_", "-")
 
@@ -83,18 +90,24 @@ def check_fields(obj, skip: tuple[str, ...] = ()) -> None:
     """Every field of a config dataclass against its type and metadata; None is allowed where it is
     the default."""
     for f in fields(obj):
-        value, m = getattr(obj, f.name), f.metadata
-        if f.name in skip or (value is None and f.default is None):
-            continue
-        wrong = _type_error(f, value) if f.name != "train" else None
-        if wrong:
-            raise ConfigError(f"{option_name(f)} {value!r}: must be {wrong}")
-        bad = False
-        if "choices" in m:
-            bad = value not in m["choices"]
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            bad = (isinstance(value, float) and not math.isfinite(value)) or \
-                  ("min" in m and value < m["min"]) or ("max" in m and value > m["max"]) or \
-                  ("above" in m and value <= m["above"])
-        if bad:
-            raise ConfigError(f"{option_name(f)} {value!r}: must be {allowed(f)}")
+        if f.name not in skip and f.name != "train":
+            check_value(f, getattr(obj, f.name))
+
+
+def check_value(f, value) -> None:
+    """One value for field ``f`` (a dataclass field made by ``option``), against its type and metadata."""
+    m = f.metadata
+    if value is None and f.default is None:
+        return
+    wrong = _type_error(f, value)
+    if wrong:
+        raise ConfigError(f"{option_name(f)} {value!r}: must be {wrong}")
+    bad = False
+    if "choices" in m:
+        bad = value not in m["choices"]
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        bad = (isinstance(value, float) and not math.isfinite(value)) or \
+              ("min" in m and value < m["min"]) or ("max" in m and value > m["max"]) or \
+              ("above" in m and value <= m["above"])
+    if bad:
+        raise ConfigError(f"{option_name(f)} {value!r}: must be {allowed(f)}")

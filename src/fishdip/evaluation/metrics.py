@@ -1,4 +1,8 @@
-"""Metrics as TANL defines them for joint entity and relation extraction.
+"""Every scorer of every task family, in one place; each returns one flat dict of metrics with the
+summed format errors under ``"errors"`` (``count_errors``). Each task family names the metrics its
+tables show (``Task.metrics``, tasks/).
+
+Joint entity and relation extraction, as TANL defines it:
 
 - entity: exact span and type; entity (no type): exact span.
 - relation: relation type, and both entities' exact spans and types;
@@ -15,6 +19,7 @@ import math
 import statistics
 from collections import Counter
 
+from fishdip.formats.dst import ALL_SLOTS, NONE
 from fishdip.formats.entity_relation import Decoded, Entity, Example, Relation
 
 
@@ -40,7 +45,6 @@ def joint_er_scores(golds: list[Example], preds: list[Decoded],
     if len(golds) != len(preds):
         raise ValueError(f"{len(golds)} gold examples but {len(preds)} predictions")
     counts: Counter = Counter()
-    errors: Counter = Counter()
     for gold, pred in zip(golds, preds):
         views = {
             "entity": (set(gold.entities), pred.entities),
@@ -54,7 +58,6 @@ def joint_er_scores(golds: list[Example], preds: list[Decoded],
             counts[name, "gold"] += len(g)
             counts[name, "predicted"] += len(p)
             counts[name, "correct"] += len(g & p)
-        errors.update(pred.errors)
     metrics: dict = {"num_examples": len(golds)}
     for name in ("entity", "relation", "entity_no_type", "relation_no_type"):
         scores = prf(counts[name, "correct"], counts[name, "predicted"], counts[name, "gold"])
@@ -71,8 +74,64 @@ def joint_er_scores(golds: list[Example], preds: list[Decoded],
                 values = [table[t][key] if t in table else 0.0 for t in types]
                 metrics[f"{name}_macro_{key}"] = sum(values) / len(values) if values else 0.0
         metrics["per_relation_type"] = per_relation
-    metrics["errors"] = dict(sorted(errors.items()))
+    metrics["errors"] = count_errors(preds)
     return metrics
+
+
+def count_errors(preds: list) -> dict[str, int]:
+    """Format errors summed over the predictions (each has an ``errors`` Counter), by name."""
+    errors: Counter = Counter()
+    for pred in preds:
+        errors.update(pred.errors)
+    return dict(sorted(errors.items()))
+
+
+def set_scores(golds: list, preds: list, views: dict) -> dict:
+    """Micro P/R/F1 of each named view (``view(example) -> set`` of what must match), as ``<view>_f1`` ..."""
+    metrics: dict = {"num_examples": len(golds)}
+    for name, view in views.items():
+        c = p = g = 0
+        for gold, pred in zip(golds, preds):
+            gs, ps = view(gold), view(pred)
+            c, p, g = c + len(gs & ps), p + len(ps), g + len(gs)
+        for key, value in prf(c, p, g).items():
+            metrics[f"{name}_{key}"] = value
+    return {**metrics, "errors": count_errors(preds)}
+
+
+EVENT_VIEWS = {
+    "trigger_identification": lambda e: {(t.start, t.end) for t in e.triggers},
+    "trigger_classification": lambda e: {(t.start, t.end, t.type) for t in e.triggers},
+    # an argument is identified when its span and its event's type are right (Li et al. 2013)
+    "argument_identification": lambda e: {(a.head.start, a.head.end, a.tail.type) for a in e.arguments},
+    "argument_classification": lambda e: {(a.head.start, a.head.end, a.tail.type, a.type) for a in e.arguments},
+}
+
+
+def event_scores(golds: list, preds: list) -> dict:
+    """Event extraction: trigger and argument identification and classification P/R/F1."""
+    return set_scores(golds, preds, EVENT_VIEWS)
+
+
+def dst_scores(golds: list, preds: list) -> dict:
+    """Joint goal accuracy (filled slots equal as a set) and slot accuracy over TRADE's 30 slots."""
+    joint = sum(g.belief == p.belief for g, p in zip(golds, preds))
+    slot_correct = sum(g.belief.get(s, NONE) == p.belief.get(s, NONE)
+                       for g, p in zip(golds, preds) for s in ALL_SLOTS)
+    n = len(golds)
+    return {"num_examples": n, "joint_goal_accuracy": joint / n if n else 0.0,
+            "slot_accuracy": slot_correct / (n * len(ALL_SLOTS)) if n else 0.0, "errors": count_errors(preds)}
+
+
+def accuracy_scores(golds: list, preds: list) -> dict:
+    """Relation classification: accuracy, and the accuracy of each candidate ranking (``by_score``)."""
+    n = len(golds)
+    metrics = {"num_examples": n, "accuracy": sum(g.relation == p.relation for g, p in zip(golds, preds)) / n
+               if n else 0.0}
+    for name in sorted({k for p in preds for k in p.by_score}):  # both rankings, for comparison
+        right = sum(g.relation == p.by_score.get(name) for g, p in zip(golds, preds))
+        metrics[f"accuracy_{name}_loss"] = right / n if n else 0.0
+    return {**metrics, "errors": count_errors(preds)}
 
 
 def per_type_scores(golds: list[Example], preds: list[Decoded],

@@ -39,13 +39,6 @@ def generate_sorted(loaded, sources, batch_size, max_length, num_beams, progress
     return Generated(texts, hits)
 
 
-def generate_texts(loaded: LoadedModel, sources: list[str], cfg, progress: bool = True,
-                   desc: str = "generate") -> Generated:
-    """Generation for each source with an experiment config's generation settings."""
-    return generate_sorted(loaded, sources, cfg.eval_batch_size, cfg.train.max_length, cfg.num_beams,
-                           progress, desc)
-
-
 @torch.no_grad()
 def candidate_losses(loaded: LoadedModel, sources: list[str], candidates: list[list[str]], batch_size: int = 16,
                      max_length: int = 256, progress: bool = True) -> dict[str, list[list[float]]]:

@@ -25,7 +25,6 @@ SLOTS: dict[str, tuple[str, ...]] = {
 }
 ALL_SLOTS = tuple(f"{d}-{s}" for d, slots in SLOTS.items() for s in slots)
 _NATURAL = {"pricerange": "price range", "arriveby": "arrive by", "leaveat": "leave at"}
-_FROM_NATURAL = {v: k for k, v in _NATURAL.items()}
 
 
 @dataclass
@@ -89,16 +88,3 @@ def decode(text: str) -> DSTDecoded:
             belief[f"{domain}-{slot}"] = value
     return DSTDecoded(belief, errors)
 
-
-def scores(golds: list[DSTExample], preds: list[DSTDecoded]) -> dict:
-    """Joint goal accuracy (filled slots equal as a set) and slot accuracy over TRADE's 30 slots."""
-    joint = sum(g.belief == p.belief for g, p in zip(golds, preds))
-    slot_correct = sum(g.belief.get(s, NONE) == p.belief.get(s, NONE)
-                       for g, p in zip(golds, preds) for s in ALL_SLOTS)
-    errors: Counter = Counter()
-    for p in preds:
-        errors.update(p.errors)
-    n = len(golds)
-    return {"num_examples": n, "joint_goal_accuracy": joint / n if n else 0.0,
-            "slot_accuracy": slot_correct / (n * len(ALL_SLOTS)) if n else 0.0,
-            "errors": dict(sorted(errors.items()))}

@@ -8,10 +8,7 @@ from pathlib import Path
 from fishdip.evaluation.predict import LIMIT_ERROR
 from fishdip.io import write_json_atomic, write_text_atomic
 from fishdip.reports.plots import plot_losses
-
-ALL_METRICS = ("entity_f1", "relation_f1", "entity_macro_f1", "relation_macro_f1", "entity_f1_no_type",
-               "relation_f1_no_type", "argument_f1",
-               "trigger_classification_f1", "argument_classification_f1", "joint_goal_accuracy", "accuracy")
+from fishdip.tasks import METRICS
 
 
 def _cell(stat: dict | None) -> str:
@@ -24,7 +21,7 @@ def _cell(stat: dict | None) -> str:
 
 def comparison_table(results: dict[str, dict], times: bool = True) -> str:
     """Markdown table, one row per method: scores (x100, mean ± std over episodes) and times."""
-    shown = [m for m in ALL_METRICS if any(m in r["aggregate"] for r in results.values())]
+    shown = [m for m in METRICS if any(m in r["aggregate"] for r in results.values())]
     header = ["method", *shown, "format errors", "cut at limit"]
     header += ["train s/episode", "of it mask refreshes", "wall s/episode"] if times else []
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

@@ -23,7 +23,6 @@ except ImportError:  # Python 3.10: the same parser, packaged
 
 from fishdip.errors import FishdipError
 from fishdip.io import read_json, write_text_atomic
-from fishdip.reports.comparison import ALL_METRICS
 from fishdip.reports.plots import (
     plot_curves,
     plot_losses,
@@ -32,6 +31,7 @@ from fishdip.reports.plots import (
     plot_samples,
     plot_score_vs_size,
 )
+from fishdip.tasks import METRICS
 
 
 @dataclass
@@ -139,7 +139,7 @@ def _mean_std(values: list[float]) -> str:
 
 def group_tables(group: Group, metric: str, baseline: str, focus: str) -> str:
     """Markdown for one task and size: scores, against the baseline, and the focus against the others."""
-    shown = [m for m in ALL_METRICS if any(m in e["metrics"] for eps in group.runs.values() for e in eps.values())]
+    shown = [m for m in METRICS if any(m in e["metrics"] for eps in group.runs.values() for e in eps.values())]
     lines = [f"### {group.task}, {group.size} ({group.sentences():.0f} training sentences)\n",
              "| method | episodes | " + " | ".join(shown) + " |", "|---|---|" + "---|" * len(shown)]
     for method, eps in group.runs.items():
@@ -221,7 +221,7 @@ def csv_rows(groups: list[Group], baseline: str) -> str:
                      f"diff_vs_{baseline}", "ci_low", "ci_high", "wins", "paired_episodes"])
     for g in groups:
         for method in g.runs:
-            for metric in ALL_METRICS:
+            for metric in METRICS:
                 values = scores(g, method, metric)
                 if not values:
                     continue
@@ -239,9 +239,9 @@ def write_report(root: str | Path, output: str | Path | None = None, metric: str
     """Tables (report.md, report.csv) and plots of the grid in ``root``; returns the report folder."""
     root = Path(root)
     groups, grid = collect(root)
-    if metric is not None and metric not in ALL_METRICS:
-        raise FishdipError(f"--metric {metric!r}: not a metric fishdip reports (one of {', '.join(ALL_METRICS)})")
-    reported = [m for m in ALL_METRICS if any(m in e["metrics"] for g in groups for r in g.runs.values()
+    if metric is not None and metric not in METRICS:
+        raise FishdipError(f"--metric {metric!r}: not a metric fishdip reports (one of {', '.join(METRICS)})")
+    reported = [m for m in METRICS if any(m in e["metrics"] for g in groups for r in g.runs.values()
                                                for e in r.values())]
     metric = metric or grid.get("metric") or (reported[0] if reported else None)
     if metric not in reported:

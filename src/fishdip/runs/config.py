@@ -11,15 +11,13 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from fishdip.data.datasets import DATASETS
-from fishdip.data.sampling import SUBSET_RULES
 from fishdip.formats.decoders import DECODERS
-from fishdip.options import ConfigError, check_fields, older_value, option, option_name
+from fishdip.options import ConfigError, check_fields, older_value, option, option_name, option_of
 from fishdip.tasks import FAMILIES, Task
-from fishdip.tasks.fewshot_rc import RC_SCORES
+from fishdip.tasks.options import FEW_SHOT, DataOptions, GenerationOptions
 from fishdip.training.config import TrainConfig
 
 SAVE_MODES = ("auto", "delta", "adapter", "full", "none")
-FEW_SHOT = ("fewshot_rc",)
 IN_MEMORY = "in-memory"  # the task name of examples handed to the Python API (fishdip.train(examples=...))
 
 
@@ -33,39 +31,18 @@ RENAMED_OPTIONS = {old.split(".")[-1]: new.split(".")[-1] for old, new in RENAME
 
 
 @dataclass
-class ExperimentConfig:
+class ExperimentConfig(DataOptions):
+    """Everything one run of one method reads: the data options (tasks/options.py), the model, the
+    episodes, evaluation and outputs, and how it trains (``train``)."""
+
     task: str = option("conll04", "dataset / task name (`fishdip tasks` lists them)", choices=tuple(DATASETS))
     model: str = option("embedded", "hub name, local model folder, or 'embedded' (SmolLM2-135M-Instruct, offline)")
-    data_dir: str | None = option(None, "folder holding <task>/ (else $FISHDIP_DATA_DIR, else the cache)")
-    fold: int = option(0, "cross-validation fold, for datasets that ship folds (ade)", min=0)
-    train_fraction: float | None = option(None, "use this fraction of the training split", above=0, max=1)
-    train_size: int | None = option(None, "use this many training sentences", min=1)
     episodes: list[int] = field(default_factory=lambda: [1], metadata={
         "help": "episode numbers, ascending, e.g. 1-3 or 1,4,7; episode i samples its subset with seed i"})
-    subset_sampling: str = option("random", "how episode i draws its training subset: random (a seeded sample, "
-                                  "sorted) or tanl (TANL's rule, which FISH-DIP's reference uses: random.seed(i), "
-                                  "shuffle all indices, take the first round(fraction x N))", choices=SUBSET_RULES)
-    strict_tags: bool = option(False, "CoNLL files: an invalid tag transition is an error (file, line) "
-                               "instead of being repaired like conlleval")
-    eval_split: str = option("test", "dev or test", choices=("dev", "test"))
-    n_way: int = option(5, "few-shot tasks: relations per episode", min=2, family=FEW_SHOT)
-    k_shot: int = option(1, "few-shot tasks: training instances per relation", min=1, family=FEW_SHOT)
-    n_queries: int = option(5, "few-shot tasks: query instances per relation", min=1, cli="queries", family=FEW_SHOT)
-    meta_train: str | None = option(None, "few-shot tasks: before the episodes, fine-tune on a FewRel-format file "
-                                    "of other relations (TANL, FISH-DIP), or 'holdout': half of the episode "
-                                    "file's relations (seeded split), episodes drawn from the other half",
-                                    family=FEW_SHOT)
-    meta_train_size: int | None = option(400, "meta-training instances, spread evenly over its relations", min=1,
-                                         family=FEW_SHOT)
     meta_train_epochs: int = option(1, "meta-training epochs (full fine-tuning, lr 1e-4)", min=1, family=FEW_SHOT)
-    eval_limit: int | None = option(None, "evaluate on the first N sentences only (few-shot: N queries, a "
-                                    "multiple of --n-way so every relation keeps its share)", min=1)
     eval_every: int | None = option(None, "learning curve: score the model every N optimizer steps during training "
                                     "on --curve-split (first --curve-limit sentences), recorded per episode in "
                                     "results.json; off by default", min=1)
-    curve_split: str = option("dev", "learning curve: the split it is scored on (a test-split curve describes "
-                              "training dynamics only; nothing is chosen on it)", choices=("dev", "test"))
-    curve_limit: int | None = option(100, "learning curve: the first N sentences of --curve-split (none: all)", min=1)
     checkpoint_every: float = option(600.0, "seconds between saves of a running episode's training state, so that "
                                      "a stopped run continues where it was (<output-dir>/checkpoint/, or "
                                      "$FISHDIP_CHECKPOINT_DIR; removed when the episode finishes); 0: every step",
@@ -73,10 +50,9 @@ class ExperimentConfig:
     decoder: str = option("fishdip", "how generated text becomes spans: fishdip (word alignment that never "
                           "stretches a span) or tanl (TANL's published rules, for comparable numbers)",
                           choices=tuple(DECODERS))
-    rc_score: str = option("sum", "few-shot relation classification: rank candidate relations by the summed "
-                           "(TANL) or the mean token loss of their output", choices=RC_SCORES, family=FEW_SHOT)
-    eval_batch_size: int = option(16, "sentences per generation batch", min=1)
-    num_beams: int = option(1, "1 = greedy decoding", min=1, max=64)
+    rc_score: str = option_of(GenerationOptions, "rc_score")
+    eval_batch_size: int = option_of(GenerationOptions, "batch_size")
+    num_beams: int = option_of(GenerationOptions, "num_beams")
     output_dir: str = option("runs/run", "where config, results, predictions and models go (the CLI's default: "
                              "a new folder runs/<task>-<methods>-<date>-<time> per run); a rerun into the same "
                              "folder resumes it")
@@ -95,8 +71,7 @@ class ExperimentConfig:
         check_fields(self, skip=("task",) if self.task == IN_MEMORY else ())
         if not isinstance(self.train, TrainConfig):
             raise ConfigError(f"train {self.train!r}: must be a TrainConfig")
-        if self.train_fraction is not None and self.train_size is not None:
-            raise ConfigError("--train-fraction and --train-size: give one of them, not both")
+        self.check_size()
         if not self.episodes or any(e < 0 for e in self.episodes) or \
                 any(b <= a for a, b in zip(self.episodes, self.episodes[1:])):
             raise ConfigError(f"--episodes {_episode_text(self.episodes)}: must be ascending episode numbers "
@@ -113,6 +88,10 @@ class ExperimentConfig:
             raise ConfigError(f"--eval-every: {method.name} trains nothing, so it has no learning curve")
         # what the task family allows (few-shot episodes, meta-training, ...): its own module says
         task_class(self.task).check_options(self)
+
+    def generation(self) -> GenerationOptions:
+        """How this run generates its evaluation outputs."""
+        return GenerationOptions(self.eval_batch_size, self.train.max_length, self.num_beams, self.rc_score)
 
     @property
     def save_mode(self) -> str:

@@ -29,7 +29,7 @@ from fishdip.models.delta import weights_checksum
 from fishdip.models.loading import load_model, save_adapter_model, save_delta_model, save_model
 from fishdip.models.text2text import PROMPT, budget_from_pairs
 from fishdip.options import ConfigError
-from fishdip.runs.config import ExperimentConfig, check_environment, method_config, refuse_unused
+from fishdip.runs.config import ExperimentConfig, check_environment, method_config, refuse_unused, task_class
 from fishdip.runs.meta import meta_trained_model
 from fishdip.runs.rundir import (
     check_layout,
@@ -52,8 +52,7 @@ def _data_files(cfg: ExperimentConfig, task: Task, data: dict) -> dict[str, str]
     if task.dataset not in DATASETS:
         blob = json.dumps([[repr(x) for x in (train, evaluation)] for train, evaluation, _ in data.values()])
         return {f"{task.dataset}.examples": hashlib.sha256(blob.encode()).hexdigest()}
-    splits = [cfg.eval_split] if task.family == "fewshot_rc" else ["train", cfg.eval_split]
-    return {str(path): sha256(path) for path in data_files(cfg.task, cfg.data_dir, splits, cfg.fold)}
+    return {str(path): sha256(path) for path in data_files(cfg.task, cfg.data_dir, task.splits_read(cfg), cfg.fold)}
 
 
 def _results(cfg: ExperimentConfig, episodes: list[dict]) -> dict:
@@ -175,7 +174,7 @@ def _run_experiment(cfg: ExperimentConfig, progress: bool, log, meta_dir: Path |
             result = TrainResult(total_params=sum(p.numel() for p in loaded.model.parameters()),
                                  precision=amp.resolve(cfg.train.precision, device))
         with amp.autocast(result.precision, device):  # each process generates for its share
-            texts, decoded = task.predict(loaded, dist.share(eval_examples), cfg, context,
+            texts, decoded = task.predict(loaded, dist.share(eval_examples), cfg.generation(), context,
                                           progress=progress and dist.main)
         if dist.active:
             shards = dist.gather((texts, decoded))
@@ -224,7 +223,7 @@ def _curve(cfg: ExperimentConfig, task: Task, loaded, device, context: dict) -> 
 
     def evaluate() -> dict:
         with amp.autocast(precision, device):
-            _, decoded = task.predict(loaded, examples, cfg, context, progress=False)
+            _, decoded = task.predict(loaded, examples, cfg.generation(), context, progress=False)
         return task.score(examples, decoded)
 
     return Curve(cfg.eval_every, evaluate)
@@ -272,18 +271,17 @@ def run_comparison(cfg: ExperimentConfig, methods: list[str], overwrite: bool = 
                                  task, fresh_model, dist)
     table = ""
     if dist.main:  # the main process writes the comparison
-        info = describe(cfg) if task is None else {**describe(cfg), "task": task.dataset}
+        info = describe(cfg, type(task) if task is not None else task_class(cfg.task))
+        if task is not None:
+            info["task"] = task.dataset
         table = write_comparison(runs, out, info)
     dist.barrier()  # all processes leave together: one exiting early can abort another's gloo threads
     return Comparison(runs, out, table)
 
 
-def describe(cfg: ExperimentConfig) -> dict:
+def describe(cfg: ExperimentConfig, task: type[Task]) -> dict:
     """What a comparison table's reader needs to know about the runs."""
-    size = (f"{cfg.train_size} sentences" if cfg.train_size else
-            f"{cfg.train_fraction:.0%} of the training split" if cfg.train_fraction else "the whole training split")
-    if cfg.task.startswith("fewrel"):
-        size = f"{cfg.n_way}-way {cfg.k_shot}-shot episodes, {cfg.n_queries} queries per relation"
+    size = task.describe_training(cfg)
     evaluation = f"{cfg.eval_split} split" + (f", first {cfg.eval_limit}" if cfg.eval_limit else ", all of it")
     return {"task": cfg.task, "model": cfg.model, "training": size, "evaluation": evaluation,
             "episodes": cfg.episodes, "decoder": cfg.decoder, "precision": cfg.train.precision}

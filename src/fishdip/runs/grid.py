@@ -50,7 +50,7 @@ from fishdip.data.datasets import DATASETS
 from fishdip.errors import FishdipError
 from fishdip.io import read_json, write_json_atomic, write_text_atomic
 from fishdip.options import ConfigError
-from fishdip.runs.config import ExperimentConfig, configs_from_options, unused_options
+from fishdip.runs.config import ExperimentConfig, configs_from_options, task_class, unused_options
 from fishdip.runs.experiment import run_experiment
 from fishdip.runs.rundir import differences
 from fishdip.training.methods import METHODS
@@ -144,11 +144,6 @@ def load_grid(path: str | Path, output_dir: str | None = None, overrides: dict |
             raise GridError(f"{path}: [{key}] must be a table")
     if not isinstance(raw.get("sizes", []), list) or not all(isinstance(x, dict) for x in raw.get("sizes", [])):
         raise GridError(f"{path}: `sizes` must be a list of [[sizes]] tables")
-    from fishdip.reports.comparison import ALL_METRICS
-
-    if raw.get("metric") is not None and raw["metric"] not in ALL_METRICS:
-        raise GridError(f"{path}: metric {raw['metric']!r} is not one fishdip reports "
-                        f"(one of {', '.join(ALL_METRICS)})")
     tables = raw.get("method", {})
     for label in tables:
         if label not in raw["methods"]:
@@ -199,6 +194,9 @@ def load_grid(path: str | Path, output_dir: str | None = None, overrides: dict |
                 note = f"{path}: method {cell.method}: {option} has no effect on its cells"
                 if note not in grid.warnings:
                     grid.warnings.append(note)
+    reported = dict.fromkeys(m for task in grid.tasks for m in task_class(task).metrics)
+    if grid.metric is not None and grid.metric not in reported:
+        raise GridError(f"{path}: metric {grid.metric!r} is not one its tasks report (one of {', '.join(reported)})")
     return grid
 
 
@@ -230,15 +228,17 @@ def matches(cell: Cell, patterns: list[str]) -> bool:
                                for p in patterns)
 
 
-def headline_metric(grid: Grid, aggregate: dict) -> str:
-    from fishdip.reports.comparison import ALL_METRICS  # the order metrics are shown in
-
+def headline_metric(grid: Grid, task: str, aggregate: dict) -> str:
+    """What a sweep selects on: the grid's metric, else the task family's first one reported."""
     if grid.metric:
         if grid.metric not in aggregate:
             raise GridError(f"{grid.source}: metric {grid.metric!r} is not reported (reported: "
                             f"{', '.join(k for k in aggregate if isinstance(aggregate[k], dict))})")
         return grid.metric
-    return next(m for m in ALL_METRICS if m in aggregate)
+    for metric in task_class(task).metrics:
+        if metric in aggregate:
+            return metric
+    raise GridError(f"{grid.source}: task {task} reports none of its family's metrics ({', '.join(aggregate)})")
 
 
 def choose(grid: Grid, cell: Cell, run: Callable[[ExperimentConfig], dict], log=print) -> dict:
@@ -252,7 +252,7 @@ def choose(grid: Grid, cell: Cell, run: Callable[[ExperimentConfig], dict], log=
     candidates, scores = cell.candidates, []
     for chosen in candidates:
         results = run(cell_config(grid, cell, chosen, sweep=True))
-        metric = headline_metric(grid, results["aggregate"])
+        metric = headline_metric(grid, cell.task, results["aggregate"])
         scores.append(results["aggregate"][metric]["mean"])
         log(f"  sweep {chosen}: {grid.sweep['split']} {metric} {100 * scores[-1]:.1f}")
     best = max(range(len(candidates)), key=lambda i: (scores[i], -i))

@@ -53,7 +53,7 @@ def rescore_run(folder: Path, decoder: str, data_dir: str | None = None) -> dict
     if data_dir is not None:
         cfg.data_dir = data_dir
     task = load_task(cfg.task, cfg.data_dir, decoder)
-    if task.family == "fewshot_rc":
+    if not task.decodes_text:
         raise FishdipError(f"{folder}: {cfg.task} is scored by candidate losses, not by decoding text")
     episodes = []
     stored = _rows(folder / "predictions.jsonl")

@@ -30,8 +30,11 @@ FAMILIES: dict[str, type[Task]] = {
     "fewshot_rc": FewShotRCTask,
 }
 
-__all__ = ["FAMILIES", "DSTTask", "EventDecoded", "EventTask", "FewShotRCTask", "JointERTask", "SRLTask", "Task",
-           "load_task", "task_from_metadata"]
+# every metric a family's tables show, in the order tables show them (reports/, the grid's `metric`)
+METRICS: tuple[str, ...] = tuple(dict.fromkeys(m for cls in FAMILIES.values() for m in cls.metrics))
+
+__all__ = ["FAMILIES", "METRICS", "DSTTask", "EventDecoded", "EventTask", "FewShotRCTask", "JointERTask",
+           "SRLTask", "Task", "load_task", "task_from_metadata"]
 
 
 def load_task(name: str, data_dir: Path | str | None = None, decoder: str = "fishdip") -> Task:

@@ -10,6 +10,7 @@ from fishdip.data.sampling import sample_indices
 from fishdip.formats import entity_relation as er
 from fishdip.formats.decoders import get_decoder
 from fishdip.options import ConfigError
+from fishdip.tasks.options import DataOptions, GenerationOptions
 
 
 @dataclass
@@ -22,6 +23,9 @@ class Task:
     decoder: str = "fishdip"  # how generated text becomes structures (formats/decoders.py)
 
     meta_training: ClassVar[bool] = False  # has a meta-training stage before its episodes (--meta-train)
+    decodes_text: ClassVar[bool] = True  # its predictions are generated text, decoded (rescore decodes them again)
+    # the scores its tables show, headline first (every F1 and accuracy ``score`` returns: tests/test_metrics.py)
+    metrics: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def check_options(cls, cfg) -> None:
@@ -42,34 +46,44 @@ class Task:
     def decode_text(self, text: str, tokens: list[str], schema: er.Schema) -> er.Decoded:
         return get_decoder(self.decoder)(text, tokens, schema)
 
-    def splits(self, cfg) -> tuple[list, list]:
+    def splits(self, data: DataOptions) -> tuple[list, list]:
         """The whole training split and the (limited) evaluation split."""
-        train_all, _ = load_split(self.dataset, "train", cfg.data_dir, cfg.fold, cfg.strict_tags)
-        eval_examples, _ = load_split(self.dataset, cfg.eval_split, cfg.data_dir, cfg.fold, cfg.strict_tags)
-        return train_all, eval_examples[: cfg.eval_limit] if cfg.eval_limit is not None else eval_examples
+        train_all, _ = load_split(self.dataset, "train", data.data_dir, data.fold, data.strict_tags)
+        eval_examples, _ = load_split(self.dataset, data.eval_split, data.data_dir, data.fold, data.strict_tags)
+        return train_all, eval_examples[: data.eval_limit] if data.eval_limit is not None else eval_examples
 
-    def episode_data(self, episode: int, cfg) -> tuple[list, list, dict]:
+    def splits_read(self, data: DataOptions) -> list[str]:
+        """The splits an episode reads (their files' checksums identify a run's data)."""
+        return ["train", data.eval_split]
+
+    def episode_data(self, episode: int, data: DataOptions) -> tuple[list, list, dict]:
         """Training subset and evaluation examples of one episode, plus what to record about it."""
-        train_all, eval_examples = self.splits(cfg)
-        indices = sample_indices(len(train_all), episode, fraction=cfg.train_fraction, size=cfg.train_size,
-                                 rule=cfg.subset_sampling)
+        train_all, eval_examples = self.splits(data)
+        indices = sample_indices(len(train_all), episode, fraction=data.train_fraction, size=data.train_size,
+                                 rule=data.subset_sampling)
         return [train_all[i] for i in indices], eval_examples, {"train_indices": indices}
 
-    def curve_examples(self, cfg) -> list:
+    @staticmethod
+    def describe_training(data: DataOptions) -> str:
+        """An episode's training data in words (for comparison tables)."""
+        if data.train_size:
+            return f"{data.train_size} sentences"
+        return f"{data.train_fraction:.0%} of the training split" if data.train_fraction else "the whole training split"
+
+    def curve_examples(self, data: DataOptions) -> list:
         """The sentences a learning curve is scored on (``--curve-split``, first ``--curve-limit``)."""
-        examples, _ = load_split(self.dataset, cfg.curve_split, cfg.data_dir, cfg.fold, cfg.strict_tags)
-        return examples[: cfg.curve_limit]
+        examples, _ = load_split(self.dataset, data.curve_split, data.data_dir, data.fold, data.strict_tags)
+        return examples[: data.curve_limit]
 
     def pairs(self, examples: list) -> list[tuple[str, str]]:
         return [(self.source(ex), self.target(ex)) for ex in examples]
 
-    def predict(self, loaded, examples: list, cfg, context: dict | None = None,
+    def predict(self, loaded, examples: list, gen: GenerationOptions, context: dict | None = None,
                 progress: bool = True) -> tuple[list[str], list]:
         """Generated texts and decoded structures; ``context`` is what episode_data recorded."""
         from fishdip.evaluation.predict import predict
 
-        return predict(loaded, self, examples, cfg.eval_batch_size, cfg.train.max_length, cfg.num_beams,
-                       progress=progress)
+        return predict(loaded, self, examples, gen.batch_size, gen.max_length, gen.num_beams, progress=progress)
 
     def metadata(self) -> dict:
         return {"task": self.dataset, "family": self.family, "decoder": self.decoder}

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from fishdip.data.datasets import dataset_dir
 from fishdip.data.sampling import sample_indices
+from fishdip.evaluation.metrics import dst_scores
 from fishdip.formats import dst
 from fishdip.tasks.base import Task
+from fishdip.tasks.options import DataOptions
 
 
 @dataclass
 class DSTTask(Task):
     """Dialogue state tracking: history in, the belief state of every active domain out."""
+
+    metrics: ClassVar[tuple[str, ...]] = ("joint_goal_accuracy", "slot_accuracy")
 
     @classmethod
     def load(cls, name: str, spec, data_dir, decoder: str) -> DSTTask:
@@ -23,12 +28,12 @@ class DSTTask(Task):
     def from_metadata(cls, meta: dict, decoder: str) -> DSTTask:
         return cls(meta["task"], meta["family"], decoder=decoder)
 
-    def episode_data(self, episode: int, cfg) -> tuple[list, list, dict]:
+    def episode_data(self, episode: int, data: DataOptions) -> tuple[list, list, dict]:
         """Low-resource subsets are drawn over whole dialogues, not turns."""
-        train_all, eval_examples = self.splits(cfg)
+        train_all, eval_examples = self.splits(data)
         dialogues = list(dict.fromkeys(ex.dialogue for ex in train_all))
-        chosen = [dialogues[i] for i in sample_indices(len(dialogues), episode, fraction=cfg.train_fraction,
-                                                        size=cfg.train_size, rule=cfg.subset_sampling)]
+        chosen = [dialogues[i] for i in sample_indices(len(dialogues), episode, fraction=data.train_fraction,
+                                                        size=data.train_size, rule=data.subset_sampling)]
         keep = set(chosen)
         return [ex for ex in train_all if ex.dialogue in keep], eval_examples, {"train_dialogues": chosen}
 
@@ -42,7 +47,7 @@ class DSTTask(Task):
         return dst.decode(text)
 
     def score(self, golds: list, preds: list) -> dict:
-        return dst.scores(golds, preds)
+        return dst_scores(golds, preds)
 
     def prediction_row(self, ex, generated: str, pred) -> dict:
         return {"id": ex.id, "input": ex.history, "generated": generated, "predicted": pred.belief,

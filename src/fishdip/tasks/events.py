@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from fishdip.data.datasets import dataset_dir, event_schemas
-from fishdip.evaluation.metrics import prf
+from fishdip.evaluation.metrics import event_scores
 from fishdip.formats import entity_relation as er
 from fishdip.formats import events as ev
 from fishdip.tasks.base import Task
+from fishdip.tasks.options import GenerationOptions
 
 
 @dataclass
@@ -22,6 +24,9 @@ class EventDecoded:
 @dataclass
 class EventTask(Task):
     """Event extraction: a trigger pass, then one argument pass per trigger (chained at prediction)."""
+
+    metrics: ClassVar[tuple[str, ...]] = ("trigger_classification_f1", "argument_classification_f1",
+                                          "trigger_identification_f1", "argument_identification_f1")
 
     @classmethod
     def load(cls, name: str, spec, data_dir, decoder: str) -> EventTask:
@@ -66,16 +71,19 @@ class EventTask(Task):
             args.add(er.Relation(arg.type, er.Entity(arg.start, arg.end, "argument"), trigger))
         return args, errors
 
-    def predict(self, loaded, examples: list, cfg, context: dict | None = None,
+    def predict(self, loaded, examples: list, gen: GenerationOptions, context: dict | None = None,
                 progress: bool = True) -> tuple[list[str], list]:
-        from fishdip.evaluation.predict import LIMIT_ERROR, generate_texts
+        from fishdip.evaluation.predict import LIMIT_ERROR, generate_sorted
+
+        def generate_texts(sources: list[str], desc: str):
+            return generate_sorted(loaded, sources, gen.batch_size, gen.max_length, gen.num_beams, progress, desc)
 
         sources = [self.source(ex) for ex in examples]
-        trigger_out = generate_texts(loaded, sources, cfg, progress, "triggers")
+        trigger_out = generate_texts(sources, "triggers")
         decoded = [self.decode_text(t, ex.tokens, self.triggers) for t, ex in zip(trigger_out.texts, examples)]
         jobs = [(i, trig) for i, d in enumerate(decoded) for trig in sorted(d.entities)]
-        arg_out = generate_texts(loaded, [ev.argument_source(examples[i].tokens, trig, self.triggers)
-                                          for i, trig in jobs], cfg, progress, "arguments")
+        arg_out = generate_texts([ev.argument_source(examples[i].tokens, trig, self.triggers) for i, trig in jobs],
+                                 "arguments")
         results = [EventDecoded(set(d.entities), set(), Counter(d.errors)) for d in decoded]
         for result, hit in zip(results, trigger_out.hit_limit):
             result.errors[LIMIT_ERROR] += hit
@@ -108,27 +116,7 @@ class EventTask(Task):
         return " || ".join(parts)
 
     def score(self, golds: list, preds: list[EventDecoded]) -> dict:
-        views = {
-            "trigger_identification": lambda e: {(t.start, t.end) for t in e.triggers},
-            "trigger_classification": lambda e: {(t.start, t.end, t.type) for t in e.triggers},
-            # an argument is identified when its span and its event's type are right (Li et al. 2013)
-            "argument_identification": lambda e: {(a.head.start, a.head.end, a.tail.type) for a in e.arguments},
-            "argument_classification": lambda e: {(a.head.start, a.head.end, a.tail.type, a.type)
-                                                  for a in e.arguments},
-        }
-        metrics: dict = {"num_examples": len(golds)}
-        errors: Counter = Counter()
-        for name, view in views.items():
-            c = p = g = 0
-            for gold, pred in zip(golds, preds):
-                gs, ps = view(gold), view(pred)
-                c, p, g = c + len(gs & ps), p + len(ps), g + len(gs)
-            for key, value in prf(c, p, g).items():
-                metrics[f"{name}_{key}"] = value
-        for pred in preds:
-            errors.update(pred.errors)
-        metrics["errors"] = dict(sorted(errors.items()))
-        return metrics
+        return event_scores(golds, preds)
 
     def prediction_row(self, ex, generated: str, pred: EventDecoded) -> dict:
         def events(triggers, arguments):

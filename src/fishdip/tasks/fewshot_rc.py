@@ -8,12 +8,11 @@ from typing import ClassVar
 
 from fishdip.data.datasets import DatasetSpec, dataset_dir, get_spec
 from fishdip.errors import DataError
+from fishdip.evaluation.metrics import accuracy_scores
 from fishdip.formats import relation_classification as rc
 from fishdip.options import ConfigError
 from fishdip.tasks.base import Task
-
-# how a candidate relation's output is scored: its summed (TANL) or mean token loss (evaluation/predict.py)
-RC_SCORES = ("sum", "mean")
+from fishdip.tasks.options import DataOptions, GenerationOptions
 
 
 @dataclass
@@ -22,6 +21,15 @@ class FewShotRCTask(Task):
     by scoring every candidate relation's output with the model's loss and taking the lowest."""
 
     meta_training: ClassVar[bool] = True
+    metrics: ClassVar[tuple[str, ...]] = ("accuracy", "accuracy_sum_loss", "accuracy_mean_loss")
+    decodes_text: ClassVar[bool] = False  # candidates are scored by loss: no generation to decode again
+
+    def splits_read(self, data: DataOptions) -> list[str]:
+        return [data.eval_split]  # episodes (support and queries) come from one file
+
+    @staticmethod
+    def describe_training(data: DataOptions) -> str:
+        return f"{data.n_way}-way {data.k_shot}-shot episodes, {data.n_queries} queries per relation"
 
     @classmethod
     def check_options(cls, cfg) -> None:
@@ -63,44 +71,44 @@ class FewShotRCTask(Task):
             self.names = {**relation_names(self._cache[split], self.names), **self.names}
         return self._cache[split]
 
-    def _episode_pool(self, cfg) -> dict:
+    def _episode_pool(self, data: DataOptions) -> dict:
         """The relations episodes are drawn from: all of the file's, less a holdout meta-training half."""
         from fishdip.data.fewrel import HOLDOUT, holdout_split
 
-        data = self._data(cfg.eval_split, get_spec(self.dataset))
-        if cfg.meta_train == HOLDOUT:
-            return {r: data[r] for r in holdout_split(list(data))[1]}
-        if cfg.meta_train:
-            overlap = sorted(set(self._meta_data(cfg)) & set(data))
+        relations = self._data(data.eval_split, get_spec(self.dataset))
+        if data.meta_train == HOLDOUT:
+            return {r: relations[r] for r in holdout_split(list(relations))[1]}
+        if data.meta_train:
+            overlap = sorted(set(self._meta_data(data)) & set(relations))
             if overlap:
-                raise DataError(f"{cfg.meta_train}: meta-training relations {', '.join(overlap)} also occur in the "
+                raise DataError(f"{data.meta_train}: meta-training relations {', '.join(overlap)} also occur in the "
                                 f"episodes' file; meta-training relations must be disjoint from them")
-        return data
+        return relations
 
-    def _meta_data(self, cfg) -> dict:
+    def _meta_data(self, data: DataOptions) -> dict:
         from fishdip.data.fewrel import HOLDOUT, holdout_split, read_fewrel, relation_names
 
-        if cfg.meta_train == HOLDOUT:
-            data = self._data(cfg.eval_split, get_spec(self.dataset))
-            return {r: data[r] for r in holdout_split(list(data))[0]}
-        meta = read_fewrel(Path(cfg.meta_train))
+        if data.meta_train == HOLDOUT:
+            relations = self._data(data.eval_split, get_spec(self.dataset))
+            return {r: relations[r] for r in holdout_split(list(relations))[0]}
+        meta = read_fewrel(Path(data.meta_train))
         self.names = {**relation_names(meta, self.names), **self.names}
         return meta
 
-    def meta_pairs(self, cfg) -> list[tuple[str, str]]:
+    def meta_pairs(self, data: DataOptions) -> list[tuple[str, str]]:
         """Training pairs of the meta-training stage (``--meta-train``), before any episode."""
         from fishdip.data.fewrel import meta_training_instances
 
-        return self.pairs(meta_training_instances(self._meta_data(cfg), cfg.meta_train_size))
+        return self.pairs(meta_training_instances(self._meta_data(data), data.meta_train_size))
 
-    def episode_data(self, episode: int, cfg) -> tuple[list, list, dict]:
+    def episode_data(self, episode: int, data: DataOptions) -> tuple[list, list, dict]:
         from fishdip.data.fewrel import sample_episode
 
-        ep = sample_episode(self._episode_pool(cfg), cfg.n_way, cfg.k_shot, cfg.n_queries, seed=episode)
+        ep = sample_episode(self._episode_pool(data), data.n_way, data.k_shot, data.n_queries, seed=episode)
         query = ep.query
-        if cfg.eval_limit:  # the first queries of every relation, so each keeps its share
-            per = max(1, cfg.eval_limit // cfg.n_way)
-            query = [q for r in range(cfg.n_way) for q in ep.query[r * cfg.n_queries:(r + 1) * cfg.n_queries][:per]]
+        if data.eval_limit:  # the first queries of every relation, so each keeps its share
+            per = max(1, data.eval_limit // data.n_way)
+            query = [q for r in range(data.n_way) for q in ep.query[r * data.n_queries:(r + 1) * data.n_queries][:per]]
         return ep.support, query, {"relations": ep.relations, "support": [ex.id for ex in ep.support]}
 
     def source(self, ex: rc.RCExample) -> str:
@@ -112,7 +120,7 @@ class FewShotRCTask(Task):
     def decode(self, text: str, ex: rc.RCExample) -> rc.RCDecoded:
         return rc.decode(text, self.names)
 
-    def predict(self, loaded, examples: list, cfg, context: dict | None = None,
+    def predict(self, loaded, examples: list, gen: GenerationOptions, context: dict | None = None,
                 progress: bool = True) -> tuple[list[str], list]:
         from fishdip.evaluation.predict import candidate_losses, lowest
 
@@ -120,25 +128,16 @@ class FewShotRCTask(Task):
         candidates = (context or {}).get("relations") or sorted({ex.relation for ex in examples})
         losses = candidate_losses(loaded, [self.source(ex) for ex in examples],
                                   [[rc.target(ex, self.names[r]) for r in candidates] for ex in examples],
-                                  cfg.eval_batch_size, cfg.train.max_length, progress)
+                                  gen.batch_size, gen.max_length, progress)
         decoded = []
         for i in range(len(examples)):
             by_score = {name: candidates[lowest(rows[i])] for name, rows in losses.items()}
-            decoded.append(rc.RCDecoded(by_score[cfg.rc_score], by_score=by_score))
+            decoded.append(rc.RCDecoded(by_score[gen.rc_score], by_score=by_score))
         texts = [rc.target(ex, self.names[d.relation]) for ex, d in zip(examples, decoded)]
         return texts, decoded
 
     def score(self, golds: list[rc.RCExample], preds: list[rc.RCDecoded]) -> dict:
-        correct = sum(g.relation == p.relation for g, p in zip(golds, preds))
-        errors: dict[str, int] = {}
-        for p in preds:
-            for k, v in p.errors.items():
-                errors[k] = errors.get(k, 0) + v
-        metrics = {"num_examples": len(golds), "accuracy": correct / len(golds) if golds else 0.0}
-        for name in sorted({k for p in preds for k in p.by_score}):  # both rankings, for comparison
-            right = sum(g.relation == p.by_score.get(name) for g, p in zip(golds, preds))
-            metrics[f"accuracy_{name}_loss"] = right / len(golds) if golds else 0.0
-        return {**metrics, "errors": errors}
+        return accuracy_scores(golds, preds)
 
     def prediction_row(self, ex: rc.RCExample, generated: str, pred: rc.RCDecoded) -> dict:
         return {"id": ex.id, "input": self.source(ex), "generated": generated,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from fishdip.data.datasets import load_schema
 from fishdip.evaluation.metrics import joint_er_scores
@@ -13,6 +14,9 @@ from fishdip.tasks.base import Task
 @dataclass
 class JointERTask(Task):
     """Joint entity and relation extraction; NER is the same format with no relation types."""
+
+    metrics: ClassVar[tuple[str, ...]] = ("entity_f1", "relation_f1", "entity_macro_f1", "relation_macro_f1",
+                                          "entity_f1_no_type", "relation_f1_no_type")
 
     @classmethod
     def load(cls, name: str, spec, data_dir, decoder: str) -> JointERTask:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from fishdip.evaluation.metrics import joint_er_scores
 from fishdip.formats import entity_relation as er
@@ -13,6 +14,8 @@ from fishdip.tasks.joint_er import JointERTask
 class SRLTask(JointERTask):
     """Semantic role labeling: one example per predicate, marked in the input; the output tags
     its arguments (the predicate itself is not an argument and is not scored)."""
+
+    metrics: ClassVar[tuple[str, ...]] = ("argument_f1", "argument_f1_no_type")
 
     def source(self, example) -> str:
         words = [er.escape(t) for t in example.tokens]

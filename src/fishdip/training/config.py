@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 
 from fishdip.evaluation.icl import SELECTIONS
-from fishdip.options import ConfigError, check_fields, option, option_name
+from fishdip.options import ConfigError, check_fields, option, option_name, option_of
 from fishdip.sparse.choices import DROPOUT_MODES, FISHER_KINDS, REFRESH_PHASES
+from fishdip.tasks.options import GenerationOptions
 from fishdip.training.methods import METHODS, Method
 from fishdip.training.precision import PRECISIONS
 
@@ -54,7 +55,7 @@ class TrainConfig:
     weight_decay: float = option(0.0, "decoupled weight decay (never touches masked entries; "
                           "--recipe paper: 0)", min=0, max=1)
     max_grad_norm: float = option(1.0, "gradient clipping over the trainable entries; 0 disables", min=0)
-    max_length: int = option(256, "maximum tokens of a source and of a target", min=8, max=100_000)
+    max_length: int = option_of(GenerationOptions, "max_length")
     density: float = option(0.01, "fraction of parameter entries that learn, e.g. 0.01 = 1 % (sparse methods)",
                             above=0, max=1, used_by=SPARSE)
     refresh_steps: int = option(100, "fish-dip: recompute the mask every N optimizer steps", min=1, used_by=REFRESHED)

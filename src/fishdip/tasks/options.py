@@ -1,0 +1,72 @@
+"""What a task reads: which data an episode uses (``DataOptions``) and how outputs are generated
+(``GenerationOptions``). Tasks see these narrow objects, never a whole run config.
+
+A run's ``ExperimentConfig`` (runs/config.py) is a ``DataOptions`` with the run's other options,
+and makes its ``GenerationOptions`` (``ExperimentConfig.generation()``); evaluation alone
+(``fishdip evaluate``, ``Predictor.evaluate``) makes them directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fishdip.data.sampling import SUBSET_RULES
+from fishdip.options import ConfigError, check_fields, option
+
+FEW_SHOT = ("fewshot_rc",)  # the families that read the few-shot options (field metadata ``family``)
+RC_SCORES = ("sum", "mean")  # a candidate relation's output scored by its summed (TANL) or mean token loss
+
+
+@dataclass
+class DataOptions:
+    """Where a task's data is and which part of it an episode uses."""
+
+    data_dir: str | None = option(None, "folder holding <task>/ (else $FISHDIP_DATA_DIR, else the cache)")
+    fold: int = option(0, "cross-validation fold, for datasets that ship folds (ade)", min=0)
+    train_fraction: float | None = option(None, "use this fraction of the training split", above=0, max=1)
+    train_size: int | None = option(None, "use this many training sentences", min=1)
+    subset_sampling: str = option("random", "how episode i draws its training subset: random (a seeded sample, "
+                                  "sorted) or tanl (TANL's rule, which FISH-DIP's reference uses: random.seed(i), "
+                                  "shuffle all indices, take the first round(fraction x N))", choices=SUBSET_RULES)
+    strict_tags: bool = option(False, "CoNLL files: an invalid tag transition is an error (file, line) "
+                               "instead of being repaired like conlleval")
+    eval_split: str = option("test", "dev or test", choices=("dev", "test"))
+    eval_limit: int | None = option(None, "evaluate on the first N sentences only (few-shot: N queries, a "
+                                    "multiple of --n-way so every relation keeps its share)", min=1)
+    curve_split: str = option("dev", "learning curve: the split it is scored on (a test-split curve describes "
+                              "training dynamics only; nothing is chosen on it)", choices=("dev", "test"))
+    curve_limit: int | None = option(100, "learning curve: the first N sentences of --curve-split (none: all)", min=1)
+    n_way: int = option(5, "few-shot tasks: relations per episode", min=2, family=FEW_SHOT)
+    k_shot: int = option(1, "few-shot tasks: training instances per relation", min=1, family=FEW_SHOT)
+    n_queries: int = option(5, "few-shot tasks: query instances per relation", min=1, cli="queries", family=FEW_SHOT)
+    meta_train: str | None = option(None, "few-shot tasks: before the episodes, fine-tune on a FewRel-format file "
+                                    "of other relations (TANL, FISH-DIP), or 'holdout': half of the episode "
+                                    "file's relations (seeded split), episodes drawn from the other half",
+                                    family=FEW_SHOT)
+    meta_train_size: int | None = option(400, "meta-training instances, spread evenly over its relations", min=1,
+                                         family=FEW_SHOT)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        check_fields(self)
+        self.check_size()
+
+    def check_size(self) -> None:
+        if self.train_fraction is not None and self.train_size is not None:
+            raise ConfigError("--train-fraction and --train-size: give one of them, not both")
+
+
+@dataclass
+class GenerationOptions:
+    """How a model's outputs are produced for evaluation."""
+
+    batch_size: int = option(16, "sentences per generation batch", min=1)
+    max_length: int = option(256, "maximum tokens of a source and of a target", min=8, max=100_000)
+    num_beams: int = option(1, "1 = greedy decoding", min=1, max=64)
+    rc_score: str = option("sum", "few-shot relation classification: rank candidate relations by the summed "
+                           "(TANL) or the mean token loss of their output", choices=RC_SCORES, family=FEW_SHOT)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
