@@ -102,7 +102,7 @@ def test_fetch_sources_match_shared_data(data_dir):
 
 
 def test_reader_corner_cases_are_one_clear_error_or_read_right(tmp_path):
-    from fishdip.data.conll import read_conll
+    from fishdip.data.columns import read_conll
     from fishdip.data.spert import read_spert
     from fishdip.errors import DataError
     from fishdip.formats.entity_relation import Schema

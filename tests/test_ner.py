@@ -2,7 +2,7 @@ import pytest
 from seqeval.metrics import f1_score, precision_score, recall_score
 from seqeval.scheme import IOB2
 
-from fishdip.data.conll import detect_scheme, entities_to_iob2, read_columns, read_conll, tags_to_entities
+from fishdip.data.columns import detect_scheme, entities_to_iob2, read_columns, read_conll, tags_to_entities
 from fishdip.data.datasets import CROSSNER_DOMAINS, load_split
 from fishdip.errors import DataError
 from fishdip.evaluation.metrics import joint_er_scores

@@ -6,7 +6,7 @@ from fishdip.formats import entity_relation as er
 from fishdip.models.text2text import collate, encode_pair, generate, pad_batch, per_sample_loss, token_losses
 from fishdip.tasks import JointERTask
 from fishdip.training.config import TrainConfig
-from fishdip.training.trainer import Trainer, train
+from fishdip.training.trainer import Trainer
 from tests.conftest import make_tiny_llama, make_tiny_t5
 
 SCHEMA = er.Schema({"Peop": "people", "Loc": "location"}, {"Live_In": "live in"})
@@ -134,7 +134,7 @@ def test_same_seed_same_mask_and_no_state_leaks_between_runs():
 @pytest.mark.parametrize("method", ["full", "fish", "random"])
 def test_other_methods_train(method):
     loaded = make_tiny_llama()
-    res = train(loaded, PAIRS, _cfg(method=method), progress=False)
+    res = Trainer(loaded, PAIRS, _cfg(method=method), progress=False).train()
     assert res.steps == 6
     assert res.trainable_params == (res.total_params if method == "full" else
                                     round(res.total_params * 0.05))
@@ -143,8 +143,8 @@ def test_other_methods_train(method):
 
 def test_refresh_steps_count_optimizer_steps_not_micro_batches():
     loaded = make_tiny_t5()
-    res = train(loaded, PAIRS, _cfg(batch_size=2, grad_accum_steps=2, epochs=2, refresh_steps=2),
-                progress=False)
+    res = Trainer(loaded, PAIRS, _cfg(batch_size=2, grad_accum_steps=2, epochs=2, refresh_steps=2),
+                  progress=False).train()
     # 10 samples / 2 per micro-batch = 5 micro-batches -> 3 optimizer steps per epoch
     assert res.steps == 6
     assert [r["step"] for r in res.refreshes] == [0, 2, 4]
@@ -152,7 +152,7 @@ def test_refresh_steps_count_optimizer_steps_not_micro_batches():
 
 def test_full_training_lowers_loss_on_tiny_data():
     loaded = make_tiny_t5()
-    res = train(loaded, PAIRS[:4], _cfg(method="full", epochs=25, lr=1e-2), progress=False)
+    res = Trainer(loaded, PAIRS[:4], _cfg(method="full", epochs=25, lr=1e-2), progress=False).train()
     assert res.losses[-1]["loss"] < 0.5 * res.losses[0]["loss"]
 
 
@@ -214,7 +214,7 @@ def test_long_source_keeps_its_end_and_the_prompt_cue():
 
 def test_bf16_autocast_trains_float32_master_weights():
     loaded = make_tiny_llama()
-    result = train(loaded, PAIRS, _cfg(method="fish-dip", precision="bf16", epochs=3), progress=False)
+    result = Trainer(loaded, PAIRS, _cfg(method="fish-dip", precision="bf16", epochs=3), progress=False).train()
     assert result.precision == "bf16"
     assert all(p.dtype == torch.float32 for p in loaded.model.parameters())
     assert result.losses[-1]["loss"] < result.losses[0]["loss"]
@@ -253,10 +253,11 @@ def test_fp16_loss_scaling_path_trains(method, monkeypatch):
 
 
 def test_max_steps_cycles_epochs_and_stop_loss_ends_early():
-    result = train(make_tiny_llama(), PAIRS, _cfg(method="fish-dip", max_steps=7), progress=False)
+    result = Trainer(make_tiny_llama(), PAIRS, _cfg(method="fish-dip", max_steps=7), progress=False).train()
     assert result.steps == 7 and [x["epoch"] for x in result.losses] == [0, 0, 0, 1, 1, 1, 2]
     assert [r["step"] for r in result.refreshes] == [0, 2, 4, 6]
-    stopped = train(make_tiny_llama(), PAIRS, _cfg(method="full", max_steps=30, stop_loss=1e9), progress=False)
+    stopped = Trainer(make_tiny_llama(), PAIRS, _cfg(method="full", max_steps=30, stop_loss=1e9),
+                      progress=False).train()
     assert stopped.steps == 20 and stopped.stopped_early == 20  # 20 steps in a row under the threshold
 
 
@@ -307,9 +308,9 @@ def test_each_method_has_its_own_recipe_and_a_conflicting_option_is_an_error():
 def test_refresh_phase_before_recomputes_the_mask_for_steps_n_2n_like_the_reference():
     # 10 pairs in batches of 2: 5 steps an epoch, 10 steps. The reference counts a step when it starts and
     # recomputes the mask when the count reaches 3, 6, 9: after 2, 5 and 8 completed steps.
-    before = train(make_tiny_llama(), PAIRS, _cfg(batch_size=2, refresh_steps=3, refresh_phase="before"),
-                   progress=False)
-    after = train(make_tiny_llama(), PAIRS, _cfg(batch_size=2, refresh_steps=3), progress=False)
+    before = Trainer(make_tiny_llama(), PAIRS, _cfg(batch_size=2, refresh_steps=3, refresh_phase="before"),
+                     progress=False).train()
+    after = Trainer(make_tiny_llama(), PAIRS, _cfg(batch_size=2, refresh_steps=3), progress=False).train()
     assert [r["step"] for r in before.refreshes] == [0, 2, 5, 8]
     assert [r["step"] for r in after.refreshes] == [0, 3, 6, 9]
 
@@ -334,8 +335,8 @@ def test_ranking_and_fisher_dropout_follow_their_mode(monkeypatch, mode, expecte
     monkeypatch.setattr(engine_module, "sample_losses", losses)
     monkeypatch.setattr(engine_module, "fisher_scores", fisher)
     loaded = make_tiny_t5()
-    train(loaded, PAIRS, _cfg(epochs=1, batch_size=4, refresh_steps=2, rank_mode=mode, fisher_mode=mode),
-          progress=False)
+    Trainer(loaded, PAIRS, _cfg(epochs=1, batch_size=4, refresh_steps=2, rank_mode=mode, fisher_mode=mode),
+            progress=False).train()
     assert seen["rank"] == expected and seen["fisher"] == expected
 
 

@@ -5,11 +5,11 @@ first use, so ``import fishdip`` and the command line stay quick.
 """
 
 __version__ = "0.1.0"
-__all__ = ["train", "load", "TrainResult", "Predictor", "__version__"]
+__all__ = ["train", "load", "Comparison", "Predictor", "__version__"]
 
 
 def __getattr__(name: str):
-    if name in ("train", "load", "TrainResult", "Predictor"):
+    if name in ("train", "load", "Comparison", "Predictor"):
         from fishdip import api
 
         return getattr(api, name)

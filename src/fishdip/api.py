@@ -29,28 +29,6 @@ from fishdip.tasks.options import DataOptions, GenerationOptions
 from fishdip.text import tokenize
 
 
-@dataclass
-class TrainResult:
-    """What ``train`` returns: per-method aggregate metrics and where everything was written."""
-
-    output_dir: Path
-    runs: dict[str, dict]  # method -> the run's results.json content
-    table: str  # comparison.md
-
-    @property
-    def metrics(self) -> dict[str, dict[str, float]]:
-        """method -> metric -> mean over episodes."""
-        return {m: {k: v["mean"] for k, v in r["aggregate"].items()} for m, r in self.runs.items()}
-
-    def model_dir(self, method: str | None = None, episode: int | None = None) -> Path:
-        """Folder of a saved model (default: the first method's first episode)."""
-        method = method or next(iter(self.runs))
-        run = self.runs[method]
-        episode = episode if episode is not None else run["episodes"][0]["episode"]
-        base = self.output_dir if len(self.runs) == 1 else self.output_dir / method
-        return base / "models" / f"episode-{episode}"
-
-
 def _example(item, where: str) -> er.Example:
     """An ``er.Example`` or ``{"tokens": [...], "entities": [{"start", "end", "type"}],
     "relations": [{"type", "head", "tail"}]}`` (head / tail: indices into entities)."""
@@ -101,7 +79,7 @@ def examples_task(train_examples: list, eval_examples: list, decoder: str = "fis
 
 def train(*, examples: list | None = None, eval_examples: list | None = None,
           model: str | LoadedModel | tuple = "embedded", overwrite: bool = False, progress: bool = True,
-          log=print, **options) -> TrainResult:
+          log=print, **options) -> Comparison:
     """Fine-tune and evaluate, as ``fishdip train`` does; returns the metrics and the output folder.
 
     ``examples`` / ``eval_examples``: in-memory training and evaluation examples (dicts or
@@ -126,9 +104,8 @@ def train(*, examples: list | None = None, eval_examples: list | None = None,
     from fishdip.training.distributed import setup
 
     # under torchrun / accelerate launch every process calls train(); the main one writes (distributed.py)
-    comparison: Comparison = run_comparison(cfg, methods, overwrite=overwrite, progress=progress, log=log,
-                                            task=task, fresh_model=fresh, dist=setup(cfg.device))
-    return TrainResult(comparison.output_dir, comparison.runs, comparison.table)
+    return run_comparison(cfg, methods, overwrite=overwrite, progress=progress, log=log, task=task,
+                          fresh_model=fresh, dist=setup(cfg.device))
 
 
 class Predictor:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fishdip.data.ace_events import read_event_types, read_events
-from fishdip.data.conll import read_conll
+from fishdip.data.columns import read_conll
 from fishdip.data.dygie import ACE2005_SCHEMA, read_dygie
 from fishdip.data.multiwoz import read_multiwoz
 from fishdip.data.spert import read_spert, read_types
@@ -27,7 +27,7 @@ class DatasetSpec:
     family: str  # task family: selects format and metrics
     splits: dict[str, tuple[str, ...]]  # split -> candidate file names, first found wins; "{fold}" from --fold
     source: str  # where the public files come from
-    reader: str = "spert"  # spert | conll | srl | dygie | ace_events | multiwoz | fewrel
+    reader: str = "spert"  # spert | columns | srl | dygie | ace_events | multiwoz | fewrel
     types_file: str | None = None  # spert: the *_types.json file
     scheme: str = "auto"  # conll: tagging scheme
     folds: int = 0  # >0: the dataset ships cross-validation folds 0..folds-1
@@ -46,9 +46,6 @@ class DatasetSpec:
             raise DataError(f"dataset {self.name}: fold {fold} does not exist (folds 0..{self.folds - 1})")
         return tuple(name.format(fold=fold) for name in self.splits[split])
 
-    def file_name(self, split: str, fold: int = 0) -> str:
-        return self.candidates(split, fold)[0]
-
     @property
     def markers(self) -> tuple[str, ...]:
         """Files whose presence identifies the dataset folder (any one of them)."""
@@ -59,9 +56,9 @@ NER_METRIC = ("exact span and type, micro-averaged over entities (CoNLL-2003 con
               "TANL, CrossNER)")
 
 
-def _conll(name: str, source: str, files=None, scheme="iob2", **kw) -> DatasetSpec:
+def _column_ner(name: str, source: str, files=None, scheme="iob2", **kw) -> DatasetSpec:
     files = files or {s: (f"{s}.txt",) for s in SPLITS}
-    return DatasetSpec(name=name, family="ner", splits=files, source=source, reader="conll", scheme=scheme,
+    return DatasetSpec(name=name, family="ner", splits=files, source=source, reader="columns", scheme=scheme,
                        metric=NER_METRIC, **kw)
 
 
@@ -94,17 +91,17 @@ DATASETS: dict[str, DatasetSpec] = {
             metric="entity and relation F1, micro-averaged; a relation needs both entities' spans and types "
                    "(TANL)",
         ),
-        _conll("conll03", "CoNLL-2003 English NER (Reuters; license from NIST/Reuters, not redistributable)",
+        _column_ner("conll03", "CoNLL-2003 English NER (Reuters; license from NIST/Reuters, not redistributable)",
                files={"train": ("train.txt",), "dev": ("dev.txt", "valid.txt", "testa.txt"),
                       "test": ("test.txt", "testb.txt")}, scheme="auto"),
-        _conll("ontonotes", "OntoNotes 5.0 NER in CoNLL columns (LDC2013T19, licensed)", scheme="auto"),
-        _conll("wnut17", "WNUT-17 emerging entities (CC-BY 4.0), github.com/leondz/emerging_entities_17",
+        _column_ner("ontonotes", "OntoNotes 5.0 NER in CoNLL columns (LDC2013T19, licensed)", scheme="auto"),
+        _column_ner("wnut17", "WNUT-17 emerging entities (CC-BY 4.0), github.com/leondz/emerging_entities_17",
                files={"train": ("wnut17train.conll",), "dev": ("emerging.dev.conll",),
                       "test": ("emerging.test.annotated",)},
                notes="test = emerging.test.annotated (emerging.test.conll has comma-joined labels)"),
-        *[_conll(f"crossner_{d}", f"CrossNER {d} domain (MIT), github.com/zliucr/CrossNER ner_data/{d}",
+        *[_column_ner(f"crossner_{d}", f"CrossNER {d} domain (MIT), github.com/zliucr/CrossNER ner_data/{d}",
                  aliases={"folder": f"crossner/{d}"}) for d in CROSSNER_DOMAINS],
-        _conll("wikigold", "wikigold (CC-BY 4.0): 145 Wikipedia articles, CoNLL-2003 types, IOB1",
+        _column_ner("wikigold", "wikigold (CC-BY 4.0): 145 Wikipedia articles, CoNLL-2003 types, IOB1",
                files={s: ("wikigold.conll.txt",) for s in SPLITS}, scheme="iob1",
                split_by_document=(0.7, 0.15, 0.15),
                notes="no official split: articles shuffled with seed 0, 70/15/15 % of articles"),
@@ -155,7 +152,7 @@ DATASETS: dict[str, DatasetSpec] = {
             metric="argument F1: exact span and label, micro over arguments, predicate excluded "
                    "(CoNLL-2005 srl-eval.pl without the verb; TANL)",
         ),
-        _conll("conll", "your own folder of CoNLL column files: train.txt, dev.txt, test.txt", scheme="auto",
+        _column_ner("conll", "your own folder of CoNLL column files: train.txt, dev.txt, test.txt", scheme="auto",
                notes="types come from the data; any of IOB1/IOB2/IOBES/BILOU (detected)"),
     ]
 }
@@ -281,7 +278,7 @@ READERS: dict[str, Reader] = {
     "spert": Reader(lambda spec, folder: read_types(folder / spec.types_file),
                     lambda spec, path, schema, strict: read_spert(path, schema)),
     "dygie": Reader(lambda spec, folder: ACE2005_SCHEMA, lambda spec, path, schema, strict: read_dygie(path, schema)),
-    "conll": Reader(_ner_schema, lambda spec, path, schema, strict: read_conll(path, spec.scheme, strict).examples),
+    "columns": Reader(_ner_schema, lambda spec, path, schema, strict: read_conll(path, spec.scheme, strict).examples),
     "srl": Reader(_ner_schema, lambda spec, path, schema, strict: read_srl(path)),
     # slots are fixed by TRADE's ontology (formats/dst.py)
     "multiwoz": Reader(lambda spec, folder: Schema({}), lambda spec, path, schema, strict: read_multiwoz(path)),

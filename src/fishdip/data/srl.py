@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fishdip.data.conll import tags_to_entities
+from fishdip.data.columns import tags_to_entities
 from fishdip.errors import DataError
 from fishdip.formats.entity_relation import Entity, Example
 

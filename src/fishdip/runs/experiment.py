@@ -43,7 +43,7 @@ from fishdip.tasks import Task, load_task
 from fishdip.training import precision as amp
 from fishdip.training.checkpoint import Checkpoint, checkpoint_path
 from fishdip.training.distributed import SINGLE, Dist, pick_device
-from fishdip.training.trainer import Curve, Trainer, TrainResult
+from fishdip.training.trainer import Curve, Trainer, TrainRecord
 
 
 def _data_files(cfg: ExperimentConfig, task: Task, data: dict) -> dict[str, str]:
@@ -171,7 +171,7 @@ def _run_experiment(cfg: ExperimentConfig, progress: bool, log, meta_dir: Path |
         else:  # in-context learning: the base model, with demonstrations drawn from the training subset
             loaded.demonstrations = Demonstrations(loaded, pairs, cfg.train.icl_context, cfg.train.icl_selection,
                                                    seed=cfg.train.seed + episode)
-            result = TrainResult(total_params=sum(p.numel() for p in loaded.model.parameters()),
+            result = TrainRecord(total_params=sum(p.numel() for p in loaded.model.parameters()),
                                  precision=amp.resolve(cfg.train.precision, device))
         with amp.autocast(result.precision, device):  # each process generates for its share
             texts, decoded = task.predict(loaded, dist.share(eval_examples), cfg.generation(), context,
@@ -237,11 +237,24 @@ def _ranges(numbers: list[int]) -> str:
 
 @dataclass
 class Comparison:
-    """Results of one run per method on the same episodes; ``table`` is comparison.md."""
+    """Results of one run per method on the same episodes (what ``fishdip.train`` returns)."""
 
-    runs: dict[str, dict]
+    runs: dict[str, dict]  # method -> the run's results.json content
     output_dir: Path
-    table: str
+    table: str  # comparison.md
+
+    @property
+    def metrics(self) -> dict[str, dict[str, float]]:
+        """method -> metric -> mean over episodes."""
+        return {m: {k: v["mean"] for k, v in r["aggregate"].items()} for m, r in self.runs.items()}
+
+    def model_dir(self, method: str | None = None, episode: int | None = None) -> Path:
+        """Folder of a saved model (default: the first method's first episode)."""
+        method = method or next(iter(self.runs))
+        run = self.runs[method]
+        episode = episode if episode is not None else run["episodes"][0]["episode"]
+        base = self.output_dir if len(self.runs) == 1 else self.output_dir / method
+        return base / "models" / f"episode-{episode}"
 
 
 def run_comparison(cfg: ExperimentConfig, methods: list[str], overwrite: bool = False, progress: bool = True,

@@ -58,10 +58,9 @@ class Method:
 # Sparse masks train 1 % of the entries and need a larger step than full fine-tuning (Sung et al.
 # 2021 make the same observation for FISH masks).
 # LoRA / (IA)3 rates: common starting points, not tuned here (the experiment grid sweeps them on dev).
-# fish-dip runs the reference's recipe unless told otherwise: with the embedded model on CoNLL04 (3
-# paired episodes per size, docs/results/conll04-grid) it beat AdamW with a dev-swept learning rate on
-# average in relation and entity F1 at 1 % and 5 %, by intervals that exclude zero except 5 % relation
-# F1 (+4.1, 2 of 3). The other methods were not measured under it, so they keep AdamW.
+# fish-dip runs the reference's recipe unless told otherwise: it measured better than AdamW with a
+# dev-swept learning rate for fish-dip (README, "The paper's comparison on CoNLL04"). The other methods
+# were not measured under it, so they keep AdamW.
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("full", "every parameter learns", 1e-4),
     Method("fish", "one Fisher mask, computed before training on --fish-samples samples", 1e-3,

@@ -1,9 +1,8 @@
 """Numeric precision of training and evaluation: float32, or bfloat16 / float16 autocast.
 
 Weights, gradients and optimizer state stay float32 (the "master" copy); ``torch.autocast`` runs the
-matrix products in the low precision. Measured on the embedded model (benchmarks/efficiency.py):
-a CPU with AVX-512 bf16 / AMX runs a training step about 1.7x faster in bf16 than in float32, while
-bf16 *weights* (no float32 master) gain only a few percent more. A CPU without native bf16 has no
+matrix products in the low precision. A CPU with AVX-512 bf16 / AMX runs those natively (how much
+faster a step is: benchmarks/efficiency.py and the README's table); a CPU without native bf16 has no
 fast bf16 kernels, so ``auto`` picks float32 there.
 """
 

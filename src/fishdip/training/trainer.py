@@ -32,7 +32,9 @@ STOP_PATIENCE = 20  # --stop-loss: steps in a row under the threshold (the refer
 
 
 @dataclass
-class TrainResult:
+class TrainRecord:
+    """What a training run did: its steps, losses, masks, curve and costs (results.json's \"train\")."""
+
     steps: int = 0
     seconds: float = 0.0
     total_params: int = 0
@@ -103,7 +105,7 @@ class Trainer:
         # --max-steps: a fixed compute budget (data cycled in reshuffled epochs), else whole epochs
         self.total_steps = cfg.max_steps or self.steps_per_epoch * cfg.epochs
         self.num_keep = num_to_keep(sum(p.numel() for p in self.params.values()), cfg.density)
-        self.result = TrainResult(total_params=sum(p.numel() for p in loaded.model.parameters()),
+        self.result = TrainRecord(total_params=sum(p.numel() for p in loaded.model.parameters()),
                                   precision=self.precision)
         # sparse methods: the engine chooses, refreshes and installs the masks (sparse/engine.py)
         self.engine = None
@@ -164,7 +166,7 @@ class Trainer:
         self.result.touched_entries = self.engine.touched_entries
 
     # -- loop ---------------------------------------------------------------
-    def train(self) -> TrainResult:
+    def train(self) -> TrainRecord:
         cfg, model = self.cfg, self.loaded.model
         torch.manual_seed(cfg.seed)
         started = time.perf_counter()
@@ -339,13 +341,9 @@ class Trainer:
         scheduler.load_state_dict(saved["scheduler"])
         if scaler and saved["scaler"]:
             scaler.load_state_dict(saved["scaler"])
-        self.result = TrainResult(**saved["result"])
+        self.result = TrainRecord(**saved["result"])
         torch.set_rng_state(saved["rng"])
         if saved["cuda_rng"]:
             torch.cuda.set_rng_state_all(saved["cuda_rng"])
         return saved["where"]
 
-
-def train(loaded: LoadedModel, pairs: list[tuple[str, str]], cfg: TrainConfig,
-          progress: bool = True) -> TrainResult:
-    return Trainer(loaded, pairs, cfg, progress).train()
