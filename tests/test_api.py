@@ -20,6 +20,7 @@ TRAIN = [
 ]
 
 
+@pytest.mark.integration
 def test_train_on_examples_in_memory_then_load_and_predict(tmp_path):
     tiny = make_tiny_t5()
     before = {k: v.clone() for k, v in tiny.model.state_dict().items()}
@@ -28,7 +29,11 @@ def test_train_on_examples_in_memory_then_load_and_predict(tmp_path):
                            method=["full", "fish-dip"], epochs=2, batch_size=2, max_length=64, episodes=[1, 2],
                            output_dir=str(tmp_path / "run"), progress=False, log=logged.append)
     assert set(result.metrics) == {"full", "fish-dip"}
-    assert 0.0 <= result.metrics["fish-dip"]["entity_f1"] <= 1.0 and "relation_f1" in result.metrics["full"]
+    for method, run in result.runs.items():  # the means over the recorded episodes
+        scores = [e["metrics"]["entity_f1"] for e in run["episodes"]]
+        assert [e["episode"] for e in run["episodes"]] == [1, 2]
+        assert result.metrics[method]["entity_f1"] == pytest.approx(sum(scores) / 2)
+        assert "relation_f1" in result.metrics[method]
     assert (result.output_dir / "comparison.md").read_text().startswith("# in-memory: method comparison")
     # every episode started from the same weights: the caller's model is untouched
     assert all((before[k] == v).all() for k, v in tiny.model.state_dict().items())
@@ -42,8 +47,10 @@ def test_train_on_examples_in_memory_then_load_and_predict(tmp_path):
     text = "Anna Berg met John F. Kennedy in the U.S."
     for entity in rows[0]["entities"]:
         assert text[entity["char_start"]:entity["char_end"]] == entity["text"]
+    # the saved model, loaded again, scores what its episode recorded (the same generations)
     metrics = predictor.evaluate(examples=TRAIN)
-    assert metrics["num_examples"] == 2 and "entity_f1" in metrics
+    recorded = result.runs["fish-dip"]["episodes"][1]["metrics"]
+    assert metrics == recorded
 
 
 def test_unknown_option_and_missing_eval_examples_are_refused(tmp_path):

@@ -11,7 +11,7 @@ from fishdip.cli import app
 from fishdip.training.checkpoint import Checkpoint, checkpoint_path
 from fishdip.training.trainer import Curve, Trainer
 from tests.conftest import FIXTURES, make_tiny_t5
-from tests.test_training import PAIRS, _cfg
+from tests.test_trainer import PAIRS, _cfg
 
 
 @dataclass
@@ -47,6 +47,7 @@ CASES = {
 
 
 @pytest.mark.parametrize("options", CASES.values(), ids=CASES.keys())
+@pytest.mark.integration
 def test_a_killed_run_continued_from_its_checkpoint_equals_an_uninterrupted_one(tmp_path, options):
     cfg = _cfg(epochs=3, batch_size=2, grad_accum_steps=2, **options)
     _, whole, whole_weights = _train(cfg, curve_every=2)
@@ -64,6 +65,7 @@ def test_a_killed_run_continued_from_its_checkpoint_equals_an_uninterrupted_one(
         assert torch.equal(weights[name], value), name
 
 
+@pytest.mark.integration
 def test_a_checkpoint_of_another_run_is_ignored(tmp_path):
     path = tmp_path / "episode-1.pt"
     cfg = _cfg(epochs=1, batch_size=4)
@@ -86,6 +88,7 @@ def test_the_checkpoint_can_live_outside_the_run_folder(tmp_path, monkeypatch):
     assert a.parent.parent == tmp_path / "elsewhere" and a.name == "episode-2.pt" and a != b
 
 
+@pytest.mark.integration
 def test_a_run_records_its_curve_and_removes_its_checkpoint(tmp_path, tiny_model_dir):
     out = tmp_path / "run"
     args = ["train", "--task", "conll03", "--method", "fish-dip", "--model", str(tiny_model_dir), "--data-dir",
@@ -103,6 +106,7 @@ def test_a_run_records_its_curve_and_removes_its_checkpoint(tmp_path, tiny_model
     assert (config["eval_every"], config["curve_split"], config["subset_sampling"]) == (2, "dev", "random")
 
 
+@pytest.mark.integration
 def test_a_failed_curve_point_is_recorded_and_training_goes_on():
     def broken():
         raise RuntimeError("out of memory")
@@ -115,6 +119,7 @@ def test_a_failed_curve_point_is_recorded_and_training_goes_on():
     assert "curve point at step 1 failed" in said[0]
 
 
+@pytest.mark.integration
 def test_an_early_stop_adds_a_last_curve_point_where_training_ended():
     trainer = Trainer(make_tiny_t5(), PAIRS, _cfg(epochs=8, batch_size=4, stop_loss=100.0), progress=False,
                       curve=Curve(7, lambda: {"x": 1.0}))

@@ -25,6 +25,7 @@ def test_tokenize_like_the_corpora_with_offsets():
         "@user", "loved", "it", "at", "2:30", "p.m.", "on", "Nov.", "22", "#win", "https://t.co/x"]
 
 
+@pytest.mark.integration
 def test_train_compare_evaluate_predict_end_to_end(tmp_path, tiny_model_dir, data_dir):
     out = tmp_path / "run"
     result = runner.invoke(app, [
@@ -63,6 +64,7 @@ def test_train_compare_evaluate_predict_end_to_end(tmp_path, tiny_model_dir, dat
     assert row["tokens"] == ["John", "lives", "in", "Rome", "."] and "entities" in row
 
 
+@pytest.mark.integration
 def test_single_method_writes_into_output_dir(tmp_path, tiny_model_dir):
     from tests.conftest import FIXTURES
 
@@ -90,6 +92,7 @@ def test_bad_input_is_one_clear_line(tmp_path, tiny_model_dir, monkeypatch):
     ("conll03", []), ("conll", []), ("conll05", []), ("conll12", []), ("ace2005event", []), ("ace2005_joint_er", []),
     ("multiwoz21", ["--train-size", "1"]), ("ade", ["--fold", "0"]),
 ])
+@pytest.mark.integration
 def test_every_fixture_task_trains_and_scores(tmp_path, tiny_model_dir, task, extra):
     from tests.conftest import FIXTURES
 
@@ -123,6 +126,7 @@ def test_tasks_lists_every_dataset(tmp_path):
     assert "macro-averaged over the types" in result.output  # ADE's published definition
 
 
+@pytest.mark.integration
 def test_rescore_decodes_stored_generations_again(tmp_path, tiny_model_dir, data_dir):
     out = tmp_path / "run"
     result = runner.invoke(app, [
@@ -148,6 +152,7 @@ def test_rescore_decodes_stored_generations_again(tmp_path, tiny_model_dir, data
     assert result.exit_code == 2 and "not a fishdip run folder" in result.output
 
 
+@pytest.mark.integration
 def test_strict_tags_reports_file_and_line(tmp_path, tiny_model_dir):
     folder = tmp_path / "data" / "conll"
     folder.mkdir(parents=True)
@@ -164,6 +169,7 @@ def test_strict_tags_reports_file_and_line(tmp_path, tiny_model_dir):
 
 @pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["experiment", "--help"], ["tasks"],
                                   ["train", "--lr", "-1"], ["train", "--method", "full,nope"]])
+@pytest.mark.integration
 def test_help_listings_and_option_errors_do_not_import_torch(args):
     """The CLI starts at once: help, `tasks` and option mistakes never load torch or transformers."""
     import subprocess

@@ -179,6 +179,7 @@ def _tanl_subset(n: int, fraction: float, episode: int) -> list[int]:
 
 
 @pytest.mark.parametrize("fraction", [0.01, 0.05, 0.1])
+@pytest.mark.integration
 def test_tanl_subsets_are_the_sentences_tanl_trains_on(data_dir, fraction):
     from fishdip.tasks import load_task
     from fishdip.tasks.options import DataOptions

@@ -28,6 +28,7 @@ def _fine_tune(base_dir, method="fish-dip"):
     return loaded, trainer, checksum
 
 
+@pytest.mark.integration
 def test_base_plus_delta_is_the_fine_tuned_model(tiny_model_dir, tmp_path):
     loaded, trainer, checksum = _fine_tune(tiny_model_dir)
     assert len(trainer.result.refreshes) > 1  # the union spans several masks
@@ -44,6 +45,7 @@ def test_base_plus_delta_is_the_fine_tuned_model(tiny_model_dir, tmp_path):
     assert (folder / DELTA_FILE).stat().st_size < full_bytes * 0.3  # 5 % density, several refreshes
 
 
+@pytest.mark.integration
 def test_delta_on_other_weights_is_refused(tiny_model_dir, tmp_path):
     loaded, trainer, checksum = _fine_tune(tiny_model_dir)
     save_delta_model(loaded, trainer.touched, tmp_path / "delta", {"base_model": str(tiny_model_dir)}, checksum)
@@ -58,6 +60,7 @@ def _ok(args):
     assert exit_info.value.code in (0, None)
 
 
+@pytest.mark.integration
 def test_train_saves_deltas_and_export_merges_them(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "run"
     _ok(["train", "--task", "conll03", "--data-dir", str(FIXTURES), "--model", str(tiny_model_dir),
@@ -80,6 +83,7 @@ def test_train_saves_deltas_and_export_merges_them(tiny_model_dir, tmp_path, cap
 
 
 @pytest.mark.parametrize("method", ["lora", "ia3"])
+@pytest.mark.integration
 def test_adapter_methods_train_only_adapters_and_reload_merged(tiny_model_dir, tmp_path, method):
     out = tmp_path / "run"
     _ok(["train", "--task", "conll03", "--data-dir", str(FIXTURES), "--model", str(tiny_model_dir),

@@ -89,6 +89,7 @@ def _as_dataset_root(folder):
     return root
 
 
+@pytest.mark.integration
 def test_chained_prediction_runs_with_tiny_model(task):
     examples, _ = load_split("ace2005event", "train", FIXTURES)
     texts, decoded = task.predict(make_tiny_t5(), examples, GenerationOptions(max_length=48), progress=False)

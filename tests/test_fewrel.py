@@ -28,6 +28,7 @@ def test_decode_counts_errors():
     assert rc.decode("x = married", names).errors == {"unknown_relation_type": 1}
 
 
+@pytest.mark.integration
 def test_round_trip_every_fewrel_instance(data_dir):
     known = read_relation_names(data_dir / "fewrel" / "pid2name.json")
     for file in ("val_wiki.json", "val_pubmed.json"):
@@ -40,6 +41,7 @@ def test_round_trip_every_fewrel_instance(data_dir):
 
 
 @pytest.mark.parametrize("n,k", [(5, 1), (5, 5), (10, 1), (10, 5)])
+@pytest.mark.integration
 def test_episodes_are_seeded_and_disjoint(data_dir, n, k):
     data = read_fewrel(data_dir / "fewrel" / "val_wiki.json")
     ep = sample_episode(data, n, k, 5, seed=3)
@@ -58,6 +60,7 @@ def test_bad_fewrel_file(tmp_path):
         sample_episode({"P1": []}, 1, 1, 5, 0)
 
 
+@pytest.mark.integration
 def test_accuracy_and_candidate_scoring_with_tiny_model(data_dir):
     task = load_task("fewrel", data_dir)
     assert isinstance(task, FewShotRCTask)
@@ -70,6 +73,7 @@ def test_accuracy_and_candidate_scoring_with_tiny_model(data_dir):
     assert m["accuracy"] == sum(q.relation == d.relation for q, d in zip(query, decoded)) / 6
 
 
+@pytest.mark.integration
 def test_fewrel_cli_runs_episodes(tmp_path, data_dir, tiny_model_dir):
     folder = tiny_model_dir
     out = tmp_path / "run"
@@ -91,6 +95,7 @@ def test_accuracy_hand_computed():
     assert m["accuracy"] == pytest.approx(1 / 3) and m["errors"] == {"format_error": 1}
 
 
+@pytest.mark.integration
 def test_both_candidate_rankings_are_scored(data_dir):
     task = load_task("fewrel", data_dir)
     cfg = ExperimentConfig(task="fewrel", data_dir=str(data_dir), n_way=3, k_shot=1, n_queries=2, rc_score="mean")
@@ -110,6 +115,7 @@ def test_sum_and_mean_rankings_differ_as_defined():
     assert lowest(sums) == 1 and lowest([s / c for s, c in zip(sums, counts)]) == 0
 
 
+@pytest.mark.integration
 def test_holdout_split_is_disjoint_and_episodes_avoid_meta_relations(data_dir):
     from fishdip.data.fewrel import holdout_split
 
@@ -126,6 +132,7 @@ def test_holdout_split_is_disjoint_and_episodes_avoid_meta_relations(data_dir):
     assert len(pairs) == 10 and all(" = " in target for _, target in pairs)
 
 
+@pytest.mark.integration
 def test_meta_training_file_must_not_share_relations(tmp_path, data_dir):
     task = load_task("fewrel", data_dir)
     cfg = ExperimentConfig(task="fewrel", data_dir=str(data_dir), meta_train=str(data_dir / "fewrel" / "val_wiki.json"))
@@ -133,6 +140,7 @@ def test_meta_training_file_must_not_share_relations(tmp_path, data_dir):
         task.episode_data(1, cfg)
 
 
+@pytest.mark.integration
 def test_meta_training_runs_once_and_is_reused(tmp_path, data_dir, tiny_model_dir):
     folder = tiny_model_dir
     out = tmp_path / "run"

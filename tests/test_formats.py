@@ -24,6 +24,7 @@ def test_encode_matches_tanl_format():
 
 
 @pytest.mark.parametrize("split", ["train", "dev", "test"])
+@pytest.mark.integration
 def test_round_trip_every_conll04_example(data_dir, split):
     examples, schema = load_split("conll04", split, data_dir)
     assert len(examples) == {"train": 922, "dev": 231, "test": 288}[split]

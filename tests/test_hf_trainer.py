@@ -14,7 +14,7 @@ from fishdip.sparse.hf_trainer import fish_dip, per_sample_losses
 from fishdip.training.config import TrainConfig
 from fishdip.training.trainer import Trainer as FishdipTrainer
 from tests.conftest import REPO, make_tiny_llama, make_tiny_t5
-from tests.test_training import PAIRS, TASK
+from tests.test_trainer import PAIRS, TASK
 
 
 def _dataset(loaded, pairs, max_length=96):
@@ -49,6 +49,7 @@ class FrozenEntriesStay(TrainerCallback):
 
 
 @pytest.mark.parametrize("make", [make_tiny_llama, make_tiny_t5], ids=["causal", "seq2seq"])
+@pytest.mark.integration
 def test_under_the_trainer_frozen_entries_stay_and_refreshes_come_on_schedule(tmp_path, make):
     loaded = make()
     data = _dataset(loaded, PAIRS)
@@ -63,6 +64,7 @@ def test_under_the_trainer_frozen_entries_stay_and_refreshes_come_on_schedule(tm
     assert callback.engine.touched_entries > callback.engine.num_keep  # the refreshes moved the mask
 
 
+@pytest.mark.integration
 def test_the_trainer_path_and_fishdips_own_trainer_choose_the_same_masks_and_losses(tmp_path):
     """Same data order (every step takes all four samples), seed and settings: the same masks, and
     losses equal to float rounding (HF's loss is computed from the full logits)."""
@@ -96,6 +98,7 @@ def test_the_trainer_path_and_fishdips_own_trainer_choose_the_same_masks_and_los
     assert losses == pytest.approx([x["loss"] for x in mine.losses], rel=1e-4)
 
 
+@pytest.mark.integration
 def test_a_delta_written_by_the_callback_loads_with_fishdip_load(tmp_path, tiny_model_dir):
     import fishdip
     from fishdip.models.loading import load_model
@@ -125,6 +128,7 @@ def test_a_delta_written_by_the_callback_loads_with_fishdip_load(tmp_path, tiny_
     assert generate(merged, sources, 96).texts == generate(loaded, sources, 96).texts
 
 
+@pytest.mark.integration
 def test_a_classification_head_trains(tmp_path):
     from transformers import BertConfig, BertForSequenceClassification
 
@@ -150,6 +154,7 @@ def test_a_classification_head_trains(tmp_path):
     assert [r["step"] for r in callback.refreshes] == [0, 2, 5]
 
 
+@pytest.mark.integration
 def test_the_trainers_clipping_must_be_off():
     loaded = make_tiny_llama()
     data = _dataset(loaded, PAIRS)
@@ -160,6 +165,7 @@ def test_the_trainers_clipping_must_be_off():
                 train_dataset=data, data_collator=collator, optimizers=(optimizer, None), callbacks=[callback]).train()
 
 
+@pytest.mark.integration
 def test_the_engine_imports_nothing_from_tasks_formats_data_or_training():
     code = ("import sys\nimport fishdip.sparse.engine, fishdip.sparse.hf_trainer\n"
             "print(sorted(m for m in sys.modules if m.startswith(('fishdip.tasks', 'fishdip.formats', "

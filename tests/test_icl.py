@@ -26,6 +26,7 @@ def test_most_similar_demonstration_is_nearest_and_the_budget_holds():
     assert sorted(shuffled.ranked("x")) == [0, 1, 2] and shuffled.ranked("x") == shuffled.ranked("y")
 
 
+@pytest.mark.integration
 def test_generation_prompt_holds_the_demonstrations_and_stops_at_the_line(monkeypatch):
     loaded = make_tiny_llama()
     loaded.demonstrations = Demonstrations(loaded, PAIRS, context_tokens=10_000)
@@ -43,6 +44,7 @@ def test_generation_prompt_holds_the_demonstrations_and_stops_at_the_line(monkey
     assert seen["stop_strings"] == ["\n"]
 
 
+@pytest.mark.integration
 def test_icl_run_scores_without_training(tiny_model_dir, tmp_path):
     out = tmp_path / "run"
     with pytest.raises(SystemExit) as exit_info:

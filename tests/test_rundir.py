@@ -26,6 +26,7 @@ def _args(model, out, *extra):
             "--save", "none", *extra]
 
 
+@pytest.mark.integration
 def test_killed_run_resumes_without_redoing_finished_episodes(tmp_path, tiny_model_dir):
     out = tmp_path / "run"
     args = _args(tiny_model_dir, out, "--episodes", "1-3", "--epochs", "40")
@@ -54,6 +55,7 @@ def test_killed_run_resumes_without_redoing_finished_episodes(tmp_path, tiny_mod
     assert (out / "predictions.jsonl").read_text().startswith(rows_before)
 
 
+@pytest.mark.integration
 def test_finished_run_is_not_recomputed_and_another_run_is_refused(tmp_path, tiny_model_dir):
     out = tmp_path / "run"
     assert runner.invoke(app, _args(tiny_model_dir, out, "--epochs", "1")).exit_code == 0
@@ -73,6 +75,7 @@ def test_finished_run_is_not_recomputed_and_another_run_is_refused(tmp_path, tin
     assert json.loads((out / "config.json").read_text())["train"]["epochs"] == 2
 
 
+@pytest.mark.integration
 def test_more_episodes_extend_a_finished_run(tmp_path, tiny_model_dir):
     out = tmp_path / "run"
     assert runner.invoke(app, _args(tiny_model_dir, out, "--epochs", "1")).exit_code == 0
@@ -81,6 +84,7 @@ def test_more_episodes_extend_a_finished_run(tmp_path, tiny_model_dir):
     assert [e["episode"] for e in json.loads((out / "results.json").read_text())["episodes"]] == [1, 2]
 
 
+@pytest.mark.integration
 def test_failed_model_save_keeps_the_metrics(tmp_path, tiny_model_dir, monkeypatch):
     import fishdip.runs.experiment as experiment
 
@@ -111,6 +115,7 @@ def test_nothing_is_written_when_the_data_cannot_be_read(tmp_path, tiny_model_di
     assert not out.exists()
 
 
+@pytest.mark.integration
 def test_leftovers_of_a_killed_run_are_removed(tmp_path, tiny_model_dir):
     out = tmp_path / "run"
     out.mkdir()
@@ -123,6 +128,7 @@ def test_leftovers_of_a_killed_run_are_removed(tmp_path, tiny_model_dir):
     assert [p.name for p in out.glob(".*")] == [".fishdip.lock"] and not list((out / "models").glob(".*"))
 
 
+@pytest.mark.integration
 def test_single_and_multi_method_runs_do_not_mix(tmp_path, tiny_model_dir):
     out = tmp_path / "run"
     assert runner.invoke(app, _args(tiny_model_dir, out, "--epochs", "1")).exit_code == 0
@@ -130,6 +136,7 @@ def test_single_and_multi_method_runs_do_not_mix(tmp_path, tiny_model_dir):
     assert result.exit_code == 2 and "holds a single-method run" in result.output
 
 
+@pytest.mark.integration
 def test_default_output_folder_is_new_per_run(tmp_path, tiny_model_dir, monkeypatch):
     monkeypatch.chdir(tmp_path)
     args = [a for a in _args(tiny_model_dir, "x", "--epochs", "1") if a not in ("--output-dir", "x")]
@@ -139,6 +146,7 @@ def test_default_output_folder_is_new_per_run(tmp_path, tiny_model_dir, monkeypa
     assert folder.name.startswith("conll03-full-") and (folder / "results.json").is_file()
 
 
+@pytest.mark.integration
 def test_ctrl_c_says_where_the_results_are_and_how_to_resume(tmp_path, tiny_model_dir):
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
@@ -156,6 +164,7 @@ def test_ctrl_c_says_where_the_results_are_and_how_to_resume(tmp_path, tiny_mode
     assert "Traceback" not in err
 
 
+@pytest.mark.integration
 def test_a_run_written_before_the_density_rename_still_resumes(tmp_path, tiny_model_dir):
     """Runs written when --density was called --sparsity are the same run, not a different one."""
     out = tmp_path / "run"

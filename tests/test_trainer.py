@@ -77,6 +77,7 @@ def _snapshot(model):
 @pytest.mark.parametrize("method", ["fish-dip", "random-dip"])
 @pytest.mark.parametrize("optimizer", ["adamw", "adafactor"])
 @pytest.mark.parametrize("make", [make_tiny_t5, make_tiny_llama], ids=["t5", "llama"])
+@pytest.mark.integration
 def test_refreshed_mask_is_exact_and_frozen_entries_never_move(make, optimizer, method):
     loaded = make()
     cfg = _cfg(optimizer=optimizer, weight_decay=0.1, method=method)
@@ -117,6 +118,7 @@ def test_refreshed_mask_is_exact_and_frozen_entries_never_move(make, optimizer, 
     assert any(not torch.equal(start[n], end[n]) for n in names)
 
 
+@pytest.mark.integration
 def test_same_seed_same_mask_and_no_state_leaks_between_runs():
     results = []
     for _ in range(2):
@@ -132,6 +134,7 @@ def test_same_seed_same_mask_and_no_state_leaks_between_runs():
 
 
 @pytest.mark.parametrize("method", ["full", "fish", "random"])
+@pytest.mark.integration
 def test_other_methods_train(method):
     loaded = make_tiny_llama()
     res = Trainer(loaded, PAIRS, _cfg(method=method), progress=False).train()
@@ -141,6 +144,7 @@ def test_other_methods_train(method):
     assert len(res.refreshes) == (0 if method == "full" else 1)
 
 
+@pytest.mark.integration
 def test_refresh_steps_count_optimizer_steps_not_micro_batches():
     loaded = make_tiny_t5()
     res = Trainer(loaded, PAIRS, _cfg(batch_size=2, grad_accum_steps=2, epochs=2, refresh_steps=2),
@@ -150,12 +154,14 @@ def test_refresh_steps_count_optimizer_steps_not_micro_batches():
     assert [r["step"] for r in res.refreshes] == [0, 2, 4]
 
 
+@pytest.mark.integration
 def test_full_training_lowers_loss_on_tiny_data():
     loaded = make_tiny_t5()
     res = Trainer(loaded, PAIRS[:4], _cfg(method="full", epochs=25, lr=1e-2), progress=False).train()
     assert res.losses[-1]["loss"] < 0.5 * res.losses[0]["loss"]
 
 
+@pytest.mark.integration
 def test_generation_and_prediction_run_for_both_kinds(tiny_model):
     out = generate(tiny_model, [p[0] for p in PAIRS[:3]], max_length=40)
     assert len(out.texts) == 3 and all(isinstance(t, str) for t in out.texts)
@@ -171,6 +177,7 @@ def test_invalid_config_is_rejected():
         TrainConfig(density=2.0).validate()
 
 
+@pytest.mark.integration
 def test_generation_does_not_depend_on_the_batch(tiny_model):
     """A sentence generates the same text alone and beside a much longer one (the budget is per
     sentence, not per batch); random tiny models run to the limit, so the budget shows."""
@@ -212,6 +219,7 @@ def test_long_source_keeps_its_end_and_the_prompt_cue():
     assert short == llama.tokenizer("Sentence: Booth shot Lincoln .\nAnnotated:")["input_ids"][:-1]  # no EOS
 
 
+@pytest.mark.integration
 def test_bf16_autocast_trains_float32_master_weights():
     loaded = make_tiny_llama()
     result = Trainer(loaded, PAIRS, _cfg(method="fish-dip", precision="bf16", epochs=3), progress=False).train()
@@ -234,6 +242,7 @@ def test_precision_auto_and_fp16_only_on_cuda(monkeypatch):
 
 
 @pytest.mark.parametrize("method", ["full", "fish-dip"])
+@pytest.mark.integration
 def test_fp16_loss_scaling_path_trains(method, monkeypatch):
     """fp16 is refused on CPU for users (no speed there), but its loss-scaling path runs on CPU too:
     exercise it here so that a GPU run does not meet it for the first time."""
@@ -252,6 +261,7 @@ def test_fp16_loss_scaling_path_trains(method, monkeypatch):
             assert torch.equal(p.detach().reshape(-1)[frozen], before[name].reshape(-1)[frozen])
 
 
+@pytest.mark.integration
 def test_max_steps_cycles_epochs_and_stop_loss_ends_early():
     result = Trainer(make_tiny_llama(), PAIRS, _cfg(method="fish-dip", max_steps=7), progress=False).train()
     assert result.steps == 7 and [x["epoch"] for x in result.losses] == [0, 0, 0, 1, 1, 1, 2]
@@ -273,6 +283,7 @@ def test_rank_by_sum_ranks_by_the_summed_token_loss():
     assert trainer.result.refreshes[0]["samples"] == expected
 
 
+@pytest.mark.integration
 def test_paper_recipe_uses_the_reference_optimizer_and_ranking():
     from fishdip.sparse.optimizers import MaskedDenseAdafactor
     from fishdip.training.trainer import build_optimizer
@@ -305,6 +316,7 @@ def test_each_method_has_its_own_recipe_and_a_conflicting_option_is_an_error():
         TrainConfig(method="full", recipe="paper", weight_decay=0.1).validate()
 
 
+@pytest.mark.integration
 def test_refresh_phase_before_recomputes_the_mask_for_steps_n_2n_like_the_reference():
     # 10 pairs in batches of 2: 5 steps an epoch, 10 steps. The reference counts a step when it starts and
     # recomputes the mask when the count reaches 3, 6, 9: after 2, 5 and 8 completed steps.
@@ -317,6 +329,7 @@ def test_refresh_phase_before_recomputes_the_mask_for_steps_n_2n_like_the_refere
 
 @pytest.mark.parametrize("mode, expected", [("eval", [False, False]), ("train", [True, True]),
                                             ("reference", [False, True])])
+@pytest.mark.integration
 def test_ranking_and_fisher_dropout_follow_their_mode(monkeypatch, mode, expected):
     """reference: the first mask on the model as loaded (eval mode), every refresh in train mode."""
     from fishdip.sparse import engine as engine_module

@@ -76,6 +76,7 @@ def _seqeval_check(gold_examples, pred_entities):
     return ours
 
 
+@pytest.mark.integration
 def test_metrics_equal_seqeval_strict_on_perturbed_predictions(data_dir):
     import random
 
@@ -119,6 +120,7 @@ def test_per_type_scores_hand_computed():
     *[(f"crossner_{d}", None) for d in CROSSNER_DOMAINS],
     ("wikigold", None),
 ])
+@pytest.mark.integration
 def test_round_trip_every_real_ner_file(data_dir, name, sizes):
     total = 0
     for split in ("train", "dev", "test"):
@@ -133,6 +135,7 @@ def test_round_trip_every_real_ner_file(data_dir, name, sizes):
         assert total == 1696
 
 
+@pytest.mark.integration
 def test_wikigold_split_is_deterministic_and_disjoint(data_dir):
     splits = {s: load_split("wikigold", s, data_dir)[0] for s in ("train", "dev", "test")}
     ids = [set(ex.id for ex in splits[s]) for s in splits]

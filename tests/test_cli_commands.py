@@ -159,6 +159,7 @@ def test_spert_entities_that_are_not_a_list_name_the_example(tmp_path):
         read_spert(data, read_types(types))
 
 
+@pytest.mark.integration
 def test_seed_is_added_to_the_episode(tmp_path, tiny_model_dir):
     """--seed does what its help says: another seed, another shuffling; seed 0 is the episode itself."""
     from typer.testing import CliRunner
@@ -197,6 +198,7 @@ def test_a_folder_fishdip_did_not_write_is_not_written_into(tmp_path, tiny_model
     assert "is a saved model folder" in err and (tiny_model_dir / "config.json").read_text() == before
 
 
+@pytest.mark.integration
 def test_one_writer_per_run_folder_and_no_stale_lock(tmp_path, tiny_model_dir, capsys):
     import os
     import signal

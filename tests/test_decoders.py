@@ -85,6 +85,7 @@ def _noisy_copy(example: er.Example, schema: er.Schema, rng: random.Random,
     return " ".join(words), kept
 
 
+@pytest.mark.integration
 def test_noise_around_entities_never_moves_or_stretches_them(data_dir):
     examples, schema = load_split("conll04", "test", data_dir)
     rng = random.Random(0)
@@ -109,6 +110,7 @@ def test_noise_around_entities_never_moves_or_stretches_them(data_dir):
     ("ade", FIXTURES), ("conll03", FIXTURES), ("ontonotes", FIXTURES), ("conll05", FIXTURES),
     ("conll12", FIXTURES),
 ])
+@pytest.mark.integration
 def test_both_decoders_read_every_gold_target_exactly(dataset, folder, request):
     if folder is None:
         folder = request.getfixturevalue("data_dir")
@@ -154,6 +156,7 @@ def test_tanl_decoder_matches_tanl_on_ambiguous_tails_and_unequal_words():
     assert tanl_decoder.decode("[ smith | people ] met Smith and Jones", tokens, schema).entities == {first}
 
 
+@pytest.mark.integration
 def test_decoders_agree_on_noisy_copies_where_tanl_is_unambiguous(data_dir):
     """Deleted words only (no substitutions, no re-casing) and entity texts unique in the sentence:
     TANL's rules have one answer, and ours must give the same."""
@@ -195,6 +198,7 @@ def _token_is_in(token: str, text: str) -> bool:
 
 @pytest.mark.skipif(not (MAIN_JOB / "full" / "predictions.jsonl").is_file(), reason="main job results not stored")
 @pytest.mark.parametrize("method", ["full", "fish-dip"])
+@pytest.mark.integration
 def test_main_job_generations_give_no_stretched_span(method, data_dir):
     """On the README main job's real generations, both ends of every predicted span are input
     tokens that the bracket's own text contains (the old character alignment broke this 14 and
