@@ -4,7 +4,8 @@ The Python API (``fishdip.train``, ``fishdip.load``) lives in ``fishdip.api``; i
 first use, so ``import fishdip`` and the command line stay quick.
 """
 
-__version__ = "0.1.0"
+from fishdip.version import __version__
+
 __all__ = ["train", "load", "Comparison", "Predictor", "__version__"]
 
 

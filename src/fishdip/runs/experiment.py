@@ -18,7 +18,6 @@ from dataclasses import dataclass, replace
 from itertools import groupby
 from pathlib import Path
 
-from fishdip import __version__
 from fishdip.data.datasets import DATASETS, data_files
 from fishdip.data.fetch import sha256
 from fishdip.errors import FishdipError
@@ -44,6 +43,7 @@ from fishdip.training import precision as amp
 from fishdip.training.checkpoint import Checkpoint, checkpoint_path
 from fishdip.training.distributed import SINGLE, Dist, pick_device
 from fishdip.training.trainer import Curve, Trainer, TrainRecord
+from fishdip.version import __version__
 
 
 def _data_files(cfg: ExperimentConfig, task: Task, data: dict) -> dict[str, str]:

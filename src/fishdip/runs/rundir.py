@@ -19,10 +19,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fishdip import __version__
 from fishdip.errors import FishdipError
 from fishdip.io import read_json, read_jsonl
 from fishdip.runs.config import OLDER_VALUES, RENAMED
+from fishdip.version import __version__
 
 # options that say where outputs go or what is kept, not what is computed
 NOT_IDENTITY = ("output_dir", "save", "save_model", "data_dir", "checkpoint_every")
