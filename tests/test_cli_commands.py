@@ -259,3 +259,70 @@ def test_which_methods_read_an_option_agrees_with_the_registries():
     assert set(config.REFRESHED) == {n for n, m in sparse.items() if m.refresh}
     assert set(config.FISHER) == {n for n, m in sparse.items()
                                   if m.choose in (fisher_on_random_samples, fisher_on_regressing_samples)}
+
+
+def _fake_run(root, episodes=(1,)):
+    """A run folder holding saved models that only name themselves (enough for export's checks)."""
+    for episode in episodes:
+        folder = root / "models" / f"episode-{episode}"
+        folder.mkdir(parents=True)
+        (folder / "fishdip.json").write_text("{}")
+    return root
+
+
+@pytest.mark.parametrize("args, message", [
+    (["export", "{tmp}/no-such-run", "--output", "{tmp}/out"], "no-such-run: no trained fishdip model here"),
+    (["export", "{plain}", "--output", "{tmp}/out"], "no trained fishdip model here"),
+    (["export", "{run}", "--output", "{tmp}/full", "--episode", "9"], "no saved model of episode 9 (saved: [1])"),
+    (["export", "{run}", "--output", "{tmp}/full"], "--output {tmp}/full: exists and is not an empty folder"),
+    (["export", "{run}", "--output", "{tmp}/out", "--method", "lora"], "run: no run of method lora here"),
+    (["data", "fetch", "nope"], "no public source known for 'nope'"),
+    (["data", "fetch", "conll04", "--dest", "{tmp}/a-file"], "cannot make the dataset folder (Not a directory)"),
+    (["experiment", "{tmp}/grid.toml", "--output-dir", "{tmp}/a-file/grid"], "a-file/grid: Not a directory"),
+])
+def test_export_data_fetch_and_unwritable_outputs_are_one_line(tmp_path, tiny_model_dir, capsys, args, message):
+    _fake_run(tmp_path / "run")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "something").write_text("x")
+    (tmp_path / "a-file").write_text("not a folder")
+    (tmp_path / "grid.toml").write_text(f'tasks = ["conll03"]\nmethods = ["full"]\n[options]\ndata_dir = "{FIXTURES}"\n'
+                                        f'model = "{tiny_model_dir}"\n')
+    fill = {"tmp": str(tmp_path), "plain": str(tiny_model_dir), "run": str(tmp_path / "run")}
+    err = _one_line_exit_2([a.format(**fill) for a in args], capsys)
+    assert message.format(**fill) in err, err
+
+
+def test_load_and_evaluate_in_python_raise_one_fishdip_error(tmp_path, tiny_model_dir):
+    import fishdip
+
+    for kwargs, message in [(dict(path=tmp_path / "nothing"), "no trained fishdip model here"),
+                            (dict(path=tiny_model_dir), "a model fishdip did not train needs its task"),
+                            (dict(path=tiny_model_dir, task="conll03", data_dir=str(FIXTURES), decoder="spacy"),
+                             "unknown decoder 'spacy'"),
+                            (dict(path=tiny_model_dir, task="nope"), "unknown dataset 'nope'"),
+                            (dict(path=tiny_model_dir, task="conll03", data_dir=str(tmp_path)), "conll03")]:
+        with pytest.raises(FishdipError, match=message):
+            fishdip.load(**kwargs)
+    predictor = fishdip.load(tiny_model_dir, task="conll03", data_dir=str(FIXTURES))
+    for kwargs, message in [(dict(split="train"), "--eval-split 'train': must be one of dev, test"),
+                            (dict(batch_size=0), "--batch-size 0: must be >= 1"),
+                            (dict(num_beams=100), "--num-beams 100: must be >= 1 and <= 64"),
+                            (dict(limit=0), "--eval-limit 0: must be >= 1")]:
+        with pytest.raises(FishdipError, match=message.replace("(", r"\(")):
+            predictor.evaluate(data_dir=str(FIXTURES), **kwargs)
+
+
+def test_a_model_save_that_fills_the_disk_is_an_os_error(tmp_path):
+    """safetensors reports a full disk in an error of its own; a save turns it into the OSError the
+    runner turns into a warning (the metrics are kept), and leaves no half-written folder."""
+    from safetensors import SafetensorError
+
+    from fishdip.models.loading import write_folder_atomic
+
+    def write(tmp):
+        (tmp / "model.safetensors").write_bytes(b"half")
+        raise SafetensorError("Error while serializing: IoError(No space left on device)")
+
+    with pytest.raises(OSError, match="No space left on device"):
+        write_folder_atomic(tmp_path / "models" / "episode-1", write)
+    assert list((tmp_path / "models").iterdir()) == []

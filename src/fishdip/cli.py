@@ -358,6 +358,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     try:
         code = app(args=argv, standalone_mode=False)
+    except OSError as exc:  # a full disk, a folder that cannot be made: the machine, not a bug in fishdip
+        where = f"{exc.filename}: " if exc.filename else ""
+        typer.secho(f"error: {where}{exc.strerror or exc}", fg="red", err=True)
+        sys.exit(2)
     except Exception as exc:  # typer ships its own copy of click: match its exceptions by name
         kinds = {c.__name__ for c in type(exc).__mro__}
         if "UsageError" in kinds:

@@ -68,7 +68,10 @@ def fetch(name: str, dest_root: Path | None = None, timeout: float = 30.0) -> Pa
     if name not in SOURCES:
         raise DataError(f"no public source known for {name!r}; fetchable: {', '.join(SOURCES)}")
     folder = (dest_root or cache_dir() / "data") / name
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"{folder}: cannot make the dataset folder ({exc.strerror or exc})") from None
     for remote in SOURCES[name]:
         target = folder / remote.name
         if target.is_file() and sha256(target) == remote.sha256:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from fishdip.formats import entity_relation, tanl_decoder
 from fishdip.formats.entity_relation import Decoded, Schema
+from fishdip.options import ConfigError
 
 Decoder = Callable[[str, list[str], Schema], Decoded]
 
@@ -25,5 +26,5 @@ DECODERS: dict[str, Decoder] = {
 
 def get_decoder(name: str) -> Decoder:
     if name not in DECODERS:
-        raise ValueError(f"unknown decoder {name!r} (one of {', '.join(DECODERS)})")
+        raise ConfigError(f"unknown decoder {name!r} (one of {', '.join(DECODERS)})")
     return DECODERS[name]

@@ -176,7 +176,10 @@ def write_folder_atomic(folder: Path, write) -> None:
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
     try:
-        write(tmp)
+        try:
+            write(tmp)
+        except SafetensorError as exc:  # safetensors says "no space left" in an error of its own
+            raise OSError(f"{folder}: {exc}") from None
         if folder.exists():
             shutil.rmtree(folder)
         tmp.rename(folder)

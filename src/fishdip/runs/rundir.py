@@ -195,6 +195,9 @@ def model_folder(path: Path, episode: int | None = None, method: str | None = No
     path = Path(path)
     if (path / "fishdip.json").is_file():
         return path
+    if method and not (path / method).is_dir():
+        held = sorted(p.name for p in path.iterdir() if (p / "config.json").is_file()) if path.is_dir() else []
+        raise FishdipError(f"{path}: no run of method {method} here" + (f" (runs: {', '.join(held)})" if held else ""))
     runs = [path / method] if method else [path, *sorted(p for p in path.iterdir() if p.is_dir())] \
         if path.is_dir() else []
     for run in runs:
