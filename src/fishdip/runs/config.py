@@ -25,6 +25,7 @@ def task_class(task: str) -> type[Task]:
     """The Task class of a task name (the in-memory examples' task: the base class's rules)."""
     return Task if task == IN_MEMORY else FAMILIES[DATASETS[task].family]
 
+
 # options renamed since runs were first written: old name -> new name (old run folders still read)
 RENAMED = {"train.sparsity": "train.density"}
 RENAMED_OPTIONS = {old.split(".")[-1]: new.split(".")[-1] for old, new in RENAMED.items()}
