@@ -9,7 +9,11 @@ fishdip's own Trainer on 48 training pairs, batch 8:
     loaded model; optimizer state bytes and their ratio to dense AdamW (8 bytes per entry);
   - checkpoint bytes (full model folder, fish-dip delta, LoRA adapter) and their ratio to the full model;
   - tokens/s (padding included) and the share of this machine's measured matrix-product rate
-    reached (6 x parameters x tokens per step).
+    reached (6 x parameters x tokens per step);
+  - the share of a step's time spent in matrix products (torch.profiler on one step): what is not
+    matrix work (elementwise ops, optimizer update, gradient gathering, Python);
+  - generation: new tokens/s of batched greedy generation (evaluation's path: length-sorted batches
+    of 16, KV cache) for the embedded model on 48 CoNLL04 dev sentences.
 Models: the embedded SmolLM2-135M (CoNLL04 sentences when the data is found, else synthetic ones)
 and a randomly initialised model of t5-base's shape (byte-level tokenizer, so no download). With
 ``--memory-shape embedded,t5-large`` it also measures fish-dip with and without gathered gradients.
@@ -180,6 +184,7 @@ def measure(spec: dict) -> dict:
             memory.switch("train")
 
     trainer.compute_mask = timed_refresh
+    matrix = profile_one_step(trainer, step_index=3)
     with memory:
         result = trainer.train()
     steps = [r["seconds"] for r in result.losses[1:]]  # the first step warms up kernels and caches
@@ -203,7 +208,58 @@ def measure(spec: dict) -> dict:
             "peak_bytes": memory.peaks.get("train", 0), "refresh_peak_bytes": memory.peaks.get("refresh", 0),
             "loaded_bytes": before, "optimizer_state_bytes": result.optimizer_state_bytes,
             "checkpoint_bytes": checkpoint, "tokens_per_second": tokens_per_step / step,
+            "matrix_share": matrix["share"], "profiled_step_seconds": matrix["seconds"],
             "tflops": 6 * total_params * tokens_per_step / step / 1e12, "precision_used": result.precision}
+
+
+MATRIX_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
+
+
+def profile_one_step(trainer, step_index: int) -> dict:
+    """Profile the ``step_index``-th optimizer step (1-based) of ``trainer.train()``; the returned dict
+    is filled in when it has run: the share of the step's CPU time spent in matrix products."""
+    from torch.profiler import ProfilerActivity, profile
+
+    step, seen, found = trainer._step, [0], {"share": float("nan"), "seconds": float("nan")}
+
+    def profiled(*args, **kwargs):
+        seen[0] += 1
+        if seen[0] != step_index:
+            return step(*args, **kwargs)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            out = step(*args, **kwargs)
+        events = prof.key_averages()
+        total = sum(e.self_cpu_time_total for e in events)
+        found["share"] = sum(e.self_cpu_time_total for e in events if e.key in MATRIX_OPS) / max(total, 1)
+        found["seconds"] = trainer._step_seconds
+        return out
+
+    trainer._step = profiled
+    return found
+
+
+def measure_generation(spec: dict) -> dict:
+    """New tokens/s of batched greedy generation, as evaluation runs it (length-sorted batches)."""
+    from fishdip.data.datasets import load_split
+    from fishdip.evaluation.predict import generate_sorted
+    from fishdip.models.loading import GenerationBudget
+    from fishdip.tasks import load_task
+
+    loaded = build_model(spec["model"])
+    data_dir = os.environ.get("FISHDIP_DATA_DIR") or str(HERE.parent.parent / "shared" / "data")
+    task = load_task("conll04", data_dir)
+    examples, _ = load_split("conll04", "dev", data_dir)
+    sources = [task.source(ex) for ex in examples[: spec["sentences"]]]
+    # the base model rarely stops by itself: a fixed budget (source length + 16 tokens) per sentence
+    loaded.budget = GenerationBudget(0, 1.0, 16)
+    generate_sorted(loaded, sources[: spec["batch_size"]], spec["batch_size"], 256, 1, progress=False)  # warm-up
+    started = time.perf_counter()
+    out = generate_sorted(loaded, sources, spec["batch_size"], 256, 1, progress=False)
+    seconds = time.perf_counter() - started
+    tok = loaded.tokenizer
+    new_tokens = sum(len(tok(" " + text, add_special_tokens=False)["input_ids"]) for text in out.texts)
+    return {**spec, "seconds": seconds, "new_tokens": new_tokens, "tokens_per_second": new_tokens / seconds,
+            "sentences_per_second": len(sources) / seconds}
 
 
 # ---- the driver -------------------------------------------------------------------------------
@@ -234,14 +290,14 @@ def run_worker(spec: dict) -> dict | None:
 def table(rows: list[dict], peaks: dict) -> str:
     lines = ["| model | precision | method | step s | step s, refresh amortized | x full | refresh s | "
              "refresh share | train peak GiB | rise GiB | refresh peak GiB | optimizer MB | x AdamW | "
-             "checkpoint MB | x full model | tokens/s | TFLOP/s | of peak |", "|" + "---|" * 18]
+             "checkpoint MB | x full model | tokens/s | TFLOP/s | of peak | matrix share of step |", "|" + "---|" * 19]
     for r in rows:
         full = next((x for x in rows if x["model"] == r["model"] and x["precision"] == r["precision"]
                      and x["method"] == "full" and x.get("gather", True)), None)
         if full is None:  # no full fine-tuning row to compare with (it failed): ratios are left out
             full = {"step_seconds_amortized": float("nan"), "checkpoint_bytes": float("nan")}
         name = r["method"] + ("" if r.get("gather", True) else " (dense grads)")
-        peak = peaks["bf16" if r["precision_used"] == "bf16" else "fp32"]
+        peak = peaks.get("bf16" if r["precision_used"] == "bf16" else "fp32", float("nan"))
         share = (r["refresh_seconds"] / REFRESH_EVERY) / r["step_seconds_amortized"]
         lines.append(
             f"| {r['model']} | {r['precision_used']} | {name} | {r['step_seconds']:.2f} | "
@@ -251,8 +307,28 @@ def table(rows: list[dict], peaks: dict) -> str:
             f"{r['optimizer_state_bytes'] / 1e6:.1f} | "
             f"{r['optimizer_state_bytes'] / (8 * r['params']):.1%} | {r['checkpoint_bytes'] / 1e6:.1f} | "
             f"{r['checkpoint_bytes'] / full['checkpoint_bytes']:.1%} | {r['tokens_per_second']:.0f} | "
-            f"{r['tflops']:.3f} | {r['tflops'] / peak:.0%} |")
+            f"{r['tflops']:.3f} | {r['tflops'] / peak:.0%} | {r.get('matrix_share', float('nan')):.0%} |")
     return "\n".join(lines)
+
+
+def generation_table(rows: list[dict]) -> str:
+    lines = ["| model | sentences | batch | seconds | new tokens | tokens/s | sentences/s |", "|" + "---|" * 7]
+    lines += [f"| {r['model']} | {r['sentences']} | {r['batch_size']} | {r['seconds']:.1f} | {r['new_tokens']} | "
+              f"{r['tokens_per_second']:.1f} | {r['sentences_per_second']:.2f} |" for r in rows]
+    return "\n".join(lines)
+
+
+def machine_name(device: torch.device) -> str:
+    """The processor (or GPU) the numbers belong to."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
+    except OSError:
+        pass
+    return "unknown CPU"
 
 
 def main() -> None:
@@ -262,15 +338,20 @@ def main() -> None:
     parser.add_argument("--precisions", default="fp32,bf16")
     parser.add_argument("--memory-shape", default=None, help="also fish-dip with/without gathered gradients "
                         "and full, at fp32, on these shapes (e.g. embedded,t5-large)")
+    parser.add_argument("--generation", default="embedded", help="models whose generation speed is measured "
+                        "(comma list; empty: none)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--output", type=Path, default=None)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(measure(json.loads(args.worker))))
+        spec = json.loads(args.worker)
+        print(json.dumps(measure_generation(spec) if spec.get("kind") == "generation" else measure(spec)))
         return
     device = torch.device(args.device)
-    peaks = {"fp32": matmul_rate(torch.float32, device), "bf16": matmul_rate(torch.bfloat16, device)}
+    # the peak of each precision measured (bf16 without native support is slow to measure and unused)
+    peaks = {p: matmul_rate({"fp32": torch.float32, "bf16": torch.bfloat16}[p], device)
+             for p in args.precisions.split(",")}
     specs = [{"model": m, "precision": p, "method": method, "device": args.device}
              for m in args.models.split(",") for p in args.precisions.split(",") for method in args.methods.split(",")]
     for shape in args.memory_shape.split(",") if args.memory_shape else []:
@@ -278,6 +359,8 @@ def main() -> None:
         specs += [{"model": shape, "precision": "fp32", "method": method, "device": args.device, "gather": gather}
                   for method, gather in (("full", True), ("fish-dip", True), ("fish-dip", False))
                   if gather is False or (shape, "fp32", method) not in done]
+    specs += [{"kind": "generation", "model": m, "device": args.device, "sentences": 48, "batch_size": 16}
+              for m in args.generation.split(",") if m]
     cpu = torch.backends.cpu.get_cpu_capability() if device.type == "cpu" else torch.cuda.get_device_name()
     out = args.output or HERE / "results" / f"efficiency-{device.type}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -286,16 +369,20 @@ def main() -> None:
         print(f"[{i}/{len(specs)}] {spec}", file=sys.stderr, flush=True)
         row = run_worker(spec)
         rows.append(row) if row else failed.append(spec)
-        text = table(rows, peaks)
+        text = table([r for r in rows if r.get("kind") != "generation"], peaks)
+        generation = [r for r in rows if r.get("kind") == "generation"]
         tmp = out.with_suffix(".tmp")  # rewritten after every row: a late failure loses nothing
-        tmp.write_text(json.dumps({"device": args.device, "capability": cpu, "threads": torch.get_num_threads(),
+        tmp.write_text(json.dumps({"device": args.device, "machine": machine_name(device), "capability": cpu,
+                                   "threads": torch.get_num_threads(),
                                    "torch": torch.__version__, "command": " ".join(sys.argv),
-                                   "matmul_tflops": peaks, "rows": rows, "failed": failed, "table": text},
+                                   "matmul_tflops": peaks, "rows": rows, "failed": failed, "table": text,
+                                   "generation_table": generation_table(generation)},
                                   indent=2) + "\n")
         tmp.replace(out)
-    print(f"device: {args.device} ({cpu}, {torch.get_num_threads()} threads); matrix-product peak measured here: "
-          f"fp32 {peaks['fp32']:.3f}, bf16 {peaks['bf16']:.3f} TFLOP/s")
+    print(f"device: {args.device} ({machine_name(device)}, {cpu}, {torch.get_num_threads()} threads); matrix-product "
+          f"peak measured here: " + ", ".join(f"{p} {v:.3f}" for p, v in peaks.items()) + " TFLOP/s")
     print(text)
+    print(generation_table(generation))
     for spec in failed:
         print(f"failed: {spec}")
     print(f"wrote {out}")
