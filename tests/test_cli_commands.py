@@ -276,11 +276,19 @@ def _fake_run(root, episodes=(1,)):
     (["export", "{run}", "--output", "{tmp}/full", "--episode", "9"], "no saved model of episode 9 (saved: [1])"),
     (["export", "{run}", "--output", "{tmp}/full"], "--output {tmp}/full: exists and is not an empty folder"),
     (["export", "{run}", "--output", "{tmp}/out", "--method", "lora"], "run: no run of method lora here"),
+    (["predict", "--model", "{run}"], "give sentences as arguments or with --input"),
+    (["predict", "--model", "{run}", "--input", "{tmp}/no-such.txt"], "--input {tmp}/no-such.txt: No such file"),
+    (["predict", "--model", "{run}", "--batch-size", "0", "a sentence"], "Invalid value for '--batch-size'"),
+    (["predict", "--model", "{plain}", "a sentence"], "a model fishdip did not train needs its task"),
+    (["rescore", "{run}", "--decoder", "spacy"], "--decoder 'spacy': must be one of fishdip, tanl"),
+    (["rescore", "{run}", "--data-dir", "{tmp}/nowhere"], "--data-dir {tmp}/nowhere: no such folder"),
+    (["rescore", "{run}", "--output", "{tmp}"], "is a folder; give a file name"),
+    (["rescore", "{run}"], "not a fishdip run folder"),
     (["data", "fetch", "nope"], "no public source known for 'nope'"),
     (["data", "fetch", "conll04", "--dest", "{tmp}/a-file"], "cannot make the dataset folder (Not a directory)"),
     (["experiment", "{tmp}/grid.toml", "--output-dir", "{tmp}/a-file/grid"], "a-file/grid: Not a directory"),
 ])
-def test_export_data_fetch_and_unwritable_outputs_are_one_line(tmp_path, tiny_model_dir, capsys, args, message):
+def test_export_predict_rescore_data_fetch_and_unwritable_outputs_are_one_line(tmp_path, tiny_model_dir, capsys, args, message):
     _fake_run(tmp_path / "run")
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "something").write_text("x")

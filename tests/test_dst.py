@@ -3,7 +3,6 @@ import pytest
 from fishdip.data.datasets import load_split
 from fishdip.data.multiwoz import read_multiwoz
 from fishdip.errors import DataError
-from fishdip.evaluation.metrics import dst_scores
 from fishdip.formats import dst
 from fishdip.tasks import load_task
 from fishdip.tasks.options import DataOptions
@@ -46,7 +45,7 @@ def test_joint_goal_and_slot_accuracy_hand_computed():
     golds = [dst.DSTExample("h", {"hotel-area": "north"}), dst.DSTExample("h", {"taxi-leaveat": "09:00"})]
     preds = [dst.DSTDecoded({"hotel-area": "north"}),
              dst.DSTDecoded({"taxi-leaveat": "10:00", "taxi-departure": "station"})]
-    m = dst_scores(golds, preds)
+    m = load_task("multiwoz21", FIXTURES).score(golds, preds)
     assert m["joint_goal_accuracy"] == 0.5
     assert m["slot_accuracy"] == pytest.approx((30 + 28) / 60)
 

@@ -186,7 +186,12 @@ def rescore(
     from fishdip.reports.comparison import comparison_table
     from fishdip.runs.rescore import rescore_run, run_folders
 
-    try:
+    try:  # the options first, then the run: a mistake costs no decoding
+        check_value(ExperimentConfig.__dataclass_fields__["decoder"], decoder)
+        if data_dir is not None and not Path(data_dir).expanduser().is_dir():
+            raise ConfigError(f"--data-dir {data_dir}: no such folder")
+        if output is not None:
+            _check_output_file("--output", output)
         results = {folder.name: rescore_run(folder, decoder, data_dir) for folder in run_folders(run)}
     except (FishdipError, ValueError) as exc:
         _fail(exc)

@@ -1,5 +1,6 @@
-"""Every scorer of every task family, in one place; each returns one flat dict of metrics with the
-summed format errors under ``"errors"`` (``count_errors``). Each task family names the metrics its
+"""The scorers, in one place: P/R/F1 (``prf``, over named set views: ``set_scores``), accuracy, and
+``count_errors``, which sums the format errors every family reports under ``"errors"``. A task
+family says what it compares (its views, its match) in its own module and names the metrics its
 tables show (``Task.metrics``, tasks/).
 
 Joint entity and relation extraction, as TANL defines it:
@@ -19,7 +20,6 @@ import math
 import statistics
 from collections import Counter
 
-from fishdip.formats.dst import ALL_SLOTS, NONE
 from fishdip.formats.entity_relation import Decoded, Entity, Example, Relation
 
 
@@ -99,39 +99,9 @@ def set_scores(golds: list, preds: list, views: dict) -> dict:
     return {**metrics, "errors": count_errors(preds)}
 
 
-EVENT_VIEWS = {
-    "trigger_identification": lambda e: {(t.start, t.end) for t in e.triggers},
-    "trigger_classification": lambda e: {(t.start, t.end, t.type) for t in e.triggers},
-    # an argument is identified when its span and its event's type are right (Li et al. 2013)
-    "argument_identification": lambda e: {(a.head.start, a.head.end, a.tail.type) for a in e.arguments},
-    "argument_classification": lambda e: {(a.head.start, a.head.end, a.tail.type, a.type) for a in e.arguments},
-}
-
-
-def event_scores(golds: list, preds: list) -> dict:
-    """Event extraction: trigger and argument identification and classification P/R/F1."""
-    return set_scores(golds, preds, EVENT_VIEWS)
-
-
-def dst_scores(golds: list, preds: list) -> dict:
-    """Joint goal accuracy (filled slots equal as a set) and slot accuracy over TRADE's 30 slots."""
-    joint = sum(g.belief == p.belief for g, p in zip(golds, preds))
-    slot_correct = sum(g.belief.get(s, NONE) == p.belief.get(s, NONE)
-                       for g, p in zip(golds, preds) for s in ALL_SLOTS)
-    n = len(golds)
-    return {"num_examples": n, "joint_goal_accuracy": joint / n if n else 0.0,
-            "slot_accuracy": slot_correct / (n * len(ALL_SLOTS)) if n else 0.0, "errors": count_errors(preds)}
-
-
-def accuracy_scores(golds: list, preds: list) -> dict:
-    """Relation classification: accuracy, and the accuracy of each candidate ranking (``by_score``)."""
-    n = len(golds)
-    metrics = {"num_examples": n, "accuracy": sum(g.relation == p.relation for g, p in zip(golds, preds)) / n
-               if n else 0.0}
-    for name in sorted({k for p in preds for k in p.by_score}):  # both rankings, for comparison
-        right = sum(g.relation == p.by_score.get(name) for g, p in zip(golds, preds))
-        metrics[f"accuracy_{name}_loss"] = right / n if n else 0.0
-    return {**metrics, "errors": count_errors(preds)}
+def accuracy(golds: list, preds: list, same) -> float:
+    """The fraction of (gold, prediction) pairs that ``same(gold, pred)`` accepts (0 for none)."""
+    return sum(bool(same(g, p)) for g, p in zip(golds, preds)) / len(golds) if golds else 0.0
 
 
 def per_type_scores(golds: list[Example], preds: list[Decoded],

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from fishdip.data.datasets import dataset_dir, event_schemas
-from fishdip.evaluation.metrics import event_scores
+from fishdip.evaluation.metrics import set_scores
 from fishdip.formats import entity_relation as er
 from fishdip.formats import events as ev
 from fishdip.tasks.base import Task
@@ -19,6 +19,16 @@ class EventDecoded:
     triggers: set
     arguments: set  # Relation(role, Entity(span, "argument"), trigger)
     errors: Counter
+
+
+# what must match for each score (micro P/R/F1 over the evaluation set)
+VIEWS = {
+    "trigger_identification": lambda e: {(t.start, t.end) for t in e.triggers},
+    "trigger_classification": lambda e: {(t.start, t.end, t.type) for t in e.triggers},
+    # an argument is identified when its span and its event's type are right (Li et al. 2013)
+    "argument_identification": lambda e: {(a.head.start, a.head.end, a.tail.type) for a in e.arguments},
+    "argument_classification": lambda e: {(a.head.start, a.head.end, a.tail.type, a.type) for a in e.arguments},
+}
 
 
 @dataclass
@@ -116,7 +126,7 @@ class EventTask(Task):
         return " || ".join(parts)
 
     def score(self, golds: list, preds: list[EventDecoded]) -> dict:
-        return event_scores(golds, preds)
+        return set_scores(golds, preds, VIEWS)
 
     def prediction_row(self, ex, generated: str, pred: EventDecoded) -> dict:
         def events(triggers, arguments):

@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from fishdip.data.datasets import DatasetSpec, dataset_dir, get_spec
 from fishdip.errors import DataError
-from fishdip.evaluation.metrics import accuracy_scores
+from fishdip.evaluation.metrics import accuracy, count_errors
 from fishdip.formats import relation_classification as rc
 from fishdip.options import ConfigError
 from fishdip.tasks.base import Task
@@ -137,7 +137,12 @@ class FewShotRCTask(Task):
         return texts, decoded
 
     def score(self, golds: list[rc.RCExample], preds: list[rc.RCDecoded]) -> dict:
-        return accuracy_scores(golds, preds)
+        metrics = {"num_examples": len(golds),
+                   "accuracy": accuracy(golds, preds, lambda g, p: g.relation == p.relation)}
+        for name in sorted({k for p in preds for k in p.by_score}):  # both rankings, for comparison
+            metrics[f"accuracy_{name}_loss"] = accuracy(golds, preds,
+                                                        lambda g, p, name=name: g.relation == p.by_score.get(name))
+        return {**metrics, "errors": count_errors(preds)}
 
     def prediction_row(self, ex: rc.RCExample, generated: str, pred: rc.RCDecoded) -> dict:
         return {"id": ex.id, "input": self.source(ex), "generated": generated,
