@@ -285,7 +285,7 @@ class Trainer:
     def _curve_point(self, step: int, epoch: int, loss: float) -> None:
         """Score the model now (eval mode, the RNG untouched, so training goes on as without it)."""
         model, rng, started = self.loaded.model, torch.get_rng_state(), time.perf_counter()
-        point = {"step": step, "epoch": epoch + 1, "train_loss": round(loss, 6)}
+        point = {"step": step, "epoch": epoch + 1, "train_loss": float(f"{loss:.6g}")}  # near 1e-6 too
         model.eval()
         try:
             with torch.no_grad():
