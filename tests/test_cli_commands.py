@@ -288,7 +288,7 @@ def _fake_run(root, episodes=(1,)):
     (["data", "fetch", "conll04", "--dest", "{tmp}/a-file"], "cannot make the dataset folder (Not a directory)"),
     (["experiment", "{tmp}/grid.toml", "--output-dir", "{tmp}/a-file/grid"], "a-file/grid: Not a directory"),
 ])
-def test_export_predict_rescore_data_fetch_and_unwritable_outputs_are_one_line(tmp_path, tiny_model_dir, capsys, args, message):
+def test_other_commands_and_unwritable_outputs_are_one_line(tmp_path, tiny_model_dir, capsys, args, message):
     _fake_run(tmp_path / "run")
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "something").write_text("x")
