@@ -182,8 +182,10 @@ def _run_experiment(cfg: ExperimentConfig, progress: bool, log, meta_dir: Path |
             if not dist.main:
                 del loaded
                 continue
+        # a continued episode's time counts its training before the stop too
+        seconds = time.perf_counter() - started + result.seconds_before_resume
         record = {"episode": episode, **context, "metrics": task.score(eval_examples, decoded),
-                  "train": vars(result), "seconds": round(time.perf_counter() - started, 1), "model": None}
+                  "train": vars(result), "seconds": round(seconds, 1), "model": None}
         rows += [{"episode": episode, **task.prediction_row(ex, text, pred)}
                  for ex, text, pred in zip(eval_examples, texts, decoded)]
         episodes.append(record)

@@ -49,6 +49,7 @@ class TrainRecord:
     stopped_early: int | None = None  # the step --stop-loss ended training at
     curve: list[dict] = field(default_factory=list)  # --eval-every: {"step", "epoch", "train_loss", "metrics"}
     resumed_at: list[int] = field(default_factory=list)  # steps a stopped run continued from (checkpoint.py)
+    seconds_before_resume: float = 0.0  # training seconds spent before the last continue (part of seconds)
 
 
 @dataclass
@@ -183,6 +184,7 @@ class Trainer:
         if saved is not None:  # continue a stopped run exactly where it was
             where = self.restore(saved, optimizer, scheduler, shuffler, scaler)
             started -= saved["result"]["seconds"]
+            self.result.seconds_before_resume = saved["result"]["seconds"]
             self.result.resumed_at.append(where["step"])
             self.log(f"continuing from the training checkpoint at step {where['step']} of {self.total_steps}")
         else:
