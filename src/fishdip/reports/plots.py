@@ -42,6 +42,12 @@ def _mean_band(ax, x, curves, label: str, **style):
     return line
 
 
+def _from_zero(ax) -> None:
+    """A score axis from zero, with room above the highest point: a change of a fraction of a point
+    must not fill the whole height of the plot and look like a collapse."""
+    ax.set_ylim(0, max(ax.get_ylim()[1], 1e-9) * 1.15)
+
+
 def plot_losses(results: dict[str, dict], path: Path, title: str = "") -> None:
     """Training loss per optimizer step, one line per method: the mean over episodes, with a band
     of one standard deviation when there are several; dotted lines mark fish-dip mask refreshes."""
@@ -82,6 +88,7 @@ def plot_score_vs_size(points: dict[str, list[tuple[float, list[float]]]], path:
         ax.set_xscale("log")
         ax.set_xlabel("training sentences (log scale)")
         ax.set_ylabel(f"{metric} (x100; mean ± std over episodes)")
+        _from_zero(ax)
         ax.set_title(title)
         ax.legend(fontsize=8)
 
@@ -129,6 +136,7 @@ def plot_curves(runs: dict[str, list[dict]], path: Path, metric: str, title: str
                 loss_ax.plot(x, mean, label=method)
         score_ax.set_xlabel("epoch")
         score_ax.set_ylabel(f"{metric} x100 on the curve split (mean ± std)")
+        _from_zero(score_ax)
         score_ax.set_title(title)
         loss_ax.set_yscale("log")
         loss_ax.set_xlabel("epoch")
