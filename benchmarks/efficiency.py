@@ -15,7 +15,10 @@ fishdip's own Trainer on 48 training pairs, batch 8:
   - generation: new tokens/s of batched greedy generation (evaluation's path: length-sorted batches
     of 16, KV cache) for the embedded model on 48 CoNLL04 dev sentences.
 Models: the embedded SmolLM2-135M (CoNLL04 sentences when the data is found, else synthetic ones)
-and a randomly initialised model of t5-base's shape (byte-level tokenizer, so no download). With
+and a randomly initialised model of t5-base's shape (byte-level tokenizer, so no download);
+``smollm2-shape`` is the embedded model's architecture with random weights and the byte tokenizer,
+for a machine the GGUF cannot reach (a sentence is about 3x the tokens, so its times are not the
+embedded model's; compare its rows with each other). With
 ``--memory-shape embedded,t5-large`` it also measures fish-dip with and without gathered gradients.
 
 Prints a table and writes JSON (default benchmarks/results/efficiency-<device>.json).
@@ -44,25 +47,45 @@ METHODS = ("full", "fish-dip", "lora")
 REFRESH_EVERY = 100  # the default schedule (--refresh-steps)
 # training pairs per shape (batch 8): 6 optimizer steps on the embedded model; the slower T5 shapes
 # take 3 (t5-base) and 2 (t5-large, memory only) so the benchmark fits an hour on a 2-core CPU
-PAIRS = {"embedded": 48, "t5-base": 24, "t5-large": 16}
+PAIRS = {"embedded": 48, "smollm2-shape": 48, "t5-base": 24, "t5-large": 16}
 # byte-level T5 shapes read at most this many source bytes (targets 1.5x): a sentence of 20-40 words;
 # t5-large's full fine-tuning must fit this 24 GiB machine
-SOURCE_BYTES = {"t5-base": 200, "t5-large": 100, "t5-tiny": 200}
+SOURCE_BYTES = {"t5-base": 200, "t5-large": 100, "t5-tiny": 200, "smollm2-shape": 200}
 
 
 # ---- one measurement, in its own process ------------------------------------------------------
+def _wide_bytes():
+    from transformers import ByT5Tokenizer
+
+    class WideBytes(ByT5Tokenizer):
+        """Bytes for a model whose vocabulary is wider than 256 bytes: a random model generates any
+        id, and an id past the bytes decodes as the byte it wraps to."""
+
+        def _convert_id_to_token(self, index):
+            return chr((index - self.offset) % 256)
+
+    return WideBytes()
+
+
 def build_model(shape: str):
-    from transformers import ByT5Tokenizer, T5Config, T5ForConditionalGeneration
+    from transformers import ByT5Tokenizer, LlamaConfig, LlamaForCausalLM, T5Config, T5ForConditionalGeneration
 
     from fishdip.models.loading import load_model, prepare
 
     if shape == "embedded":
         return load_model("embedded")
     tok = ByT5Tokenizer()  # byte-level: no vocabulary file; ids fit in any vocabulary
+    torch.manual_seed(0)
+    if shape == "smollm2-shape":  # the embedded model's shapes with random weights: no GGUF needed
+        tok = _wide_bytes()
+        config = LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                             num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=8192,
+                             tie_word_embeddings=True, pad_token_id=tok.pad_token_id,
+                             eos_token_id=tok.eos_token_id, bos_token_id=None)
+        return prepare(LlamaForCausalLM(config), tok, shape)
     sizes = {"t5-base": dict(d_model=768, d_ff=3072, num_layers=12, num_heads=12),
              "t5-large": dict(d_model=1024, d_ff=4096, num_layers=24, num_heads=16),
              "t5-tiny": dict(d_model=32, d_ff=64, num_layers=2, num_heads=4)}[shape]
-    torch.manual_seed(0)
     config = T5Config(vocab_size=32128, d_kv=64, decoder_start_token_id=tok.pad_token_id,
                       pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, **sizes)
     return prepare(T5ForConditionalGeneration(config), tok, shape)
@@ -249,7 +272,8 @@ def measure_generation(spec: dict) -> dict:
     data_dir = os.environ.get("FISHDIP_DATA_DIR") or str(HERE.parent.parent / "shared" / "data")
     task = load_task("conll04", data_dir)
     examples, _ = load_split("conll04", "dev", data_dir)
-    sources = [task.source(ex) for ex in examples[: spec["sentences"]]]
+    cut = SOURCE_BYTES.get(spec["model"])  # byte-level shapes: sentence-sized sequences, as in training
+    sources = [task.source(ex)[:cut] for ex in examples[: spec["sentences"]]]
     # the base model rarely stops by itself: a fixed budget (source length + 16 tokens) per sentence
     loaded.budget = GenerationBudget(0, 1.0, 16)
     generate_sorted(loaded, sources[: spec["batch_size"]], spec["batch_size"], 256, 1, progress=False)  # warm-up
