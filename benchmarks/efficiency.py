@@ -48,7 +48,7 @@ REFRESH_EVERY = 100  # the default schedule (--refresh-steps)
 # training pairs per shape (batch 8): 6 optimizer steps on the embedded model; the slower T5 shapes
 # take 3 (t5-base) and 2 (t5-large, memory only) so the benchmark fits an hour on a 2-core CPU
 PAIRS = {"embedded": 48, "smollm2-shape": 48, "t5-base": 24, "t5-large": 16}
-# byte-level T5 shapes read at most this many source bytes (targets 1.5x): a sentence of 20-40 words;
+# byte-level shapes read at most this many source bytes (targets 1.5x): a sentence of 20-40 words;
 # t5-large's full fine-tuning must fit this 24 GiB machine
 SOURCE_BYTES = {"t5-base": 200, "t5-large": 100, "t5-tiny": 200, "smollm2-shape": 200}
 
@@ -74,7 +74,6 @@ def build_model(shape: str):
 
     if shape == "embedded":
         return load_model("embedded")
-    tok = ByT5Tokenizer()  # byte-level: no vocabulary file; ids fit in any vocabulary
     torch.manual_seed(0)
     if shape == "smollm2-shape":  # the embedded model's shapes with random weights: no GGUF needed
         tok = _wide_bytes()
@@ -83,6 +82,7 @@ def build_model(shape: str):
                              tie_word_embeddings=True, pad_token_id=tok.pad_token_id,
                              eos_token_id=tok.eos_token_id, bos_token_id=None)
         return prepare(LlamaForCausalLM(config), tok, shape)
+    tok = ByT5Tokenizer()  # byte-level: no vocabulary file; ids fit in any vocabulary
     sizes = {"t5-base": dict(d_model=768, d_ff=3072, num_layers=12, num_heads=12),
              "t5-large": dict(d_model=1024, d_ff=4096, num_layers=24, num_heads=16),
              "t5-tiny": dict(d_model=32, d_ff=64, num_layers=2, num_heads=4)}[shape]

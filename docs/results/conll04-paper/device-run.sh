@@ -13,8 +13,8 @@ mkdir -p "$out" "$logs"
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 \
   FISHDIP_CHECKPOINT_DIR=/tmp/checkpoints
 
-# Evaluation batch 64 instead of 16: generation is latency-bound on a GPU (outputs of a batch are
-# computed independently; padding is on the left). No checkpoint saves: a cell here takes minutes.
+# Evaluation batch 64 instead of 16: generation is latency-bound on a GPU (each sentence keeps its
+# own token budget, padding is on the left). No checkpoint saves: a cell here takes minutes.
 sed -e 's/^\[options\]$/[options]\neval_batch_size = 64\ncheckpoint_every = 1e9/' -e "${GRID_EDIT:-}" \
   docs/protocols/paper/conll04.toml > /tmp/conll04-gpu.toml
 python3 - <<'EOF' > "$logs/machine.txt"

@@ -183,8 +183,8 @@ class Trainer:
         saved = self.checkpoint.load(self.log) if self.checkpoint else None
         if saved is not None:  # continue a stopped run exactly where it was
             where = self.restore(saved, optimizer, scheduler, shuffler, scaler)
-            started -= saved["result"]["seconds"]
             self.result.seconds_before_resume = saved["result"]["seconds"]
+            started -= self.result.seconds_before_resume
             self.result.resumed_at.append(where["step"])
             self.log(f"continuing from the training checkpoint at step {where['step']} of {self.total_steps}")
         else:
