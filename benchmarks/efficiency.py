@@ -13,7 +13,8 @@ fishdip's own Trainer on 48 training pairs, batch 8:
   - the share of a step's time spent in matrix products (torch.profiler on one step): what is not
     matrix work (elementwise ops, optimizer update, gradient gathering, Python);
   - generation: new tokens/s of batched greedy generation (evaluation's path: length-sorted batches
-    of 16, KV cache) for the embedded model on 48 CoNLL04 dev sentences.
+    of 64, KV cache, finished rows leaving the batch) for the embedded model on 48 CoNLL04 dev sentences;
+    benchmarks/generation.py compares that path with model.generate on a trained model's row lengths.
 Models: the embedded SmolLM2-135M (CoNLL04 sentences when the data is found, else synthetic ones)
 and a randomly initialised model of t5-base's shape (byte-level tokenizer, so no download);
 ``smollm2-shape`` is the embedded model's architecture with random weights and the byte tokenizer,
@@ -383,7 +384,7 @@ def main() -> None:
         specs += [{"model": shape, "precision": "fp32", "method": method, "device": args.device, "gather": gather}
                   for method, gather in (("full", True), ("fish-dip", True), ("fish-dip", False))
                   if gather is False or (shape, "fp32", method) not in done]
-    specs += [{"kind": "generation", "model": m, "device": args.device, "sentences": 48, "batch_size": 16}
+    specs += [{"kind": "generation", "model": m, "device": args.device, "sentences": 48, "batch_size": 64}
               for m in args.generation.split(",") if m]
     cpu = torch.backends.cpu.get_cpu_capability() if device.type == "cpu" else torch.cuda.get_device_name()
     out = args.output or HERE / "results" / f"efficiency-{device.type}.json"

@@ -114,7 +114,7 @@ class Predictor:
     def __init__(self, loaded: LoadedModel, task: Task, max_length: int = 256):
         self.loaded, self.task, self.max_length = loaded, task, max_length
 
-    def predict(self, texts, batch_size: int = 16) -> list[dict]:
+    def predict(self, texts, batch_size: int = 64) -> list[dict]:
         """Annotate raw sentences (a string or a list of strings, tokenized the way the training
         corpora are) or pre-tokenized ones (a list of token lists). Each result has the tokens,
         the generated text, and every entity (and relation) with its token span and, for raw
@@ -149,7 +149,7 @@ class Predictor:
         return out
 
     def evaluate(self, split: str = "test", data_dir: str | None = None, examples: list | None = None,
-                 limit: int | None = None, batch_size: int = 16, num_beams: int = 1, fold: int = 0,
+                 limit: int | None = None, batch_size: int = 64, num_beams: int = 1, fold: int = 0,
                  progress: bool = False) -> dict:
         """Metrics on a split of the task's dataset (``fold``: of a dataset that ships folds), or on
         in-memory ``examples``; the first ``limit`` only, if given."""

@@ -11,7 +11,7 @@ from fishdip.models.text2text import Generated, collate, generate, token_losses
 LIMIT_ERROR = "generation_limit"  # counted per example whose generation ran out of token budget
 
 
-def predict(loaded: LoadedModel, task, examples: list, batch_size: int = 16, max_length: int = 256,
+def predict(loaded: LoadedModel, task, examples: list, batch_size: int = 64, max_length: int = 256,
             num_beams: int = 1, progress: bool = True) -> tuple[list[str], list]:
     """Generated texts and the structures decoded from them, in example order."""
     out = generate_sorted(loaded, [task.source(ex) for ex in examples], batch_size, max_length, num_beams,

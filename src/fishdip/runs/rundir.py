@@ -24,8 +24,9 @@ from fishdip.io import read_json, read_jsonl
 from fishdip.runs.config import OLDER_VALUES, RENAMED
 from fishdip.version import __version__
 
-# options that say where outputs go or what is kept, not what is computed
-NOT_IDENTITY = ("output_dir", "save", "save_model", "data_dir", "checkpoint_every")
+# options that say where outputs go, what is kept or how fast, not what is computed (a sentence's
+# generation budget and tokens are its own whatever batch it shares: benchmarks/generation.py)
+NOT_IDENTITY = ("output_dir", "save", "save_model", "data_dir", "checkpoint_every", "eval_batch_size")
 # every file and folder a run writes (removed by --overwrite)
 RUN_FILES = ("config.json", "results.json", "predictions.jsonl", "model", "models", "meta-model", "checkpoint",
              "comparison.md", "comparison.json", "losses.png")

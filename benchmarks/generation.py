@@ -1,0 +1,110 @@
+"""Benchmark: evaluation's batched greedy generation, ``model.generate`` against ``greedy_rows``.
+
+``model.generate`` runs every row of a batch until the last one stops; ``greedy_rows`` (fishdip's
+decoder-only greedy path) lets a row that is done leave the batch. How much that saves depends on
+where a trained model stops each sentence, and the embedded base model rarely stops by itself. So
+each sentence gets as its token budget the length a trained model wrote for it: the generated
+texts of a committed predictions.jsonl (default: the paper protocol's fish-dip episode 1 on the
+CoNLL04 test split), plus one token for the EOS. Both paths then run the rows as evaluation ran
+them, the same prompts, length-sorted batches and row lengths, and their tokens are compared.
+
+Prints a table and writes JSON (default benchmarks/results/generation-<device>.json).
+
+Run:  python benchmarks/generation.py [--sentences 96] [--batch-sizes 16,32,64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+from efficiency import machine_name  # this folder is the script's path
+
+HERE = Path(__file__).resolve().parent
+PREDICTIONS = (HERE.parent / "docs/results/conll04-paper/conll04/fraction-0.01/fish-dip/episode-1"
+               / "predictions.jsonl")
+
+
+def replay(loaded, path: Path, n: int) -> tuple[list[list[int]], list[int]]:
+    """The first ``n`` sentences' prompts and, as budgets, the token lengths the trained model wrote."""
+    from fishdip.models.text2text import prompt_ids
+
+    tok = loaded.tokenizer
+    records = [json.loads(line) for line in path.read_text().splitlines()[:n]]
+    prompts = [prompt_ids(loaded, r["input"], 256) for r in records]
+    limits = [len(tok(" " + r["generated"], add_special_tokens=False)["input_ids"]) + 1 for r in records]
+    return prompts, limits
+
+
+def run(loaded, prompts, limits, batch_size: int, path: str) -> tuple[float, list[list[int]]]:
+    """Seconds and rows (cut at EOS or budget) for every sentence, in length-sorted batches."""
+    from fishdip.models.text2text import greedy_rows, left_padded
+
+    tok, model = loaded.tokenizer, loaded.model
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    rows: list[list[int]] = [[] for _ in prompts]
+    started = time.perf_counter()
+    for start in range(0, len(order), batch_size):
+        ids = order[start : start + batch_size]
+        input_ids, mask = left_padded(tok.pad_token_id, [prompts[i] for i in ids])
+        budget = [limits[i] for i in ids]
+        if path == "greedy_rows":
+            out = greedy_rows(model, input_ids, mask, budget, tok.eos_token_id)
+        else:
+            out = model.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=max(budget),
+                                 do_sample=False, num_beams=1, pad_token_id=tok.pad_token_id,
+                                 eos_token_id=tok.eos_token_id)[:, input_ids.shape[1]:].tolist()
+        for i, row, limit in zip(ids, out, budget):
+            row = row[:limit]
+            rows[i] = row[: row.index(tok.eos_token_id) + 1] if tok.eos_token_id in row else row
+    return time.perf_counter() - started, rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--predictions", type=Path, default=PREDICTIONS,
+                        help="a predictions.jsonl whose generated texts give each sentence's length")
+    parser.add_argument("--sentences", type=int, default=96, help="the first N sentences of that file")
+    parser.add_argument("--batch-sizes", default="16,32,64")
+    parser.add_argument("--output", type=Path, default=None)
+    args = parser.parse_args()
+
+    from fishdip.models.loading import load_model
+
+    loaded = load_model("embedded")
+    loaded.model.eval()
+    prompts, limits = replay(loaded, args.predictions, args.sentences)
+    run(loaded, prompts[:8], [min(8, x) for x in limits[:8]], 8, "generate")  # warm-up
+    results, reference = [], None
+    for batch_size in [int(b) for b in args.batch_sizes.split(",")]:
+        for path in ("generate", "greedy_rows"):
+            seconds, rows = run(loaded, prompts, limits, batch_size, path)
+            reference = reference or rows  # model.generate at the first batch size
+            tokens = sum(len(r) for r in rows)
+            results.append({"path": path, "batch_size": batch_size, "seconds": seconds, "new_tokens": tokens,
+                            "tokens_per_second": tokens / seconds,
+                            "rows_identical_to_first": sum(a == b for a, b in zip(rows, reference))})
+            print(json.dumps(results[-1]), flush=True)
+    base = next(r for r in results if r["path"] == "generate" and r["batch_size"] == results[0]["batch_size"])
+    lines = [f"| path | batch | s | new tokens | tokens/s | x generate at batch {base['batch_size']} "
+             f"| rows identical (of {len(prompts)}) |", "|---|---|---|---|---|---|---|"]
+    for r in results:
+        lines.append(f"| {r['path']} | {r['batch_size']} | {r['seconds']:.1f} | {r['new_tokens']} | "
+                     f"{r['tokens_per_second']:.1f} | {r['tokens_per_second'] / base['tokens_per_second']:.2f} | "
+                     f"{r['rows_identical_to_first']} |")
+    table = "\n".join(lines)
+    print(table)
+    machine = {"name": machine_name(torch.device("cpu")), "capability": torch.backends.cpu.get_cpu_capability(),
+               "threads": torch.get_num_threads(), "torch": torch.__version__}
+    out = args.output or HERE / "results" / "generation-cpu.json"
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"machine": machine, "predictions": str(args.predictions), "sentences": len(prompts),
+                               "results": results, "table": table}, indent=2) + "\n")
+    tmp.replace(out)
+
+
+if __name__ == "__main__":
+    main()

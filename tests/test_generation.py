@@ -1,0 +1,75 @@
+"""Greedy decoding that drops finished rows writes what ``model.generate`` writes."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import torch
+
+from fishdip.models.text2text import generate, greedy_rows, plain_greedy
+from tests.conftest import make_tiny_llama
+
+SOURCES = ["John met Mary .", "A much longer sentence about Paris and the people who live there .", "Hi",
+           "Lee Harvey Oswald shot John F. Kennedy in Dallas .", "Short one ."]
+
+
+def left_padded(loaded, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    prompts = [loaded.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), loaded.tokenizer.pad_token_id)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        ids[i, width - len(p):], mask[i, width - len(p):] = torch.tensor(p), 1
+    return ids, mask
+
+
+def reference(model, ids, mask, limits, eos) -> list[list[int]]:
+    """model.generate's rows, each cut after its EOS or its own limit."""
+    out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max(limits), do_sample=False,
+                         num_beams=1, eos_token_id=eos, pad_token_id=0)[:, ids.shape[1]:].tolist()
+    rows = []
+    for row, limit in zip(out, limits):
+        row = row[:limit]
+        rows.append(row[: row.index(eos) + 1] if eos in row else row)
+    return rows
+
+
+def test_rows_that_stop_leave_the_batch_and_the_rest_write_what_generate_writes():
+    loaded = make_tiny_llama(seed=3)
+    model = loaded.model.eval()
+    ids, mask = left_padded(loaded, SOURCES)
+    limits = [12, 30, 5, 25, 18]
+    free = reference(model, ids, mask, limits, eos=-1)  # no EOS: every row runs to its limit
+    assert greedy_rows(model, ids, mask, limits, eos_token_id=-1) == free
+    # an EOS the random model writes mid-row in some rows and never in others: rows stop at
+    # different steps, the batch shrinks several times
+    counts = Counter(t for row in free for t in row[1:-1])
+    eos = next(t for t, _ in counts.most_common() if sum(t in row for row in free) < len(free))
+    expected = reference(model, ids, mask, limits, eos)
+    lengths = {len(row) for row in expected}
+    assert len(lengths) >= 3 and any(row[-1] == eos for row in expected)
+    assert greedy_rows(model, ids, mask, limits, eos_token_id=eos) == expected
+
+
+def test_unpadded_batch_and_single_row():
+    loaded = make_tiny_llama(seed=4)
+    model = loaded.model.eval()
+    ids, mask = left_padded(loaded, ["abcdef", "ghijkl"])
+    assert bool(mask.all())
+    assert greedy_rows(model, ids, mask, [7, 3], -1) == reference(model, ids, mask, [7, 3], -1)
+    ids, mask = left_padded(loaded, ["one row"])
+    assert greedy_rows(model, ids, mask, [9], -1) == reference(model, ids, mask, [9], -1)
+
+
+def test_a_generation_config_that_changes_the_logits_goes_through_generate(monkeypatch):
+    import fishdip.models.text2text as t2t
+
+    loaded = make_tiny_llama(seed=5)
+    calls = []
+    monkeypatch.setattr(t2t, "greedy_rows", lambda *a, **k: calls.append(1) or greedy_rows(*a, **k))
+    plain = generate(loaded, SOURCES[:2], max_length=60)
+    assert plain_greedy(loaded.model) and calls == [1]
+    loaded.model.generation_config.repetition_penalty = 1.3  # a logits processor greedy_rows lacks
+    assert not plain_greedy(loaded.model)
+    penalised = generate(loaded, SOURCES[:2], max_length=60)
+    assert calls == [1] and penalised.texts != plain.texts
