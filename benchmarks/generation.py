@@ -100,8 +100,10 @@ def main() -> None:
     machine = {"name": machine_name(torch.device("cpu")), "capability": torch.backends.cpu.get_cpu_capability(),
                "threads": torch.get_num_threads(), "torch": torch.__version__}
     out = args.output or HERE / "results" / "generation-cpu.json"
+    source = args.predictions.resolve()
+    shown = str(source.relative_to(HERE.parent)) if source.is_relative_to(HERE.parent) else str(source)
     tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"machine": machine, "predictions": str(args.predictions), "sentences": len(prompts),
+    tmp.write_text(json.dumps({"machine": machine, "predictions": shown, "sentences": len(prompts),
                                "results": results, "table": table}, indent=2) + "\n")
     tmp.replace(out)
 
