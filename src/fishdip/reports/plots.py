@@ -110,7 +110,7 @@ def _by_epoch(pairs_per_episode: list[list[tuple[float, float]]]) -> tuple[list[
 def plot_curves(runs: dict[str, list[dict]], path: Path, metric: str, title: str) -> None:
     """Learning curves (``--eval-every``): ``runs`` is method -> its episodes (results.json). Left: the
     curve split's ``metric`` against epochs, mean ± std over episodes; right: the training loss per
-    epoch (log scale)."""
+    epoch (log scale), one line per episode."""
     import numpy as np
 
     with figure(path, ncols=2, size=(12, 4.5)) as (fig, (score_ax, loss_ax)):
@@ -118,22 +118,25 @@ def plot_curves(runs: dict[str, list[dict]], path: Path, metric: str, title: str
             points = [[(c["epoch"], 100 * c["metrics"][metric]) for c in e["train"].get("curve", [])
                        if metric in c.get("metrics", {})] for e in episodes]
             points = [p for p in points if p]
+            color = None
             if points:
                 x, mean, std = _by_epoch(points)
                 label = f"{method} ({len(points)} episode{'s' if len(points) > 1 else ''})"
                 (line,) = score_ax.plot(x, mean, marker="o", label=label)
-                score_ax.fill_between(x, np.subtract(mean, std), np.add(mean, std), color=line.get_color(),
-                                      alpha=0.2)
+                color = line.get_color()
+                score_ax.fill_between(x, np.subtract(mean, std), np.add(mean, std), color=color, alpha=0.2)
             losses = []
             for e in episodes:
                 per_epoch: dict[int, list[float]] = {}
                 for step in e["train"]["losses"]:
                     per_epoch.setdefault(step.get("epoch", 0) + 1, []).append(step["loss"])
                 losses.append([(k, max(float(np.mean(v)), 1e-12)) for k, v in sorted(per_epoch.items())])
-            losses = [series for series in losses if series]
-            if losses:
-                x, mean, _ = _by_epoch(losses)
-                loss_ax.plot(x, mean, label=method)
+            # one line per episode: episodes stop early at different epochs, and a mean over those
+            # still running would jump where one of them ends
+            for i, series in enumerate(x for x in losses if x):
+                x, y = zip(*series)
+                (line,) = loss_ax.plot(x, y, color=color, linewidth=1, alpha=0.8, label=None if i else method)
+                color = line.get_color()
         score_ax.set_xlabel("epoch")
         score_ax.set_ylabel(f"{metric} x100 on the curve split (mean ± std)")
         _from_zero(score_ax)
@@ -141,7 +144,7 @@ def plot_curves(runs: dict[str, list[dict]], path: Path, metric: str, title: str
         loss_ax.set_yscale("log")
         loss_ax.set_xlabel("epoch")
         loss_ax.set_ylabel("training loss (mean over the epoch's steps; log scale)")
-        loss_ax.set_title("training loss")
+        loss_ax.set_title("training loss, one line per episode")
         for ax in (score_ax, loss_ax):
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=8)
