@@ -7,6 +7,7 @@ from collections import Counter
 import torch
 
 from fishdip.models.text2text import generate, greedy_rows, plain_greedy
+from fishdip.models.text2text import left_padded as pad_left
 from tests.conftest import make_tiny_llama
 
 SOURCES = ["John met Mary .", "A much longer sentence about Paris and the people who live there .", "Hi",
@@ -14,13 +15,8 @@ SOURCES = ["John met Mary .", "A much longer sentence about Paris and the people
 
 
 def left_padded(loaded, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    prompts = [loaded.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
-    width = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), width), loaded.tokenizer.pad_token_id)
-    mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    for i, p in enumerate(prompts):
-        ids[i, width - len(p):], mask[i, width - len(p):] = torch.tensor(p), 1
-    return ids, mask
+    return pad_left(loaded.tokenizer.pad_token_id,
+                    [loaded.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts])
 
 
 def reference(model, ids, mask, limits, eos) -> list[list[int]]:

@@ -133,9 +133,9 @@ def plot_curves(runs: dict[str, list[dict]], path: Path, metric: str, title: str
                 losses.append([(k, max(float(np.mean(v)), 1e-12)) for k, v in sorted(per_epoch.items())])
             # one line per episode: episodes stop early at different epochs, and a mean over those
             # still running would jump where one of them ends
-            for i, series in enumerate(x for x in losses if x):
-                x, y = zip(*series)
-                (line,) = loss_ax.plot(x, y, color=color, linewidth=1, alpha=0.8, label=None if i else method)
+            for i, series in enumerate(series for series in losses if series):
+                epochs, values = zip(*series)
+                (line,) = loss_ax.plot(epochs, values, color=color, linewidth=1, alpha=0.8, label=None if i else method)
                 color = line.get_color()
         score_ax.set_xlabel("epoch")
         score_ax.set_ylabel(f"{metric} x100 on the curve split (mean ± std)")
