@@ -1,16 +1,21 @@
 """Benchmark: evaluation's batched greedy generation, ``model.generate`` against ``greedy_rows``.
 
 ``model.generate`` runs every row of a batch until the last one stops; ``greedy_rows`` (fishdip's
-decoder-only greedy path) lets a row that is done leave the batch. How much that saves depends on
+greedy path) lets a row that is done leave the batch. How much that saves depends on
 where a trained model stops each sentence, and the embedded base model rarely stops by itself. So
 each sentence gets as its token budget the length a trained model wrote for it: the generated
 texts of a committed predictions.jsonl (default: the paper protocol's fish-dip episode 1 on the
 CoNLL04 test split), plus one token for the EOS. Both paths then run the rows as evaluation ran
 them, the same prompts, length-sorted batches and row lengths, and their tokens are compared.
 
+``--model t5-base`` runs the same comparison on a randomly initialised model of t5-base's shape
+(byte-level tokenizer, so no download; sources cut at 200 bytes as in benchmarks/efficiency.py):
+an encoder-decoder, whose rows leave the batch with their encoder states too. A byte model would
+write about 4x the subword tokens, so there a row's budget is its generated text's bytes / 4.
+
 Prints a table and writes JSON (default benchmarks/results/generation-<device>.json).
 
-Run:  python benchmarks/generation.py [--sentences 96] [--batch-sizes 16,32,64]
+Run:  python benchmarks/generation.py [--sentences 96] [--batch-sizes 16,32,64] [--model t5-base]
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import time
 from pathlib import Path
 
 import torch
-from efficiency import machine_name  # this folder is the script's path
+from efficiency import SOURCE_BYTES, build_model, machine_name  # this folder is the script's path
 
 HERE = Path(__file__).resolve().parent
 PREDICTIONS = (HERE.parent / "docs/results/conll04-paper/conll04/fraction-0.01/fish-dip/episode-1"
@@ -29,19 +34,35 @@ PREDICTIONS = (HERE.parent / "docs/results/conll04-paper/conll04/fraction-0.01/f
 
 
 def replay(loaded, path: Path, n: int) -> tuple[list[list[int]], list[int]]:
-    """The first ``n`` sentences' prompts and, as budgets, the token lengths the trained model wrote."""
+    """The first ``n`` sentences' prompts (a decoder-only model's) or sources (an encoder-decoder's)
+    and, as budgets, the token lengths the trained model wrote."""
     from fishdip.models.text2text import prompt_ids
 
     tok = loaded.tokenizer
     records = [json.loads(line) for line in path.read_text().splitlines()[:n]]
+    if loaded.is_encoder_decoder:  # the byte-level T5 shape (see the docstring)
+        prompts = [tok(r["input"][: SOURCE_BYTES["t5-base"]])["input_ids"] for r in records]
+        return prompts, [len(r["generated"].encode()) // 4 + 1 for r in records]
     prompts = [prompt_ids(loaded, r["input"], 256) for r in records]
     limits = [len(tok(" " + r["generated"], add_special_tokens=False)["input_ids"]) + 1 for r in records]
     return prompts, limits
 
 
+def padded(loaded, prompts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """As evaluation pads them: prompts on the left (decoder-only), sources on the right."""
+    from fishdip.models.text2text import left_padded
+
+    pad = loaded.tokenizer.pad_token_id
+    if not loaded.is_encoder_decoder:
+        return left_padded(pad, prompts)
+    width = max(len(p) for p in prompts)
+    ids = torch.tensor([p + [pad] * (width - len(p)) for p in prompts])
+    return ids, torch.tensor([[1] * len(p) + [0] * (width - len(p)) for p in prompts])
+
+
 def run(loaded, prompts, limits, batch_size: int, path: str) -> tuple[float, list[list[int]]]:
     """Seconds and rows (cut at EOS or budget) for every sentence, in length-sorted batches."""
-    from fishdip.models.text2text import greedy_rows, left_padded
+    from fishdip.models.text2text import greedy_rows
 
     tok, model = loaded.tokenizer, loaded.model
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
@@ -49,14 +70,16 @@ def run(loaded, prompts, limits, batch_size: int, path: str) -> tuple[float, lis
     started = time.perf_counter()
     for start in range(0, len(order), batch_size):
         ids = order[start : start + batch_size]
-        input_ids, mask = left_padded(tok.pad_token_id, [prompts[i] for i in ids])
+        input_ids, mask = padded(loaded, [prompts[i] for i in ids])
         budget = [limits[i] for i in ids]
         if path == "greedy_rows":
             out = greedy_rows(model, input_ids, mask, budget, tok.eos_token_id)
         else:
             out = model.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=max(budget),
                                  do_sample=False, num_beams=1, pad_token_id=tok.pad_token_id,
-                                 eos_token_id=tok.eos_token_id)[:, input_ids.shape[1]:].tolist()
+                                 eos_token_id=tok.eos_token_id)
+            # new tokens: after the prompt (decoder-only) or the decoder's start token
+            out = out[:, 1 if loaded.is_encoder_decoder else input_ids.shape[1]:].tolist()
         for i, row, limit in zip(ids, out, budget):
             row = row[:limit]
             rows[i] = row[: row.index(tok.eos_token_id) + 1] if tok.eos_token_id in row else row
@@ -69,12 +92,12 @@ def main() -> None:
                         help="a predictions.jsonl whose generated texts give each sentence's length")
     parser.add_argument("--sentences", type=int, default=96, help="the first N sentences of that file")
     parser.add_argument("--batch-sizes", default="16,32,64")
+    parser.add_argument("--model", default="embedded", choices=("embedded", "t5-base"),
+                        help="the embedded model, or a random-weight model of t5-base's shape")
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
 
-    from fishdip.models.loading import load_model
-
-    loaded = load_model("embedded")
+    loaded = build_model(args.model)
     loaded.model.eval()
     prompts, limits = replay(loaded, args.predictions, args.sentences)
     run(loaded, prompts[:8], [min(8, x) for x in limits[:8]], 8, "generate")  # warm-up
@@ -99,11 +122,12 @@ def main() -> None:
     print(table)
     machine = {"name": machine_name(torch.device("cpu")), "capability": torch.backends.cpu.get_cpu_capability(),
                "threads": torch.get_num_threads(), "torch": torch.__version__}
-    out = args.output or HERE / "results" / "generation-cpu.json"
+    suffix = "" if args.model == "embedded" else f"-{args.model}"
+    out = args.output or HERE / "results" / f"generation{suffix}-cpu.json"
     source = args.predictions.resolve()
     shown = str(source.relative_to(HERE.parent)) if source.is_relative_to(HERE.parent) else str(source)
     tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"machine": machine, "predictions": shown, "sentences": len(prompts),
+    tmp.write_text(json.dumps({"machine": machine, "model": args.model, "predictions": shown, "sentences": len(prompts),
                                "results": results, "table": table}, indent=2) + "\n")
     tmp.replace(out)
 

@@ -8,7 +8,7 @@ import torch
 
 from fishdip.models.text2text import generate, greedy_rows, plain_greedy
 from fishdip.models.text2text import left_padded as pad_left
-from tests.conftest import make_tiny_llama
+from tests.conftest import make_tiny_llama, make_tiny_t5
 
 SOURCES = ["John met Mary .", "A much longer sentence about Paris and the people who live there .", "Hi",
            "Lee Harvey Oswald shot John F. Kennedy in Dallas .", "Short one ."]
@@ -69,3 +69,29 @@ def test_a_generation_config_that_changes_the_logits_goes_through_generate(monke
     assert not plain_greedy(loaded.model)
     penalised = generate(loaded, SOURCES[:2], max_length=60)
     assert calls == [1] and penalised.texts != plain.texts
+
+
+def reference_seq2seq(model, ids, mask, limits, eos) -> list[list[int]]:
+    """model.generate's rows for an encoder-decoder (after the decoder start token), cut as above."""
+    out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max(limits), do_sample=False,
+                         num_beams=1, eos_token_id=eos, pad_token_id=0)[:, 1:].tolist()
+    rows = []
+    for row, limit in zip(out, limits):
+        row = row[:limit]
+        rows.append(row[: row.index(eos) + 1] if eos in row else row)
+    return rows
+
+
+def test_encoder_decoder_rows_that_stop_leave_the_batch_and_the_rest_write_what_generate_writes():
+    loaded = make_tiny_t5(seed=8)  # a seed whose rows write different tokens (most repeat one)
+    model = loaded.model.eval()
+    enc = loaded.tokenizer(SOURCES, padding=True, return_tensors="pt")  # right-padded sources
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    limits = [12, 30, 5, 25, 18]
+    free = reference_seq2seq(model, ids, mask, limits, eos=-1)
+    assert greedy_rows(model, ids, mask, limits, eos_token_id=-1) == free
+    counts = Counter(t for row in free for t in row[1:-1])
+    eos = next(t for t, _ in counts.most_common() if sum(t in row for row in free) < len(free))
+    expected = reference_seq2seq(model, ids, mask, limits, eos)
+    assert len({len(row) for row in expected}) >= 3 and any(row[-1] == eos for row in expected)
+    assert greedy_rows(model, ids, mask, limits, eos_token_id=eos) == expected

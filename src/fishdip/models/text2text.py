@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from transformers import GenerationConfig
+from transformers.modeling_outputs import BaseModelOutput
 
 from fishdip.models.loading import GenerationBudget, LoadedModel
 
@@ -192,9 +193,10 @@ def generate(
     """Greedy (or beam) generation for one batch of sources.
 
     Each source gets its own token budget (``budget``, else ``loaded.budget``), so the output for
-    a sentence does not depend on which other sentences share its batch. Decoder-only greedy search
-    runs ``greedy_rows`` (a row that is done leaves the batch); beams, in-context learning and
-    encoder-decoders run ``model.generate`` to the batch's largest budget and cut each row to its own.
+    a sentence does not depend on which other sentences share its batch. Greedy search runs
+    ``greedy_rows`` (a row that is done leaves the batch); beams, in-context learning and a
+    generation config that changes the logits run ``model.generate`` to the batch's largest
+    budget and cut each row to its own.
     """
     tok, model = loaded.tokenizer, loaded.model
     budget = budget or loaded.budget
@@ -210,9 +212,11 @@ def generate(
     if loaded.is_encoder_decoder:
         if demos is not None:
             sources, max_length = [demos.prefix(s) + s for s in sources], max_length + demos.context_tokens
-        enc = encode_sources(loaded, sources, max_length)
-        out = model.generate(**{k: v.to(device) for k, v in enc.items()}, **kwargs)
-        new_tokens = out[:, 1:].tolist()  # after the decoder start token
+        enc = {k: v.to(device) for k, v in encode_sources(loaded, sources, max_length).items()}
+        if num_beams == 1 and demos is None and plain_greedy(model):
+            new_tokens = greedy_rows(model, enc["input_ids"], enc["attention_mask"], limits, tok.eos_token_id)
+        else:
+            new_tokens = model.generate(**enc, **kwargs)[:, 1:].tolist()  # after the decoder start token
     else:
         prompts = [prompt_ids(loaded, s, max_length) for s in sources]
         if demos is not None:
@@ -271,27 +275,21 @@ def plain_greedy(model) -> bool:
 @torch.no_grad()
 def greedy_rows(model, input_ids: torch.Tensor, attention: torch.Tensor, limits: list[int],
                 eos_token_id: int) -> list[list[int]]:
-    """Greedy decoding of a left-padded batch; each row stops at EOS (kept) or after ``limits[i]`` tokens.
+    """Greedy decoding of a batch; each row stops at EOS (kept) or after ``limits[i]`` tokens.
 
-    ``model.generate`` runs every row until the last one stops, and on CoNLL04's test split fewer than
-    half of those row-steps belong to rows still writing (42 % at 16 sentences a batch). Here a row that
-    is done leaves the batch, its KV cache rows with it, so later steps run on the rows still writing.
-    Each remaining row gets the argmax of the same computation as in ``generate`` (positions from the
-    attention mask, the mask dropped when nothing is padded, logits of the last position only); only
-    the batch the matrix products run on shrinks."""
-    params = inspect.signature(model.forward).parameters
-    cache_key = "cache" if "cache" in params else "past_key_values"  # transformers >= 5 renamed it
-    extra = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
-    positions = (attention.cumsum(-1) - 1).masked_fill(attention == 0, 0)
-    mask = None if bool(attention.all()) else attention  # as generate: no padding, no mask
+    ``input_ids`` is left-padded prompts for a decoder-only model, the (padded) sources for an
+    encoder-decoder. ``model.generate`` runs every row until the last one stops, and on CoNLL04's
+    test split fewer than half of those row-steps belong to rows still writing (42 % at 16
+    sentences a batch). Here a row that is done leaves the batch, its KV cache rows (and encoder
+    states) with it, so later steps run on the rows still writing. Each remaining row gets the
+    argmax of the same computation as in ``generate``; only the batch the matrix products run on
+    shrinks."""
+    steps = (_EncoderDecoderSteps if model.config.is_encoder_decoder else _DecoderOnlySteps)(
+        model, input_ids, attention)
     live = list(range(len(limits)))
     rows: list[list[int]] = [[] for _ in limits]
-    step_ids, cache = input_ids, None
     while True:
-        out = model(input_ids=step_ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                    **{cache_key: cache}, **extra)
-        cache = getattr(out, cache_key)
-        tokens = out.logits[:, -1].float().argmax(-1)
+        tokens = steps.next_tokens()
         keep = []
         for slot, (row, token) in enumerate(zip(live, tokens.tolist())):
             rows[row].append(token)
@@ -301,12 +299,82 @@ def greedy_rows(model, input_ids: torch.Tensor, attention: torch.Tensor, limits:
             return rows
         if len(keep) < len(live):  # rows that are done leave the batch
             index = torch.tensor(keep, device=tokens.device)
-            cache.batch_select_indices(index)
-            live, tokens, positions = [live[i] for i in keep], tokens[index], positions[index]
-            mask = None if mask is None else mask[index]
-        step_ids, positions = tokens[:, None], positions[:, -1:] + 1
-        if mask is not None:
-            mask = torch.cat([mask, mask.new_ones(len(live), 1)], dim=1)
+            steps.select(index)
+            live, tokens = [live[i] for i in keep], tokens[index]
+        steps.feed(tokens)
+
+
+class _Steps:
+    """The model state of one greedy batch: the KV cache and what the next forward pass reads."""
+
+    def __init__(self, model):
+        params = inspect.signature(model.forward).parameters
+        self.model, self.cache = model, None
+        self.cache_key = "cache" if "cache" in params else "past_key_values"  # transformers >= 5 renamed it
+        self.extra = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+
+    def inputs(self) -> dict:
+        raise NotImplementedError
+
+    def next_tokens(self) -> torch.Tensor:
+        """Each live row's next token: the argmax of the last position's logits."""
+        out = self.model(**self.inputs(), use_cache=True, **{self.cache_key: self.cache}, **self.extra)
+        self.cache = getattr(out, self.cache_key)
+        return out.logits[:, -1].float().argmax(-1)
+
+    def select(self, index: torch.Tensor) -> None:
+        """Keep only the rows ``index`` (in the cache and whatever else is per row)."""
+        self.cache.batch_select_indices(index)
+
+    def feed(self, tokens: torch.Tensor) -> None:
+        """The next step reads ``tokens``, one per live row."""
+        raise NotImplementedError
+
+
+class _DecoderOnlySteps(_Steps):
+    """As ``generate`` runs a decoder-only model: positions from the mask, no mask when unpadded."""
+
+    def __init__(self, model, input_ids: torch.Tensor, attention: torch.Tensor):
+        super().__init__(model)
+        self.ids = input_ids
+        self.positions = (attention.cumsum(-1) - 1).masked_fill(attention == 0, 0)
+        self.mask = None if bool(attention.all()) else attention
+
+    def inputs(self) -> dict:
+        return {"input_ids": self.ids, "attention_mask": self.mask, "position_ids": self.positions}
+
+    def select(self, index: torch.Tensor) -> None:
+        super().select(index)
+        self.positions = self.positions[index]
+        self.mask = None if self.mask is None else self.mask[index]
+
+    def feed(self, tokens: torch.Tensor) -> None:
+        self.ids, self.positions = tokens[:, None], self.positions[:, -1:] + 1
+        if self.mask is not None:
+            self.mask = torch.cat([self.mask, self.mask.new_ones(len(tokens), 1)], dim=1)
+
+
+class _EncoderDecoderSteps(_Steps):
+    """As ``generate`` runs an encoder-decoder: the encoder once, the decoder from its start token."""
+
+    def __init__(self, model, input_ids: torch.Tensor, attention: torch.Tensor):
+        super().__init__(model)
+        self.encoded = model.get_encoder()(input_ids=input_ids, attention_mask=attention, return_dict=True)
+        self.mask = attention
+        start = model.generation_config.decoder_start_token_id
+        start = model.config.decoder_start_token_id if start is None else start
+        self.ids = torch.full((len(input_ids), 1), start, dtype=torch.long, device=input_ids.device)
+
+    def inputs(self) -> dict:
+        return {"encoder_outputs": self.encoded, "attention_mask": self.mask, "decoder_input_ids": self.ids}
+
+    def select(self, index: torch.Tensor) -> None:
+        super().select(index)
+        self.encoded = BaseModelOutput(last_hidden_state=self.encoded.last_hidden_state[index])
+        self.mask = self.mask[index]
+
+    def feed(self, tokens: torch.Tensor) -> None:
+        self.ids = tokens[:, None]
 
 
 def _with_prefix(loaded: LoadedModel, prefix: str, prompt: list[int]) -> list[int]:
