@@ -18,9 +18,9 @@ from fishdip.runs.config import ExperimentConfig, check_model, configs_from_opti
 from fishdip.tasks.options import DataOptions, GenerationOptions
 from fishdip.training.config import TrainConfig
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="FISH-DIP sparse fine-tuning for unified sequence labeling.")
-data_app = typer.Typer(no_args_is_help=True, help="Find and download datasets.")
+data_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Find and download datasets.")
 app.add_typer(data_app, name="data")
 
 def _help(cls, name: str) -> str:
