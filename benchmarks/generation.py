@@ -52,12 +52,10 @@ def padded(loaded, prompts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor
     """As evaluation pads them: prompts on the left (decoder-only), sources on the right."""
     from fishdip.models.text2text import left_padded
 
-    pad = loaded.tokenizer.pad_token_id
     if not loaded.is_encoder_decoder:
-        return left_padded(pad, prompts)
-    width = max(len(p) for p in prompts)
-    ids = torch.tensor([p + [pad] * (width - len(p)) for p in prompts])
-    return ids, torch.tensor([[1] * len(p) + [0] * (width - len(p)) for p in prompts])
+        return left_padded(loaded.tokenizer.pad_token_id, prompts)
+    enc = loaded.tokenizer.pad({"input_ids": prompts}, padding=True, return_tensors="pt")
+    return enc["input_ids"], enc["attention_mask"]
 
 
 def run(loaded, prompts, limits, batch_size: int, path: str) -> tuple[float, list[list[int]]]:

@@ -20,9 +20,11 @@ def left_padded(loaded, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def reference(model, ids, mask, limits, eos) -> list[list[int]]:
-    """model.generate's rows, each cut after its EOS or its own limit."""
+    """model.generate's new tokens (after the prompt, or an encoder-decoder's start token), each row
+    cut after its EOS or its own limit."""
+    first = 1 if model.config.is_encoder_decoder else ids.shape[1]
     out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max(limits), do_sample=False,
-                         num_beams=1, eos_token_id=eos, pad_token_id=0)[:, ids.shape[1]:].tolist()
+                         num_beams=1, eos_token_id=eos, pad_token_id=0)[:, first:].tolist()
     rows = []
     for row, limit in zip(out, limits):
         row = row[:limit]
@@ -71,27 +73,16 @@ def test_a_generation_config_that_changes_the_logits_goes_through_generate(monke
     assert calls == [1] and penalised.texts != plain.texts
 
 
-def reference_seq2seq(model, ids, mask, limits, eos) -> list[list[int]]:
-    """model.generate's rows for an encoder-decoder (after the decoder start token), cut as above."""
-    out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max(limits), do_sample=False,
-                         num_beams=1, eos_token_id=eos, pad_token_id=0)[:, 1:].tolist()
-    rows = []
-    for row, limit in zip(out, limits):
-        row = row[:limit]
-        rows.append(row[: row.index(eos) + 1] if eos in row else row)
-    return rows
-
-
 def test_encoder_decoder_rows_that_stop_leave_the_batch_and_the_rest_write_what_generate_writes():
     loaded = make_tiny_t5(seed=8)  # a seed whose rows write different tokens (most repeat one)
     model = loaded.model.eval()
     enc = loaded.tokenizer(SOURCES, padding=True, return_tensors="pt")  # right-padded sources
     ids, mask = enc["input_ids"], enc["attention_mask"]
     limits = [12, 30, 5, 25, 18]
-    free = reference_seq2seq(model, ids, mask, limits, eos=-1)
+    free = reference(model, ids, mask, limits, eos=-1)
     assert greedy_rows(model, ids, mask, limits, eos_token_id=-1) == free
     counts = Counter(t for row in free for t in row[1:-1])
     eos = next(t for t, _ in counts.most_common() if sum(t in row for row in free) < len(free))
-    expected = reference_seq2seq(model, ids, mask, limits, eos)
+    expected = reference(model, ids, mask, limits, eos)
     assert len({len(row) for row in expected}) >= 3 and any(row[-1] == eos for row in expected)
     assert greedy_rows(model, ids, mask, limits, eos_token_id=eos) == expected
