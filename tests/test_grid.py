@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from fishdip.cli import app
 from fishdip.reports.grid import _mean_std, paired
+from fishdip.reports.plots import aligned_curve
 from fishdip.runs.grid import GridError, estimate, load_grid, run_grid
 from tests.conftest import REPO
 
@@ -183,6 +184,20 @@ def test_one_episode_shows_no_spread():
     assert _mean_std([0.5]) == "50.0"
     assert _mean_std([0.4, 0.6]) == "50.0 ± 14.1"
     assert _mean_std([]) == "-"
+
+
+def test_curves_of_episodes_that_stop_at_different_epochs_are_aligned():
+    # the paper protocol's fish-dip episodes: scored every 100 epochs and where each stopped early
+    stopped_275 = [(100, 12.7), (200, 9.3), (275, 10.7)]
+    stopped_147 = [(100, 9.9), (147, 11.6)]
+    stopped_496 = [(100, 9.8), (200, 1.2), (300, 5.0), (400, 3.8), (496, 4.9)]
+    rows = dict(aligned_curve([stopped_275, stopped_147, stopped_496], also_at=[500]))
+    # 147 and 275: the other episodes were still training, unscored -> no row; after its stop an
+    # episode keeps its final score
+    assert sorted(rows) == [100, 200, 300, 400, 496, 500]
+    assert rows[200] == [9.3, 11.6, 1.2] and rows[300] == [10.7, 11.6, 5.0]
+    assert rows[500] == [10.7, 11.6, 4.9]
+    assert aligned_curve([[(2, 0.5)], []]) == [(2, [0.5])]  # an episode without a curve is left out
 
 
 def test_report_without_cells_is_a_clear_error(tmp_path):

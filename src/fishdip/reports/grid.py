@@ -24,6 +24,7 @@ except ImportError:  # Python 3.10: the same parser, packaged
 from fishdip.errors import FishdipError
 from fishdip.io import read_json, write_text_atomic
 from fishdip.reports.plots import (
+    aligned_curve,
     plot_curves,
     plot_losses,
     plot_mask_location,
@@ -173,21 +174,24 @@ def group_tables(group: Group, metric: str, baseline: str, focus: str) -> str:
 
 
 def curve_table(group: Group, metric: str) -> str:
-    """The learning curves (``--eval-every``) as a table: epoch x method, mean ± std over episodes."""
-    points: dict[int, dict[str, list[float]]] = {}
-    for method, eps in group.runs.items():
-        for e in eps.values():
-            for c in e["train"].get("curve", []):
-                if metric in c.get("metrics", {}):
-                    points.setdefault(c["epoch"], {}).setdefault(method, []).append(c["metrics"][metric])
-    if not points:
+    """The learning curves (``--eval-every``) as a table: epoch x method, mean ± std over episodes on
+    the epochs where each episode has a score (``aligned_curve``: a stopped episode keeps its last)."""
+    series = {method: [[(c["epoch"], c["metrics"][metric]) for c in e["train"].get("curve", [])
+                        if metric in c.get("metrics", {})] for e in eps.values()]
+              for method, eps in group.runs.items()}
+    all_epochs = {epoch for per_method in series.values() for points in per_method for epoch, _ in points}
+    rows: dict[int, dict[str, list[float]]] = {}
+    for method, per_method in series.items():
+        for epoch, values in aligned_curve(per_method, also_at=all_epochs):
+            rows.setdefault(epoch, {})[method] = values
+    if not rows:
         return ""
-    methods = [m for m in group.runs if any(m in row for row in points.values())]
-    lines = [f"{metric} during training on the curve split (x100, mean ± std over episodes; it describes the "
-             "training dynamics, nothing was chosen on it):\n",
+    methods = [m for m in group.runs if any(m in row for row in rows.values())]
+    lines = [f"{metric} during training on the curve split (x100, mean ± std over episodes; an episode that "
+             "stopped keeps its last score; it describes the training dynamics, nothing was chosen on it):\n",
              "| epoch | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
-    for epoch in sorted(points):
-        lines.append(f"| {epoch} | " + " | ".join(_mean_std(points[epoch].get(m, [])) for m in methods) + " |")
+    for epoch in sorted(rows):
+        lines.append(f"| {epoch} | " + " | ".join(_mean_std(rows[epoch].get(m, [])) for m in methods) + " |")
     return "\n".join(lines)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -93,18 +94,22 @@ def plot_score_vs_size(points: dict[str, list[tuple[float, list[float]]]], path:
         ax.legend(fontsize=8)
 
 
-def _by_epoch(pairs_per_episode: list[list[tuple[float, float]]]) -> tuple[list[float], list[float], list[float]]:
-    """Epochs, mean and sample std (0 where one episode has the epoch) of (epoch, value) series
-    that may end at different epochs (an early stop)."""
-    import numpy as np
+def aligned_curve(series: list[list[tuple[int, float]]], also_at: Iterable[int] = ()) -> list[tuple[int, list[float]]]:
+    """Episodes' curve points ((epoch, score) each) on the epochs where every episode has a score.
 
-    epochs = sorted({e for series in pairs_per_episode for e, _ in series})
-    means, stds = [], []
+    After its last point an episode's training has ended (an early stop or its last step), so the
+    model it was tested with keeps that score: it counts at later epochs too. An epoch at which an
+    episode was still training but not scored (another episode's early stop) is left out, so each
+    mean is over the same episodes and a curve does not jump where one episode ends. ``also_at``:
+    more epochs to place the episodes at (another method's, for a table of several)."""
+    series = [dict(s) for s in series if s]
+    epochs = sorted({e for s in series for e in s} | set(also_at))
+    rows = []
     for epoch in epochs:
-        values = [v for series in pairs_per_episode for e, v in series if e == epoch]
-        means.append(float(np.mean(values)))
-        stds.append(float(np.std(values, ddof=1)) if len(values) > 1 else 0.0)
-    return epochs, means, stds
+        values = [s[epoch] if epoch in s else s[max(s)] if epoch > max(s) else None for s in series]
+        if None not in values:
+            rows.append((epoch, values))
+    return rows
 
 
 def plot_curves(runs: dict[str, list[dict]], path: Path, metric: str, title: str) -> None:
@@ -120,11 +125,17 @@ def plot_curves(runs: dict[str, list[dict]], path: Path, metric: str, title: str
             points = [p for p in points if p]
             color = None
             if points:
-                x, mean, std = _by_epoch(points)
+                rows = aligned_curve(points)
+                x = [epoch for epoch, _ in rows]
+                mean = np.array([np.mean(v) for _, v in rows])
                 label = f"{method} ({len(points)} episode{'s' if len(points) > 1 else ''})"
                 (line,) = score_ax.plot(x, mean, marker="o", label=label)
                 color = line.get_color()
-                score_ax.fill_between(x, np.subtract(mean, std), np.add(mean, std), color=color, alpha=0.2)
+                if len(points) > 1:
+                    std = np.array([np.std(v, ddof=1) for _, v in rows])
+                    score_ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.2)
+                    for series in points:  # each episode's own points, thin: where it was scored and stopped
+                        score_ax.plot(*zip(*series), color=color, linewidth=0.7, alpha=0.5, marker=".")
             losses = []
             for e in episodes:
                 per_epoch: dict[int, list[float]] = {}
@@ -138,7 +149,7 @@ def plot_curves(runs: dict[str, list[dict]], path: Path, metric: str, title: str
                 (line,) = loss_ax.plot(epochs, values, color=color, linewidth=1, alpha=0.8, label=None if i else method)
                 color = line.get_color()
         score_ax.set_xlabel("epoch")
-        score_ax.set_ylabel(f"{metric} x100 on the curve split (mean ± std)")
+        score_ax.set_ylabel(f"{metric} x100 on the curve split\n(mean ± std; thin: each episode)")
         _from_zero(score_ax)
         score_ax.set_title(title)
         loss_ax.set_yscale("log")
