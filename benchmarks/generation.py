@@ -50,11 +50,8 @@ def replay(loaded, path: Path, n: int) -> tuple[list[list[int]], list[int]]:
 
 def padded(loaded, prompts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
     """As evaluation pads them: prompts on the left (decoder-only), sources on the right."""
-    from fishdip.models.text2text import left_padded
-
-    if not loaded.is_encoder_decoder:
-        return left_padded(loaded.tokenizer.pad_token_id, prompts)
-    enc = loaded.tokenizer.pad({"input_ids": prompts}, padding=True, return_tensors="pt")
+    side = "right" if loaded.is_encoder_decoder else "left"
+    enc = loaded.tokenizer.pad({"input_ids": prompts}, padding=True, padding_side=side, return_tensors="pt")
     return enc["input_ids"], enc["attention_mask"]
 
 

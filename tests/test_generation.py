@@ -7,7 +7,6 @@ from collections import Counter
 import torch
 
 from fishdip.models.text2text import generate, greedy_rows, plain_greedy
-from fishdip.models.text2text import left_padded as pad_left
 from tests.conftest import make_tiny_llama, make_tiny_t5
 
 SOURCES = ["John met Mary .", "A much longer sentence about Paris and the people who live there .", "Hi",
@@ -15,8 +14,8 @@ SOURCES = ["John met Mary .", "A much longer sentence about Paris and the people
 
 
 def left_padded(loaded, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    return pad_left(loaded.tokenizer.pad_token_id,
-                    [loaded.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts])
+    enc = loaded.tokenizer(texts, add_special_tokens=False, padding=True, padding_side="left", return_tensors="pt")
+    return enc["input_ids"], enc["attention_mask"]
 
 
 def reference(model, ids, mask, limits, eos) -> list[list[int]]:

@@ -221,7 +221,9 @@ def generate(
         prompts = [prompt_ids(loaded, s, max_length) for s in sources]
         if demos is not None:
             prompts = [_with_prefix(loaded, demos.prefix(s), p) for s, p in zip(sources, prompts)]
-        input_ids, attention = left_padded(tok.pad_token_id, prompts)
+        # on the left, so every row ends where generation starts
+        enc = tok.pad({"input_ids": prompts}, padding=True, padding_side="left", return_tensors="pt")
+        input_ids, attention = enc["input_ids"], enc["attention_mask"]
         width = input_ids.shape[1]
         if num_beams == 1 and demos is None and plain_greedy(model):
             new_tokens = greedy_rows(model, input_ids.to(device), attention.to(device), limits, tok.eos_token_id)
@@ -244,17 +246,6 @@ def generate(
 def prompt_ids(loaded: LoadedModel, source: str, max_length: int) -> list[int]:
     """What a decoder-only model reads before it writes the annotation of ``source``."""
     return _causal_pieces(loaded, source, None, max_length)[0]
-
-
-def left_padded(pad_token_id: int, prompts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Prompts padded on the left (every row ends where generation starts) and their attention mask."""
-    width = max(len(p) for p in prompts)
-    input_ids = torch.full((len(prompts), width), pad_token_id, dtype=torch.long)
-    attention = torch.zeros((len(prompts), width), dtype=torch.long)
-    for i, prompt in enumerate(prompts):
-        input_ids[i, width - len(prompt):] = torch.tensor(prompt)
-        attention[i, width - len(prompt):] = 1
-    return input_ids, attention
 
 
 # GenerationConfig fields with which model.generate's greedy search is more than the argmax of the logits
