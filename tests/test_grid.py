@@ -242,4 +242,6 @@ epochs = 2
     text = (out / "report" / "report.md").read_text()
     assert "entity_f1 during training on the curve split" in text
     assert "| epoch | full | fish-dip |" in text and "\n| 1 | " in text and "\n| 2 | " in text
+    # two methods: one paired table (fish-dip vs full), no bare header for "fish-dip against each method"
+    assert "| fish-dip vs full |" in text and "`fish-dip` against each method" not in text
     assert (out / "report" / "curves-conll-size-3.png").stat().st_size > 1000

@@ -154,9 +154,7 @@ def group_tables(group: Group, metric: str, baseline: str, focus: str) -> str:
                              (focus, f"`{focus}` against each method")):
         if reference not in group.runs:
             continue
-        lines += [f"{metric}, {title} (x100 points; paired over the episodes both finished, 95 % t interval):\n",
-                  "| comparison | relative change of the mean | paired difference [95 % CI] | wins |",
-                  "|---|---|---|---|"]
+        rows = []
         for method in group.runs:
             if method == reference or reference == focus and method == baseline and baseline in group.runs:
                 continue  # the focus against the baseline is in the table above
@@ -168,8 +166,11 @@ def group_tables(group: Group, metric: str, baseline: str, focus: str) -> str:
             ma, mb = statistics.fmean(a[e] for e in common), statistics.fmean(b[e] for e in common)
             relative = f"{100 * (ma - mb) / mb:+.0f} %" if mb else "-"
             interval, wins = _paired_text(paired(a, b))
-            lines.append(f"| {first} vs {second} | {relative} | {interval} | {wins} |")
-        lines.append("")
+            rows.append(f"| {first} vs {second} | {relative} | {interval} | {wins} |")
+        if rows:  # with only the baseline beside the focus, this table would be a bare header
+            lines += [f"{metric}, {title} (x100 points; paired over the episodes both finished, 95 % t interval):\n",
+                      "| comparison | relative change of the mean | paired difference [95 % CI] | wins |",
+                      "|---|---|---|---|", *rows, ""]
     return "\n".join(lines)
 
 
