@@ -62,6 +62,7 @@ BAD = [
     (["--precision", "fp8"], "--precision 'fp8': must be one of auto, fp32, bf16, fp16"),
     (["--precision", "fp16", "--device", "cpu"], "--precision fp16: needs a CUDA GPU"),
     (["--max-steps", "0"], "--max-steps 0: must be >= 1"),
+    (["--halt-step", "0"], "--halt-step 0: must be >= 1"),
     (["--stop-loss", "0"], "--stop-loss 0.0: must be > 0"),
     (["--rank-by", "max"], "--rank-by 'max': must be one of mean, sum"),
     (["--rank-mode", "test"], "--rank-mode 'test': must be one of eval, train, reference"),

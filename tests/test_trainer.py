@@ -271,6 +271,20 @@ def test_max_steps_cycles_epochs_and_stop_loss_ends_early():
     assert stopped.steps == 20 and stopped.stopped_early == 20  # 20 steps in a row under the threshold
 
 
+def test_halt_step_is_the_long_runs_model_at_that_step():
+    whole = Trainer(make_tiny_llama(), PAIRS, _cfg(max_steps=7), progress=False).train()
+    loaded = make_tiny_llama()
+    halted = Trainer(loaded, PAIRS, _cfg(max_steps=7, halt_step=4), progress=False).train()
+    def same(losses):  # step, epoch, loss and learning rate; not the seconds
+        return [{k: v for k, v in x.items() if k != "seconds"} for x in losses]
+
+    assert halted.steps == 4 and same(halted.losses) == same(whole.losses[:4])
+    assert halted.losses[-1]["lr"] > 0  # the schedule of 7 steps, not one decayed to 0 at step 4
+    # the refresh after step 2 happens, none after the halting step (its mask would never be used)
+    assert [r["step"] for r in halted.refreshes] == [0, 2]
+    assert [r["samples"] for r in halted.refreshes] == [r["samples"] for r in whole.refreshes[:2]]
+
+
 def test_rank_by_sum_ranks_by_the_summed_token_loss():
     loaded = make_tiny_llama()
     trainer = Trainer(loaded, PAIRS, _cfg(rank_by="sum"), progress=False)

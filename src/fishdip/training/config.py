@@ -42,6 +42,9 @@ class TrainConfig:
     epochs: int = option(3, "passes over the training subset", min=1)
     max_steps: int | None = option(None, "train for exactly this many optimizer steps instead of --epochs (the data "
                                    "is cycled in reshuffled epochs), so methods compare at equal compute", min=1)
+    halt_step: int | None = option(None, "end training after this many optimizer steps while the learning-rate "
+                                   "schedule and the mask refreshes stay planned for the whole run (--epochs or "
+                                   "--max-steps): the model a long run has at that step, e.g. to test it", min=1)
     stop_loss: float | None = option(None, "stop once the training loss has stayed below this for 20 steps in a row "
                                      "(the reference uses 1e-6); off by default", above=0)
     batch_size: int = option(8, "sentences per micro-batch", min=1)

@@ -105,6 +105,8 @@ class Trainer:
         self.steps_per_epoch = math.ceil(self.micro_batches_per_epoch / cfg.grad_accum_steps)
         # --max-steps: a fixed compute budget (data cycled in reshuffled epochs), else whole epochs
         self.total_steps = cfg.max_steps or self.steps_per_epoch * cfg.epochs
+        # --halt-step: training ends here, the schedule above stays that of the whole run
+        self.last_step = min(self.total_steps, cfg.halt_step or self.total_steps)
         self.num_keep = num_to_keep(sum(p.numel() for p in self.params.values()), cfg.density)
         self.result = TrainRecord(total_params=sum(p.numel() for p in loaded.model.parameters()),
                                   precision=self.precision)
@@ -195,10 +197,10 @@ class Trainer:
 
         model.train()
         step, below = where["step"], where["below"]
-        bar = tqdm(total=self.total_steps, initial=step, desc=f"train {cfg.method}",
+        bar = tqdm(total=self.last_step, initial=step, desc=f"train {cfg.method}",
                    disable=not (self.progress and self.dist.main))
         for epoch in itertools.count(where["epoch"]):
-            if step >= self.total_steps or self.result.stopped_early:
+            if step >= self.last_step or self.result.stopped_early:
                 break
             first_group = where["group"] if epoch == where["epoch"] else 0
             if epoch == where["epoch"]:  # the resumed epoch: its order again, from the state at its start
@@ -211,7 +213,7 @@ class Trainer:
             for g, group_start in enumerate(starts):
                 if g < first_group:
                     continue
-                if step >= self.total_steps:
+                if step >= self.last_step:
                     break
                 total = self._step(batches[group_start : group_start + cfg.grad_accum_steps], optimizer, scaler,
                                    gather, gathered)
@@ -227,12 +229,12 @@ class Trainer:
                 below = below + 1 if cfg.stop_loss is not None and total < cfg.stop_loss else 0
                 if below >= STOP_PATIENCE:
                     self.result.stopped_early = step
-                if self.engine and self.engine.refresh_due(step, self.total_steps) and not self.result.stopped_early:
+                if self.engine and self.engine.refresh_due(step, self.last_step) and not self.result.stopped_early:
                     self._install(self.compute_mask(step), optimizer)
                 # a curve point every N steps, and one where an early stop ends training off that grid
                 if self.curve and (step % self.curve.every == 0 or self.result.stopped_early):
                     self._curve_point(step, epoch, total)
-                if self.checkpoint and (self.checkpoint.due() or step == self.total_steps
+                if self.checkpoint and (self.checkpoint.due() or step == self.last_step
                                         or self.result.stopped_early):
                     self.result.seconds = round(time.perf_counter() - started, 3)
                     here = {"step": step, "epoch": epoch, "group": g + 1, "below": below, "epoch_rng": epoch_rng}
