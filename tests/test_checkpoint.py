@@ -57,6 +57,8 @@ def test_a_killed_run_continued_from_its_checkpoint_equals_an_uninterrupted_one(
     assert path.is_file()
     trainer, continued, weights = _train(cfg, Checkpoint(path, every_seconds=0), curve_every=2)
     assert continued.resumed_at == [4]
+    # the start and the continue each record what ran them (CPU kernels differ in last digits)
+    assert len(continued.machines) == 2 and continued.machines[0].startswith("torch ")
     assert 0 < continued.seconds_before_resume <= continued.seconds  # the time before the stop counts
     assert [x["loss"] for x in continued.losses] == [x["loss"] for x in whole.losses]  # bit-identical
     assert [r.get("mask_checksum") for r in continued.refreshes] == [r.get("mask_checksum") for r in whole.refreshes]

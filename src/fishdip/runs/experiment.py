@@ -172,7 +172,7 @@ def _run_experiment(cfg: ExperimentConfig, progress: bool, log, meta_dir: Path |
             loaded.demonstrations = Demonstrations(loaded, pairs, cfg.train.icl_context, cfg.train.icl_selection,
                                                    seed=cfg.train.seed + episode)
             result = TrainRecord(total_params=sum(p.numel() for p in loaded.model.parameters()),
-                                 precision=amp.resolve(cfg.train.precision, device))
+                                 precision=amp.resolve(cfg.train.precision, device), machines=[amp.machine(device)])
         with amp.autocast(result.precision, device):  # each process generates for its share
             texts, decoded = task.predict(loaded, dist.share(eval_examples), cfg.generation(), context,
                                           progress=progress and dist.main)

@@ -26,6 +26,18 @@ def cpu_has_fast_bf16() -> bool:
         bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
+def machine(device: torch.device) -> str:
+    """What ran the arithmetic, e.g. ``torch 2.13.0, cpu AVX2``: CPU kernels differ in their last
+    digits between instruction sets (and sparse masks can amplify that), so results record it."""
+    import torch
+
+    if device.type == "cuda":
+        where = f"cuda {torch.cuda.get_device_name(device)}"
+    else:
+        where = f"{device.type} {torch.backends.cpu.get_cpu_capability()}"
+    return f"torch {torch.__version__}, {where}"
+
+
 def resolve(precision: str, device: torch.device) -> str:
     """``auto`` -> what is fast and safe on ``device``; anything else is checked and returned."""
     if precision == "auto":

@@ -50,6 +50,7 @@ class TrainRecord:
     curve: list[dict] = field(default_factory=list)  # --eval-every: {"step", "epoch", "train_loss", "metrics"}
     resumed_at: list[int] = field(default_factory=list)  # steps a stopped run continued from (checkpoint.py)
     seconds_before_resume: float = 0.0  # training seconds spent before the last continue (part of seconds)
+    machines: list[str] = field(default_factory=list)  # precision.machine() of the start and of each continue
 
 
 @dataclass
@@ -193,6 +194,7 @@ class Trainer:
             if self.method.sparse:
                 self._install(self.compute_mask(step=0), optimizer)
             where = {"step": 0, "epoch": 0, "group": 0, "below": 0, "epoch_rng": shuffler.get_state()}
+        self.result.machines.append(amp.machine(self.device))
         self.result.trainable_params = self.num_keep if self.mask else sum(p.numel() for p in self.params.values())
 
         model.train()
