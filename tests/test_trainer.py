@@ -271,6 +271,7 @@ def test_max_steps_cycles_epochs_and_stop_loss_ends_early():
     assert stopped.steps == 20 and stopped.stopped_early == 20  # 20 steps in a row under the threshold
 
 
+@pytest.mark.integration
 def test_halt_step_is_the_long_runs_model_at_that_step():
     whole = Trainer(make_tiny_llama(), PAIRS, _cfg(max_steps=7), progress=False).train()
     loaded = make_tiny_llama()
