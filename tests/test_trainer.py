@@ -274,8 +274,8 @@ def test_max_steps_cycles_epochs_and_stop_loss_ends_early():
 @pytest.mark.integration
 def test_halt_step_is_the_long_runs_model_at_that_step():
     whole = Trainer(make_tiny_llama(), PAIRS, _cfg(max_steps=7), progress=False).train()
-    loaded = make_tiny_llama()
-    halted = Trainer(loaded, PAIRS, _cfg(max_steps=7, halt_step=4), progress=False).train()
+    halted = Trainer(make_tiny_llama(), PAIRS, _cfg(max_steps=7, halt_step=4), progress=False).train()
+
     def same(losses):  # step, epoch, loss and learning rate; not the seconds
         return [{k: v for k, v in x.items() if k != "seconds"} for x in losses]
 

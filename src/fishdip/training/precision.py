@@ -27,7 +27,7 @@ def cpu_has_fast_bf16() -> bool:
 
 
 def machine(device: torch.device) -> str:
-    """What ran the arithmetic, e.g. ``torch 2.13.0, cpu AVX2``: CPU kernels differ in their last
+    """What ran the arithmetic, e.g. ``torch 2.13.0+cpu, cpu AVX2``: CPU kernels differ in their last
     digits between instruction sets (and sparse masks can amplify that), so results record it."""
     import torch
 
