@@ -93,6 +93,8 @@ BAD = [
     (["--n-way", "3"], "--n-way (for fewshot_rc tasks only): no effect with --method fish-dip on conll03"),
     (["--method", "full,fish-dip", "--lora-rank", "4"], "--lora-rank (read by lora only): no effect with --method"),
     (["--method", "full", "--refresh-steps", "5"], "--refresh-steps (read by fish-dip, random-dip only)"),
+    (["--refresh-gate", "sometimes"], "--refresh-gate 'sometimes': must be one of none, regressing, never"),
+    (["--method", "random-dip", "--refresh-gate", "never"], "--refresh-gate (read by fish-dip only)"),
     (["--fold", "2"], "--fold (only datasets that ship folds, e.g. ade)"),
 ]
 

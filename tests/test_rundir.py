@@ -207,3 +207,29 @@ def test_a_run_recorded_before_an_option_existed_is_the_same_run():
     fish_dip = ExperimentConfig().to_dict()
     older = {**fish_dip, "train": {k: v for k, v in fish_dip["train"].items() if k != "recipe"}}
     assert differences(older, fish_dip) == ["recipe: 'default' -> 'paper'"]
+
+
+def test_config_json_records_the_settings_a_recipe_fixed_and_older_records_are_the_same_run():
+    """A paper run's config.json says what ran (rank_mode 'reference', Adafactor), not the option
+    defaults the recipe replaced; runs recorded before it did are still the same run."""
+    from fishdip.runs.rundir import differences
+
+    recorded = ExperimentConfig(train=TrainConfig(method="fish-dip")).to_dict()["train"]
+    assert (recorded["recipe"], recorded["optimizer"], recorded["rank_by"], recorded["rank_mode"],
+            recorded["fisher_mode"], recorded["refresh_phase"]) == \
+           ("paper", "adafactor", "sum", "reference", "reference", "before")
+    assert ExperimentConfig(train=TrainConfig(method="full")).to_dict()["train"]["optimizer"] == "adamw"
+    paper = json.loads((REPO / "docs/results/conll04-paper/conll04/fraction-0.01/fish-dip/episode-1/config.json")
+                       .read_text())
+    assert paper["train"]["rank_mode"] == "eval"  # written before: the option's default, not what ran
+    assert ExperimentConfig.from_dict(paper).to_dict()["train"]["rank_mode"] == "reference"
+
+    def now(config: dict) -> dict:  # what this version writes for a recorded run's options
+        return {**ExperimentConfig.from_dict(config).to_dict(), "data_files": paper["data_files"],
+                "fishdip_version": paper["fishdip_version"]}
+
+    assert differences(paper, now(paper)) == []
+    v1 = now({**paper, "train": {**paper["train"], "recipe": "paper-v1"}})
+    assert set(differences(paper, v1)) == {
+        "fisher-mode: 'reference' -> 'eval'", "recipe: 'paper' -> 'paper-v1'", "refresh-phase: 'before' -> 'after'",
+        "rank-mode: 'reference' -> 'train'", "loss-positions: 'padded' -> 'target'"}

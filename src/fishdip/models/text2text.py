@@ -89,6 +89,11 @@ class Encoded:
         """Positions the model runs over (for grouping samples of similar length)."""
         return len(self.input_ids) + (len(self.labels) if len(self.labels) != len(self.input_ids) else 0)
 
+    @property
+    def target_tokens(self) -> int:
+        """Target positions the loss is taken over (a summed loss divided by this is the mean)."""
+        return sum(1 for t in self.labels if t != IGNORE)
+
 
 def encode_pair(loaded: LoadedModel, source: str, target: str, max_length: int) -> Encoded:
     tok = loaded.tokenizer

@@ -22,6 +22,7 @@ from pathlib import Path
 from fishdip.errors import FishdipError
 from fishdip.io import read_json, read_jsonl
 from fishdip.runs.config import OLDER_VALUES, RENAMED
+from fishdip.training.config import RECIPE_SETTINGS
 from fishdip.version import __version__
 
 # options that say where outputs go, what is kept or how fast, not what is computed (a sentence's
@@ -41,8 +42,13 @@ class RunConflict(FishdipError):
 
 
 def identity(config: dict) -> dict:
-    """The part of a run's config.json that decides its results."""
+    """The part of a run's config.json that decides its results. Settings a recipe fixes count with
+    the recipe's values (config.json records those; runs recorded before it did have the option
+    defaults there that the recipe replaced when they ran)."""
     options = {k: v for k, v in config.items() if k not in NOT_IDENTITY and k not in ("data_files", "episodes")}
+    train = options.get("train")
+    if isinstance(train, dict):
+        options["train"] = {**train, **RECIPE_SETTINGS.get(train.get("recipe"), {})}
     data = {Path(path).name: digest for path, digest in config.get("data_files", {}).items()}
     return {**options, "data_files": data}
 

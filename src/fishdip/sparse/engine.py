@@ -12,7 +12,9 @@ samples; the engine then
   entries only, so every other entry stays bit-identical), and keeps the union of every mask
   (``touched``: all a sparse fine-tune can have changed),
 - says when to **refresh** (``refresh_due``: every ``refresh_steps`` optimizer steps, before the step
-  as the FISH-DIP reference does, or after it),
+  as the FISH-DIP reference does, or after it), and whether a scheduled refresh recomputes the mask
+  (``refresh_gate``: always, the paper; only when some sample regressed since the last ranking; never,
+  which keeps the first mask: the control that separates a static Fisher mask from the refreshes),
 - **saves** the touched entries as a delta (``save_delta``; ``apply_delta`` writes one onto the base
   model, which also merges it).
 
@@ -34,7 +36,7 @@ import torch
 from torch import nn
 
 from fishdip.models.delta import apply_delta, save_delta
-from fishdip.sparse.choices import DROPOUT_MODES, FISHER_KINDS, REFRESH_PHASES
+from fishdip.sparse.choices import DROPOUT_MODES, FISHER_KINDS, GATE_MIN_LOSS, REFRESH_GATES, REFRESH_PHASES
 from fishdip.sparse.fisher import fisher_scores
 from fishdip.sparse.masks import SparseMask, flat_view, num_to_keep, random_mask, top_k_mask
 from fishdip.sparse.optimizers import MaskedDenseAdafactor, SparseAdafactor, SparseAdamW, SparseOptimizer
@@ -60,7 +62,8 @@ class OneProcess:
 
 
 # -- how each method chooses its mask ----------------------------------------------------------
-Chooser = Callable[["SparseEngine", int], tuple[SparseMask, dict]]
+# a chooser returns the new mask, or None to keep the current one (a closed refresh gate), and a record
+Chooser = Callable[["SparseEngine", int], tuple[SparseMask | None, dict]]
 
 
 def fisher_on_random_samples(engine: SparseEngine, step: int) -> tuple[SparseMask, dict]:
@@ -70,15 +73,22 @@ def fisher_on_random_samples(engine: SparseEngine, step: int) -> tuple[SparseMas
     return engine.fisher(samples, step), {"samples": samples}
 
 
-def fisher_on_regressing_samples(engine: SparseEngine, step: int) -> tuple[SparseMask, dict]:
-    """FISH-DIP: rank every training sample by loss, Fisher scores on the highest-loss ones."""
+def _short(x) -> float:
+    return float(f"{float(x):.4g}")  # 4 significant digits: a fitted sample's 1e-5 is not recorded as 0
+
+
+def fisher_on_regressing_samples(engine: SparseEngine, step: int) -> tuple[SparseMask | None, dict]:
+    """FISH-DIP: rank every training sample by loss, Fisher scores on the highest-loss ones (unless
+    ``refresh_gate`` is ``regressing`` and no sample regressed since the last ranking)."""
     losses = engine.rank(step)
+    info = {"mean_train_loss": _short(losses.mean()),
+            "ranking_losses": [_short(x) for x in losses]}  # every sample's, for the report's plots
+    if not engine.gate_open(losses, info):
+        return None, info
     n = engine.config.regressing_samples or default_num_regressing(engine.batches_per_epoch)
     samples = most_regressing(losses, n)
-    return engine.fisher(samples, step), {
-        "samples": samples, "sample_losses": [round(float(losses[i]), 4) for i in samples],
-        "mean_train_loss": round(float(losses.mean()), 4),
-        "ranking_losses": [round(float(x), 4) for x in losses]}  # every sample's, for the report's plots
+    return engine.fisher(samples, step), {"samples": samples, "sample_losses": [_short(losses[i]) for i in samples],
+                                          **info}
 
 
 def uniformly_random(engine: SparseEngine, step: int) -> tuple[SparseMask, dict]:
@@ -92,10 +102,11 @@ def uniformly_random(engine: SparseEngine, step: int) -> tuple[SparseMask, dict]
 class SparseMethod:
     choose: Chooser
     refresh: bool  # choose again every refresh_steps optimizer steps
+    ranks: bool = False  # ranks the samples by loss at each choice (what --refresh-gate regressing reads)
 
 
 SPARSE_METHODS: dict[str, SparseMethod] = {
-    "fish-dip": SparseMethod(fisher_on_regressing_samples, refresh=True),
+    "fish-dip": SparseMethod(fisher_on_regressing_samples, refresh=True, ranks=True),
     "fish": SparseMethod(fisher_on_random_samples, refresh=False),
     "random": SparseMethod(uniformly_random, refresh=False),
     "random-dip": SparseMethod(uniformly_random, refresh=True),
@@ -121,6 +132,11 @@ class SparseConfig:
     fish_samples: int = _option(128, "fish: random samples its one mask is computed on")
     fisher: str = _option("square", "sum of squared (square) or absolute (abs) per-sample gradients",
                           choices=FISHER_KINDS)
+    refresh_gate: str = _option("none", "refreshed methods, at each scheduled refresh: none (recompute the mask, the "
+                                "paper), regressing (fish-dip: rank as always, recompute only if some sample's mean "
+                                f"per-token loss is above {GATE_MIN_LOSS:g} and higher than at the previous ranking, "
+                                "else keep the mask), never (keep the first mask: the static-mask control)",
+                                choices=REFRESH_GATES)
     rank_mode: str = _option("reference", "dropout while ranking: eval (never), train (always), reference "
                              "(the first mask without, refreshes with)", choices=DROPOUT_MODES)
     fisher_mode: str = _option("reference", "dropout while scoring Fisher information (as rank_mode)",
@@ -137,6 +153,13 @@ class SparseConfig:
         for name in ("rank_mode", "fisher_mode"):
             if getattr(self, name) not in DROPOUT_MODES:
                 raise ValueError(f"{name} {getattr(self, name)!r}: one of {', '.join(DROPOUT_MODES)}")
+        if self.refresh_gate not in REFRESH_GATES:
+            raise ValueError(f"refresh_gate {self.refresh_gate!r}: one of {', '.join(REFRESH_GATES)}")
+        method = SPARSE_METHODS[self.method]
+        if self.refresh_gate != "none" and not method.refresh:
+            raise ValueError(f"refresh_gate {self.refresh_gate!r}: {self.method} never refreshes its mask")
+        if self.refresh_gate == "regressing" and not method.ranks:
+            raise ValueError(f"refresh_gate 'regressing': {self.method} does not rank samples by loss")
 
 
 def sparse_optimizer(params: dict[str, nn.Parameter], kind: str = "reference", lr: float = 1e-2,
@@ -167,13 +190,16 @@ class SparseEngine:
     ``model``: the module whose train/eval mode ``rank_mode`` / ``fisher_mode`` switch (None: left
     as it is). ``costs``: a size per sample, so that ranking batches hold samples of similar length
     (little padding). ``batch_size``: samples per ranking batch; ``batches_per_epoch``: what
-    ``regressing_samples``' default counts (default: samples / batch_size).
+    ``regressing_samples``' default counts (default: samples / batch_size). ``tokens``: when
+    ``batch_losses`` gives summed token losses, each sample's number of target tokens, so that the
+    refresh gate compares mean per-token losses (None: ``batch_losses`` gives means already).
     """
 
     def __init__(self, params: dict[str, nn.Parameter], config: SparseConfig, *,
                  sample_loss: Callable[[int], torch.Tensor], batch_losses: Callable[[list[int]], torch.Tensor],
                  num_samples: int, model: nn.Module | None = None, costs: list[int] | None = None,
-                 batch_size: int = 8, batches_per_epoch: int | None = None, dist=None):
+                 batch_size: int = 8, batches_per_epoch: int | None = None, tokens: list[int] | None = None,
+                 dist=None):
         if num_samples < 1:
             raise ValueError("no training samples")
         self.params, self.config, self.model = params, config, model
@@ -187,6 +213,9 @@ class SparseEngine:
         self.mask: SparseMask | None = None
         # every entry any mask has held: all a sparse fine-tune can have changed (a delta)
         self.touched: dict[str, torch.Tensor] = {}
+        self.tokens = torch.tensor(tokens, dtype=torch.float32).clamp(min=1) if tokens is not None else None
+        # mean per-token loss of every sample at the last ranking (what --refresh-gate regressing compares)
+        self.last_ranking: torch.Tensor | None = None
         self._timing: dict = {}  # breakdown of the mask computation in progress
 
     # -- choosing ---------------------------------------------------------------
@@ -225,6 +254,18 @@ class SparseEngine:
                                          [self.costs[i] for i in mine], self.batch_size)
         return self.dist.sum_(losses)
 
+    def gate_open(self, losses: torch.Tensor, info: dict) -> bool:
+        """Whether the ranking ``losses`` lead to a new mask (``refresh_gate``): always for
+        the first mask and without a gate; with ``regressing`` only if some sample's mean per-token loss
+        is above ``GATE_MIN_LOSS`` and higher than at the previous ranking. Records the decision in ``info``."""
+        per_token = losses / self.tokens if self.tokens is not None else losses.clone()
+        previous, self.last_ranking = self.last_ranking, per_token
+        if self.config.refresh_gate != "regressing" or previous is None or self.mask is None:
+            return True
+        regressed = ((per_token > GATE_MIN_LOSS) & (per_token > previous)).nonzero().flatten().tolist()
+        info["regressed"] = regressed
+        return bool(regressed)
+
     def fisher(self, samples: list[int], step: int = 0) -> SparseMask:
         """The top ``num_keep`` entries by empirical Fisher information on ``samples``."""
         for p in self.params.values():
@@ -255,10 +296,15 @@ class SparseEngine:
 
     def choose(self, step: int) -> tuple[SparseMask, dict]:
         """The method's mask for the steps from ``step`` on, with a record of the choice (which
-        samples, their losses, where the mask lives, overlap with the previous one, timings)."""
+        samples, their losses, where the mask lives, overlap with the previous one, timings). A
+        closed refresh gate keeps the current mask: the record says ``"kept": true`` and nothing
+        needs installing."""
         started = time.perf_counter()
         self._timing = {}
         mask, info = self.method.choose(self, step)
+        if mask is None:
+            info.update(self._timing, step=step, kept=True, seconds=round(time.perf_counter() - started, 3))
+            return self.mask, info
         info = {"step": step, **info, "entries_per_parameter": {
             n: int(ix.numel()) for n, ix in mask.indices.items() if ix.numel()}}
         if self.mask is not None:
@@ -269,6 +315,8 @@ class SparseEngine:
     # -- training with it ---------------------------------------------------------
     def install(self, mask: SparseMask, optimizer: SparseOptimizer | None = None) -> None:
         """Make ``mask`` the one that learns (in ``optimizer``, carrying state for entries that stay)."""
+        if mask is self.mask:  # a kept mask (closed refresh gate): the optimizer's state stays as it is
+            return
         self.mask = mask
         if optimizer is not None:
             optimizer.set_mask(mask)
@@ -283,8 +331,10 @@ class SparseEngine:
     def refresh_due(self, step: int, total_steps: int | None = None) -> bool:
         """After ``step`` completed optimizer steps, is the mask recomputed for the next one?
         ``before``: after N-1, 2N-1, ... steps (the reference counts a step when it starts, so its
-        mask for step 100 is computed after 99); ``after``: after N, 2N, .... Never after the last."""
-        if not self.method.refresh or (total_steps is not None and step >= total_steps):
+        mask for step 100 is computed after 99); ``after``: after N, 2N, .... Never after the last,
+        and never with ``refresh_gate`` ``never``."""
+        if not self.method.refresh or self.config.refresh_gate == "never" or \
+                (total_steps is not None and step >= total_steps):
             return False
         return (step + (self.config.refresh_phase == "before")) % self.config.refresh_steps == 0
 

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, fields, replace
 
 from fishdip.evaluation.icl import SELECTIONS
 from fishdip.options import ConfigError, check_fields, option, option_name, option_of
-from fishdip.sparse.choices import DROPOUT_MODES, FISHER_KINDS, REFRESH_PHASES
+from fishdip.sparse.choices import DROPOUT_MODES, FISHER_KINDS, GATE_MIN_LOSS, REFRESH_GATES, REFRESH_PHASES
 from fishdip.tasks.options import GenerationOptions
 from fishdip.training.methods import METHODS, Method
 from fishdip.training.precision import PRECISIONS
@@ -81,6 +81,13 @@ class TrainConfig:
     rank_by: str = option("mean", "fish-dip: rank samples by their mean token loss, or by the summed loss (the "
                           "reference's effect: longer targets rank higher; what --recipe paper uses)",
                           choices=("mean", "sum"), used_by=("fish-dip",))
+    refresh_gate: str = option("none", "fish-dip, at each scheduled refresh: none (recompute the mask: the paper), "
+                               "regressing (rank the samples as always; recompute only if some sample's mean "
+                               f"per-token loss is above {GATE_MIN_LOSS:g} and higher than at the previous ranking, "
+                               "else keep the mask and record the skip), never (keep the first mask for the whole "
+                               "run: the control that tells a static Fisher mask's share from the refreshes')",
+                               choices=REFRESH_GATES,
+                               used_by=("fish-dip",))
     rank_mode: str = option("eval", "fish-dip: rank samples without dropout (eval), with it (train), or as the "
                             "reference (reference: eval for the first mask, the model as loaded, train for every "
                             "refresh; what --recipe paper uses)", choices=DROPOUT_MODES, used_by=("fish-dip",))
@@ -151,4 +158,6 @@ class TrainConfig:
         return replace(self, recipe=recipe, **RECIPE_SETTINGS.get(recipe, {}))
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "recipe": self.effective_recipe, "effective_lr": self.effective_lr}
+        """What config.json records: the settings that run, i.e. with the recipe's fixed values (a
+        paper run says rank_mode "reference", not the option's default that the recipe replaced)."""
+        return {**asdict(self.resolved()), "effective_lr": self.effective_lr}

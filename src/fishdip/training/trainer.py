@@ -114,14 +114,18 @@ class Trainer:
         # sparse methods: the engine chooses, refreshes and installs the masks (sparse/engine.py)
         self.engine = None
         if self.method.sparse:
+            sums = cfg.rank_by == "sum" and not self.padded  # summed token losses: the gate divides by tokens
             self.engine = SparseEngine(
-                self.params, SparseConfig(self.method.sparse_method, cfg.density, cfg.refresh_steps,
-                                          cfg.refresh_phase, cfg.regressing_samples, cfg.fish_samples, cfg.fisher,
-                                          cfg.rank_mode, cfg.fisher_mode, cfg.seed),
+                self.params, SparseConfig(
+                    method=self.method.sparse_method, density=cfg.density, refresh_steps=cfg.refresh_steps,
+                    refresh_phase=cfg.refresh_phase, regressing_samples=cfg.regressing_samples,
+                    fish_samples=cfg.fish_samples, fisher=cfg.fisher, refresh_gate=cfg.refresh_gate,
+                    rank_mode=cfg.rank_mode, fisher_mode=cfg.fisher_mode, seed=cfg.seed),
                 sample_loss=lambda i: self.batch_loss([i])[0],
                 batch_losses=lambda ids: self.batch_loss(ids, cfg.rank_by),
                 num_samples=len(pairs), model=loaded.model, costs=[e.cost for e in self.encoded],
-                batch_size=cfg.batch_size, batches_per_epoch=self.micro_batches_per_epoch, dist=dist)
+                batch_size=cfg.batch_size, batches_per_epoch=self.micro_batches_per_epoch,
+                tokens=[e.target_tokens for e in self.encoded] if sums else None, dist=dist)
         self.checkpoint, self.curve, self.log = checkpoint, curve, log
 
     @property
@@ -322,6 +326,7 @@ class Trainer:
         return {"where": where, "weights": weights, "optimizer": self._optimizer_state(optimizer),
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler else None,
                 "mask": dict(self.mask.indices) if self.mask else None, "touched": dict(self.touched),
+                "ranking": self.engine.last_ranking if self.engine else None,  # what the refresh gate compares
                 "rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
                 "result": vars(self.result)}
@@ -333,6 +338,7 @@ class Trainer:
             self._install(SparseMask({n: t.to(self.device) for n, t in saved["mask"].items()}), optimizer)
         if self.engine:
             self.engine.touched = {n: t.to(self.device) for n, t in saved["touched"].items()}
+            self.engine.last_ranking = saved.get("ranking")  # (checkpoints from before the gate: none)
         for name, values in saved["weights"].items():
             p = self.params[name]
             if self.method.sparse:
