@@ -49,6 +49,19 @@ def make_tiny_llama(seed: int = 0) -> LoadedModel:
     return prepare(LlamaForCausalLM(config), tok, "tiny-llama")
 
 
+def make_tiny_gemma3(seed: int = 0, softcap: float | None = None) -> LoadedModel:
+    """Gemma 3's text model (scaled embeddings, sliding-window layers); ``softcap``: logit soft-capping."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    torch.manual_seed(seed)
+    tok = ByT5Tokenizer()
+    config = Gemma3TextConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                              num_attention_heads=4, num_key_value_heads=2, head_dim=8, sliding_window=16,
+                              max_position_embeddings=2048, pad_token_id=tok.pad_token_id,
+                              eos_token_id=tok.eos_token_id, bos_token_id=None, final_logit_softcapping=softcap)
+    return prepare(Gemma3ForCausalLM(config), tok, "tiny-gemma3")
+
+
 @pytest.fixture(params=["t5", "llama"])
 def tiny_model(request) -> LoadedModel:
     return make_tiny_t5() if request.param == "t5" else make_tiny_llama()

@@ -31,6 +31,8 @@ EVALUATE = [
     (["--data-dir", "no-such-dir"], "--data-dir no-such-dir: no such folder"),
     (["--output", "."], "--output .: is a folder; give a file name"),
     (["--output", "README.md/x.json"], "README.md is a file, so no folder can be made there"),
+    (["--device", "tpu"], "--device tpu: not a device"),
+    (["--device", "cuda:7"], "--device cuda:7: this machine has"),
 ]
 
 

@@ -1,6 +1,7 @@
 """`fishdip experiment` (a resumable grid of runs) and `fishdip report` (tables, paired statistics, plots)."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -125,6 +126,11 @@ def test_grid_kill_resume_and_report(tmp_path, tiny_model_dir):
     for name in ("score-vs-size-conll", "losses-conll-size-3", "mask-overlap-conll-size-6",
                  "mask-location-conll-size-3-fish-dip", "samples-conll-size-6-fish-dip"):
         assert (report / f"{name}.png").stat().st_size > 1000, name
+    assert "| comparison | episodes | relative change of the mean | paired difference [95 % CI] | Wilcoxon p |" in text
+    for option in ("--baseline", "--focus"):  # a name that is no method of the grid: one line, exit 2
+        refused = runner.invoke(app, ["report", str(out), option, "lora"])
+        assert refused.exit_code == 2 and f"{option} 'lora': no finished cell of" in refused.output
+        assert "(its methods: full, fish-dip)" in refused.output
 
 
 @pytest.mark.integration
@@ -177,6 +183,11 @@ def test_paired_interval():
     assert p.n == 3 and p.wins == 3 and p.mean == pytest.approx(0.13333, abs=1e-4)
     assert p.high - p.mean == pytest.approx(4.3027 * 0.057735 / 3 ** 0.5, rel=1e-3)
     assert paired({1: 0.5}, {2: 0.4}) is None
+    # Wilcoxon signed-rank, exact: 3 episodes all won is the smallest two-sided p there is, 2 / 2^3
+    assert p.wilcoxon_p == pytest.approx(0.25)
+    ten = paired({e: 0.1 * e for e in range(10)}, {e: 0.1 * e - (0.01 if e else -0.005) for e in range(10)})
+    assert ten.n == 10 and ten.wins == 9 and ten.wilcoxon_p == pytest.approx(2 * 2 / 2 ** 10)
+    assert math.isnan(paired({1: 0.5, 2: 0.5}, {1: 0.5, 2: 0.5}).wilcoxon_p)  # all tied: undefined
 
 
 def test_one_episode_shows_no_spread():
@@ -245,3 +256,21 @@ epochs = 2
     # two methods: one paired table (fish-dip vs full), no bare header for "fish-dip against each method"
     assert "| fish-dip vs full |" in text and "`fish-dip` against each method" not in text
     assert (out / "report" / "curves-conll-size-3.png").stat().st_size > 1000
+
+
+def test_mask_plots_leave_out_the_refreshes_a_closed_gate_skipped(tmp_path):
+    from fishdip.reports.plots import masks_of, plot_mask_location, plot_mask_overlap, plot_samples
+
+    def mask(step, overlap=None):
+        record = {"step": step, "samples": [0], "ranking_losses": [1.0, 0.5],
+                  "entries_per_parameter": {"model.layers.0.mlp.up_proj.weight": 10}}
+        return record if overlap is None else {**record, "overlap_with_previous": overlap}
+
+    kept = {"step": 99, "kept": True, "regressed": [], "ranking_losses": [1e-4, 1e-4]}
+    train = {"refreshes": [mask(0), kept, mask(199, 0.4)], "losses": [{"loss": 1.0}]}
+    assert [r["step"] for r in masks_of(train)] == [0, 199]
+    episodes = [{"episode": 1, "train": train}]
+    plot_mask_overlap({"fish-dip-gated": episodes}, tmp_path / "overlap.png", "t")
+    plot_mask_location(episodes, tmp_path / "location.png", "t")
+    plot_samples(episodes[0], tmp_path / "samples.png", "t")
+    assert all((tmp_path / f"{n}.png").stat().st_size > 1000 for n in ("overlap", "location", "samples"))

@@ -7,7 +7,7 @@ from fishdip.models.text2text import collate, encode_pair, generate, pad_batch, 
 from fishdip.tasks import JointERTask
 from fishdip.training.config import TrainConfig
 from fishdip.training.trainer import Trainer
-from tests.conftest import make_tiny_llama, make_tiny_t5
+from tests.conftest import make_tiny_gemma3, make_tiny_llama, make_tiny_t5
 
 SCHEMA = er.Schema({"Peop": "people", "Loc": "location"}, {"Live_In": "live in"})
 TASK = JointERTask("toy", "joint_er", schema=SCHEMA)
@@ -50,9 +50,12 @@ def test_per_sample_loss_ignores_padding(tiny_model):
     assert torch.allclose(alone[0], padded[0], atol=1e-5)
 
 
-@pytest.mark.parametrize("make", [make_tiny_t5, make_tiny_llama], ids=["t5", "llama"])
+@pytest.mark.parametrize("make", [make_tiny_t5, make_tiny_llama, make_tiny_gemma3,
+                                  lambda: make_tiny_gemma3(softcap=3.0)],
+                         ids=["t5", "llama", "gemma3", "gemma3-softcapped"])
 def test_token_losses_equal_the_models_own_loss(make):
-    """The LM head runs on target positions only (decoder-only): same loss as the model's forward."""
+    """The LM head runs on target positions only (decoder-only, a plain head): same loss as the
+    model's forward; a soft-capped head (Gemma 2 style) takes the model's own logits."""
     loaded = make()
     loaded.model.eval()
     batch = collate(loaded, PAIRS[:3], 96)

@@ -167,18 +167,24 @@ class Predictor:
 
 
 def load(path: str | Path, decoder: str | None = None, task: str | None = None,
-         data_dir: str | None = None) -> Predictor:
+         data_dir: str | None = None, device: str = "auto") -> Predictor:
     """A predictor from a model folder written by ``train`` (``models/episode-<i>``), or from a run
     folder (its first episode's model). ``task``: any model (a hub name or model folder) with the task
     it is to be scored on (its schema read from ``data_dir``); ``decoder``: fishdip or tanl (default:
-    the one the model was trained with)."""
+    the one the model was trained with); ``device``: auto (a GPU if there is one), cpu, cuda, cuda:1 ..."""
+    from fishdip.runs.config import check_device
+    from fishdip.training.distributed import pick_device
+
+    check_device("device", device)
     if task is not None:
         meta = read_fishdip_metadata(str(path)) or {}
-        return Predictor(load_model(str(path)), load_task(task, data_dir, decoder or "fishdip"),
-                         meta.get("max_length", 256))
-    try:
-        folder = model_folder(Path(path))
-    except FishdipError as exc:
-        raise FishdipError(f"{exc}; a model fishdip did not train needs its task (task=, --task)") from None
-    meta = read_fishdip_metadata(str(folder))
-    return Predictor(load_model(str(folder)), task_from_metadata(meta, decoder), meta.get("max_length", 256))
+        loaded, task_ = load_model(str(path)), load_task(task, data_dir, decoder or "fishdip")
+    else:
+        try:
+            folder = model_folder(Path(path))
+        except FishdipError as exc:
+            raise FishdipError(f"{exc}; a model fishdip did not train needs its task (task=, --task)") from None
+        meta = read_fishdip_metadata(str(folder))
+        loaded, task_ = load_model(str(folder)), task_from_metadata(meta, decoder)
+    loaded.model.to(pick_device(device))
+    return Predictor(loaded, task_, meta.get("max_length", 256))

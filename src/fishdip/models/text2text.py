@@ -143,7 +143,14 @@ def collate(loaded: LoadedModel, pairs: list[tuple[str, str]], max_length: int) 
 # Decoder-only architectures whose logits are exactly ``lm_head(final hidden state)`` (no scaling or
 # soft-capping): for them only the target positions go through the LM head. With a 49k vocabulary the
 # head is a fifth of a small model's matrix work, and prompt and padding positions need no logits.
-PLAIN_LM_HEAD = ("llama", "mistral", "qwen2", "qwen3", "smollm3")
+PLAIN_LM_HEAD = ("llama", "mistral", "qwen2", "qwen3", "smollm3", "gemma3_text")
+
+
+def plain_lm_head(model) -> bool:
+    """Whether the logits are the output embedding of the decoder's last hidden state and nothing
+    more (no soft-capping), so that the head may run on the target positions alone."""
+    config = model.config
+    return config.model_type in PLAIN_LM_HEAD and getattr(config, "final_logit_softcapping", None) is None
 
 
 def token_losses(loaded: LoadedModel, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -152,7 +159,7 @@ def token_losses(loaded: LoadedModel, batch: dict[str, torch.Tensor]) -> tuple[t
     device = next(model.parameters()).device
     batch = {k: v.to(device) for k, v in batch.items()}
     labels = batch["labels"]
-    if not loaded.is_encoder_decoder and model.config.model_type in PLAIN_LM_HEAD:
+    if not loaded.is_encoder_decoder and plain_lm_head(model):
         hidden = model.get_decoder()(input_ids=batch["input_ids"],
                                      attention_mask=batch["attention_mask"]).last_hidden_state
         labels = labels[:, 1:]  # position t predicts token t+1

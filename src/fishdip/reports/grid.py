@@ -2,7 +2,8 @@
 
 Per task and training size: mean ± std of every metric per method; each method against a baseline
 (default ``full``): relative change of the means and the paired difference over the episodes both
-finished (same episode = same training subset), with a 95 % t interval and wins; then the focus
+finished (same episode = same training subset), with a 95 % t interval, the Wilcoxon signed-rank
+p-value, the number of episodes and wins; then the focus
 method (default ``fish-dip``) against every other method the same way. Writes ``report.md``,
 ``report.csv`` (one row per task, size, method and metric) and PNG plots into ``RUNS_DIR/report/``.
 """
@@ -25,6 +26,7 @@ from fishdip.errors import FishdipError
 from fishdip.io import read_json, write_text_atomic
 from fishdip.reports.plots import (
     aligned_curve,
+    masks_of,
     plot_curves,
     plot_losses,
     plot_mask_location,
@@ -59,10 +61,13 @@ class Paired:
     high: float
     wins: int
     ties: int
+    wilcoxon_p: float = math.nan  # two-sided Wilcoxon signed-rank p (exact for small n); nan: undefined
 
 
 def paired(a: dict[int, float], b: dict[int, float]) -> Paired | None:
-    """``a`` minus ``b`` over the episodes both have: mean, 95 % t interval, wins of ``a``."""
+    """``a`` minus ``b`` over the episodes both have: mean, 95 % t interval, wins of ``a``, and the
+    Wilcoxon signed-rank p-value (no normality assumed; with n episodes it cannot go below 2 / 2^n,
+    0.25 for 3)."""
     from scipy import stats
 
     common = sorted(set(a) & set(b))
@@ -74,7 +79,10 @@ def paired(a: dict[int, float], b: dict[int, float]) -> Paired | None:
         half = stats.t.ppf(0.975, len(diffs) - 1) * statistics.stdev(diffs) / math.sqrt(len(diffs))
     else:
         half = math.nan
-    return Paired(len(diffs), mean, mean - half, mean + half, sum(d > 0 for d in diffs), sum(d == 0 for d in diffs))
+    nonzero = [d for d in diffs if d != 0]  # ties are dropped (Wilcoxon's own rule); none left: undefined
+    p = float(stats.wilcoxon(nonzero).pvalue) if nonzero else math.nan
+    return Paired(len(diffs), mean, mean - half, mean + half, sum(d > 0 for d in diffs), sum(d == 0 for d in diffs),
+                  p)
 
 
 def collect(root: Path) -> tuple[list[Group], dict]:
@@ -123,11 +131,12 @@ def _pct(x: float) -> str:
     return "-" if math.isnan(x) else f"{100 * x:+.1f}"
 
 
-def _paired_text(p: Paired | None) -> tuple[str, str]:
+def _paired_text(p: Paired | None) -> tuple[str, str, str]:
     if p is None:
-        return "-", "-"
+        return "-", "-", "-"
     interval = f"{_pct(p.mean)} [{_pct(p.low)}, {_pct(p.high)}]" if p.n > 1 else f"{_pct(p.mean)} (1 episode)"
-    return interval, f"{p.wins}/{p.n}" + (f" ({p.ties} tied)" if p.ties else "")
+    wilcoxon = "-" if math.isnan(p.wilcoxon_p) else f"{p.wilcoxon_p:.2g}"
+    return interval, f"{p.wins}/{p.n}" + (f" ({p.ties} tied)" if p.ties else ""), wilcoxon
 
 
 def _mean_std(values: list[float]) -> str:
@@ -138,7 +147,7 @@ def _mean_std(values: list[float]) -> str:
     return f"{100 * statistics.fmean(values):.1f} ± {100 * statistics.stdev(values):.1f}"
 
 
-def group_tables(group: Group, metric: str, baseline: str, focus: str) -> str:
+def group_tables(group: Group, metric: str, baseline: str, focus: str | None) -> str:
     """Markdown for one task and size: scores, against the baseline, and the focus against the others."""
     shown = [m for m in METRICS if any(m in e["metrics"] for eps in group.runs.values() for e in eps.values())]
     lines = [f"### {group.task}, {group.size} ({group.sentences():.0f} training sentences)\n",
@@ -165,12 +174,14 @@ def group_tables(group: Group, metric: str, baseline: str, focus: str) -> str:
                 continue
             ma, mb = statistics.fmean(a[e] for e in common), statistics.fmean(b[e] for e in common)
             relative = f"{100 * (ma - mb) / mb:+.0f} %" if mb else "-"
-            interval, wins = _paired_text(paired(a, b))
-            rows.append(f"| {first} vs {second} | {relative} | {interval} | {wins} |")
+            interval, wins, wilcoxon = _paired_text(paired(a, b))
+            rows.append(f"| {first} vs {second} | {len(common)} | {relative} | {interval} | {wilcoxon} | {wins} |")
         if rows:  # with only the baseline beside the focus, this table would be a bare header
-            lines += [f"{metric}, {title} (x100 points; paired over the episodes both finished, 95 % t interval):\n",
-                      "| comparison | relative change of the mean | paired difference [95 % CI] | wins |",
-                      "|---|---|---|---|", *rows, ""]
+            lines += [f"{metric}, {title} (x100 points; paired over the episodes both finished, 95 % t interval, "
+                      "two-sided Wilcoxon signed-rank p):\n",
+                      "| comparison | episodes | relative change of the mean | paired difference [95 % CI] | "
+                      "Wilcoxon p | wins |",
+                      "|---|---|---|---|---|---|", *rows, ""]
     return "\n".join(lines)
 
 
@@ -223,7 +234,7 @@ def csv_rows(groups: list[Group], baseline: str) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["task", "size", "train_sentences", "method", "metric", "episodes", "mean", "std",
-                     f"diff_vs_{baseline}", "ci_low", "ci_high", "wins", "paired_episodes"])
+                     f"diff_vs_{baseline}", "ci_low", "ci_high", "wins", "paired_episodes", "wilcoxon_p"])
     for g in groups:
         for method in g.runs:
             for metric in METRICS:
@@ -234,16 +245,27 @@ def csv_rows(groups: list[Group], baseline: str) -> str:
                 p = paired(values, scores(g, baseline, metric)) if method != baseline else None
                 writer.writerow([g.task, g.size, f"{g.sentences():.1f}", method, metric, len(v),
                                  f"{statistics.fmean(v):.6f}", f"{statistics.stdev(v):.6f}" if len(v) > 1 else "",
-                                 *(["", "", "", "", ""] if p is None else
-                                   [f"{p.mean:.6f}", f"{p.low:.6f}", f"{p.high:.6f}", p.wins, p.n])])
+                                 *(["", "", "", "", "", ""] if p is None else
+                                   [f"{p.mean:.6f}", f"{p.low:.6f}", f"{p.high:.6f}", p.wins, p.n,
+                                    "" if math.isnan(p.wilcoxon_p) else f"{p.wilcoxon_p:.6f}"])])
     return out.getvalue()
 
 
 def write_report(root: str | Path, output: str | Path | None = None, metric: str | None = None,
-                 baseline: str = "full", focus: str = "fish-dip") -> Path:
-    """Tables (report.md, report.csv) and plots of the grid in ``root``; returns the report folder."""
+                 baseline: str | None = None, focus: str | None = None) -> Path:
+    """Tables (report.md, report.csv) and plots of the grid in ``root``; returns the report folder.
+    ``baseline`` (default ``full``, else the first method) is compared with every other method,
+    ``focus`` (default ``fish-dip`` where the grid has it) with every other; a name given that is no
+    method of the grid is refused."""
     root = Path(root)
     groups, grid = collect(root)
+    methods = list(dict.fromkeys(m for g in groups for m in g.runs))
+    for option, name in (("--baseline", baseline), ("--focus", focus)):
+        if name is not None and name not in methods:
+            raise FishdipError(f"{option} {name!r}: no finished cell of {root} has that method "
+                               f"(its methods: {', '.join(methods)})")
+    baseline = baseline or ("full" if "full" in methods else methods[0])
+    focus = focus or ("fish-dip" if "fish-dip" in methods else None)
     if metric is not None and metric not in METRICS:
         raise FishdipError(f"--metric {metric!r}: not a metric fishdip reports (one of {', '.join(METRICS)})")
     reported = [m for m in METRICS if any(m in e["metrics"] for g in groups for r in g.runs.values()
@@ -281,11 +303,11 @@ def _plots(groups: list[Group], out: Path, metric: str) -> None:
             plot_curves({m: list(eps.values()) for m, eps in g.runs.items()}, out / f"curves-{name}.png", metric,
                         f"{g.task}, {g.size}: {metric} during training")
         dynamic = {m: list(eps.values()) for m, eps in g.runs.items()
-                   if all(len(e["train"].get("refreshes", [])) > 1 for e in eps.values())}
+                   if all(len(masks_of(e["train"])) > 1 for e in eps.values())}
         if dynamic:
             plot_mask_overlap(dynamic, out / f"mask-overlap-{name}.png", f"{g.task}, {g.size}: consecutive masks")
         for method, episodes in dynamic.items():
-            if all("entries_per_parameter" in r for e in episodes for r in e["train"]["refreshes"]):
+            if all("entries_per_parameter" in r for e in episodes for r in masks_of(e["train"])):
                 plot_mask_location(episodes, out / f"mask-location-{name}-{method}.png",
                                    f"{g.task}, {g.size}, {method}: where the mask lives")
             first = episodes[0]

