@@ -195,3 +195,24 @@ def test_tanl_subsets_are_the_sentences_tanl_trains_on(data_dir, fraction):
         assert len(expected) == {0.01: 9, 0.05: 46, 0.1: 92}[fraction]
         # today's rule draws other sentences: the two are different protocols
         assert set(sample_indices(len(train_all), episode, fraction=fraction)) != set(expected)
+
+
+@pytest.mark.integration
+def test_a_run_resolves_its_dataset_once_and_parses_each_file_once(tmp_path, monkeypatch):
+    """A 3-episode run of two methods with a learning curve: the folder is looked up once and each
+    of the dataset's files parsed once (the schema, every episode's subset and evaluation split, the
+    curve's split and the checksums all read the one resolved ``Dataset``)."""
+    import fishdip
+    from fishdip.data import datasets
+    from tests.conftest import make_tiny_t5
+
+    parsed, looked_up = [], []
+    real_read, real_dir = datasets.read_conll, datasets.dataset_dir
+    monkeypatch.setattr(datasets, "read_conll", lambda path, *a, **k: parsed.append(path.name) or
+                        real_read(path, *a, **k))
+    monkeypatch.setattr(datasets, "dataset_dir", lambda *a, **k: looked_up.append(1) or real_dir(*a, **k))
+    tiny = make_tiny_t5()
+    fishdip.train(task="conll03", data_dir=str(FIXTURES), model=(tiny.model, tiny.tokenizer), method="full,random",
+                  episodes="1-3", train_size=4, epochs=1, batch_size=2, max_length=48, eval_every=1, eval_limit=2,
+                  save="none", output_dir=str(tmp_path / "run"), progress=False, log=lambda *_: None)
+    assert sorted(parsed) == ["test.txt", "train.txt", "valid.txt"] and len(looked_up) == 1

@@ -29,13 +29,27 @@ from fishdip.tasks.options import DataOptions, GenerationOptions
 from fishdip.text import tokenize
 
 
+def _model_pair(model: tuple):
+    """``(model, tokenizer)``: a transformers model and its tokenizer, checked before anything uses them."""
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    if len(model) != 2 or not isinstance(model[0], PreTrainedModel) or \
+            not isinstance(model[1], PreTrainedTokenizerBase):
+        kinds = ", ".join(type(m).__name__ for m in model)
+        raise FishdipError(f"model=({kinds}): expected (a transformers model, its tokenizer), e.g. "
+                           "(AutoModelForSeq2SeqLM.from_pretrained(name), AutoTokenizer.from_pretrained(name))")
+    return model
+
+
 def _example(item, where: str) -> er.Example:
     """An ``er.Example`` or ``{"tokens": [...], "entities": [{"start", "end", "type"}],
     "relations": [{"type", "head", "tail"}]}`` (head / tail: indices into entities)."""
     if isinstance(item, er.Example):
         return item
     try:
-        tokens = list(item["tokens"])
+        if isinstance(item["tokens"], str):  # list("John lives") would make every character a token
+            raise FishdipError(f"{where}: 'tokens' is a string; give a list of tokens (\"John lives\".split())")
+        tokens = [str(t) for t in item["tokens"]]
         entities = [er.Entity(int(e["start"]), int(e["end"]), str(e["type"])) for e in item.get("entities", [])]
         relations = [er.Relation(str(r["type"]), entities[int(r["head"])], entities[int(r["tail"])])
                      for r in item.get("relations", [])]
@@ -95,7 +109,7 @@ def train(*, examples: list | None = None, eval_examples: list | None = None,
         task = examples_task(examples, eval_examples, options.get("decoder", "fishdip"))
     base = None
     if isinstance(model, tuple):
-        base = prepare(model[0], model[1], type(model[0]).__name__)
+        base = prepare(*_model_pair(model), type(model[0]).__name__)
     elif isinstance(model, LoadedModel):
         base = model
     options["model"] = base.name if base is not None else model
@@ -121,6 +135,7 @@ class Predictor:
         text, its character offsets in the input."""
         from fishdip.evaluation.predict import predict
 
+        GenerationOptions(batch_size=batch_size)  # checks it: one clear line, not an error from range()
         if self.task.family not in ("joint_er", "ner"):
             raise FishdipError(f"predict annotates sentences for entity tasks (joint_er, ner); this model was "
                                f"trained for {self.task.family}: use evaluate()")
@@ -150,15 +165,19 @@ class Predictor:
 
     def evaluate(self, split: str = "test", data_dir: str | None = None, examples: list | None = None,
                  limit: int | None = None, batch_size: int = 64, num_beams: int = 1, fold: int = 0,
-                 progress: bool = False) -> dict:
-        """Metrics on a split of the task's dataset (``fold``: of a dataset that ships folds), or on
-        in-memory ``examples``; the first ``limit`` only, if given."""
+                 progress: bool = False, eval_file: str | Path | None = None, data_format: str = "auto") -> dict:
+        """Metrics on a split of the task's dataset (``fold``: of a dataset that ships folds), on
+        in-memory ``examples``, or on an annotated file (``eval_file``: a doccano / Label Studio export
+        or fishdip JSONL, data/annotations.py); the first ``limit`` only, if given."""
+        from fishdip.data.annotations import read_annotated
         from fishdip.data.datasets import load_split
 
         data = DataOptions(data_dir=data_dir, fold=fold, eval_split=split, eval_limit=limit)  # checks the values
         gen = GenerationOptions(batch_size=batch_size, max_length=self.max_length, num_beams=num_beams)
         if examples is not None:
             gold = [_example(x, f"examples[{i}]") for i, x in enumerate(examples)]
+        elif eval_file is not None:
+            gold = [ex for _, ex in read_annotated(Path(eval_file), data_format)]
         else:
             gold, _ = load_split(self.task.dataset, data.eval_split, data.data_dir, data.fold)
         gold = gold[: data.eval_limit] if data.eval_limit else gold

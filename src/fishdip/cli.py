@@ -65,6 +65,8 @@ def _config_options() -> list[inspect.Parameter]:
                 text += "; a comma list (full,fish-dip) runs each on the same subsets and compares them"
             elif f.name == "output_dir":
                 kind, default = Optional[str], None
+            elif f.name == "task":  # left None when not given: --train-file then names the task
+                kind, default, text = Optional[str], None, text + f"; default {f.default}"
             if allowed(f) and "choices" not in f.metadata:
                 text += f" [{allowed(f)}]"
             name = option_name(f)
@@ -123,8 +125,11 @@ def evaluate(
                                                    "was trained with)")] = None,
     output: Annotated[Optional[Path], typer.Option(help="also write the metrics JSON here")] = None,
     device: Annotated[str, typer.Option(help=_help(ExperimentConfig, "device"))] = "auto",
+    eval_file: Annotated[Optional[Path], typer.Option(help="score on your own annotated sentences instead of a "
+                                                      "split (docs/YOUR-DATA.md)")] = None,
+    data_format: Annotated[str, typer.Option(help=_help(ExperimentConfig, "data_format"))] = "auto",
 ) -> None:
-    """Score a trained model on a split; prints metrics as JSON."""
+    """Score a trained model on a split (or an annotated file); prints metrics as JSON."""
     import fishdip
     from fishdip.io import write_json_atomic
 
@@ -138,11 +143,15 @@ def evaluate(
         if output is not None:
             _check_output_file("--output", output)
         check_device("--device", device)
+        check_value(ExperimentConfig.__dataclass_fields__["data_format"], data_format)
+        if eval_file is not None and not eval_file.is_file():
+            raise ConfigError(f"--eval-file {eval_file}: no such file")
         model = _model_of_run(model)
         check_model("--model", model)
         predictor = fishdip.load(model, decoder=decoder, task=task, data_dir=data_dir, device=device)
         metrics = predictor.evaluate(eval_split, data_dir, limit=eval_limit, batch_size=batch_size,
-                                     num_beams=num_beams, fold=fold, progress=True)
+                                     num_beams=num_beams, fold=fold, progress=True, eval_file=eval_file,
+                                     data_format=data_format)
         if output:
             write_json_atomic(output, metrics)
     except (FishdipError, ValueError) as exc:

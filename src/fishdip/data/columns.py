@@ -48,6 +48,9 @@ def read_columns(path: Path) -> list[Sentence]:
         current = Sentence([], [], [], document)
 
     for number, line in enumerate(text.splitlines(), start=1):
+        if "\x00" in line:  # a binary file, or a text file damaged in transfer: never a token
+            raise DataError(f"{path}: line {number}: a NUL byte (column {line.index(chr(0)) + 1}); "
+                            "is this a text file?")
         if not line.strip():
             flush()
             continue

@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from fishdip.data.ace_events import read_event_types, read_events
 from fishdip.data.columns import read_conll
@@ -210,16 +211,15 @@ def find_file(spec: DatasetSpec, folder: Path, split: str, fold: int = 0) -> Pat
     raise DataError(f"dataset {spec.name}: no {split} file in {folder} (looked for {', '.join(names)})")
 
 
-def _split_by_document(spec: DatasetSpec, folder: Path, split: str, strict: bool = False) -> list[Example]:
+def _split_by_document(spec: DatasetSpec, split: str, examples: list[Example], documents: list[str]) -> list[Example]:
     """A dataset without an official split (wikigold): whole documents shuffled with a fixed seed, so
     no article spans two splits."""
-    parsed = read_conll(find_file(spec, folder, split, 0), spec.scheme, strict=strict)
-    order = sorted(set(parsed.documents))
+    order = sorted(set(documents))
     random.Random(0).shuffle(order)
     cut1 = round(len(order) * spec.split_by_document[0])
     cut2 = cut1 + round(len(order) * spec.split_by_document[1])
     chosen = set({"train": order[:cut1], "dev": order[cut1:cut2], "test": order[cut2:]}[split])
-    return [ex for ex, doc in zip(parsed.examples, parsed.documents) if doc in chosen]
+    return [ex for ex, doc in zip(examples, documents) if doc in chosen]
 
 
 _ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth")
@@ -236,7 +236,7 @@ def srl_label_name(label: str) -> str:
     return label.lower()
 
 
-def _ner_schema(spec: DatasetSpec, folder: Path) -> Schema:
+def _ner_schema(spec: DatasetSpec, folder: Path, read: Callable[[Path], list]) -> Schema:
     """NER types and SRL labels come from the data: every one in any split present, sorted."""
     paths = []
     for split in spec.splits:
@@ -245,8 +245,7 @@ def _ner_schema(spec: DatasetSpec, folder: Path) -> Schema:
         except DataError:
             continue
     # wikigold's three splits are one file: read each distinct file once
-    read = READERS[spec.reader].read
-    types = {e.type for path in dict.fromkeys(paths) for ex in read(spec, path, Schema({}), False) for e in ex.entities}
+    types = {e.type for path in dict.fromkeys(paths) for ex in read(path) for e in ex.entities}
     if spec.reader == "srl":
         return Schema({t: srl_label_name(t) for t in sorted(types)})
     names = {t: natural_name(t) for t in sorted(types)}
@@ -265,8 +264,10 @@ class Reader:
     """One file format: how a dataset folder's schema (types) and one split's examples are read.
     A new format is a reading function in its own module plus one row of ``READERS``."""
 
-    schema: Callable[[DatasetSpec, Path], Schema]  # (spec, folder) -> types
+    # (spec, folder, the dataset's cached reading of a file) -> types
+    schema: Callable[[DatasetSpec, Path, Callable[[Path], list]], Schema]
     read: Callable[[DatasetSpec, Path, Schema, bool], list]  # (spec, split's file, schema, strict_tags)
+    types_from_data: bool = False  # the schema is read from the examples (whose reading needs none)
     extra_files: tuple[str, ...] = ()  # read besides the splits and the types file (checksummed)
 
 
@@ -275,47 +276,112 @@ def _episodes_only(spec: DatasetSpec, *_) -> list:
 
 
 READERS: dict[str, Reader] = {
-    "spert": Reader(lambda spec, folder: read_types(folder / spec.types_file),
+    "spert": Reader(lambda spec, folder, _: read_types(folder / spec.types_file),
                     lambda spec, path, schema, strict: read_spert(path, schema)),
-    "dygie": Reader(lambda spec, folder: ACE2005_SCHEMA, lambda spec, path, schema, strict: read_dygie(path, schema)),
-    "columns": Reader(_ner_schema, lambda spec, path, schema, strict: read_conll(path, spec.scheme, strict).examples),
-    "srl": Reader(_ner_schema, lambda spec, path, schema, strict: read_srl(path)),
+    "dygie": Reader(lambda spec, folder, _: ACE2005_SCHEMA,
+                    lambda spec, path, schema, strict: read_dygie(path, schema)),
+    "columns": Reader(_ner_schema, lambda spec, path, schema, strict: read_conll(path, spec.scheme, strict).examples,
+                      types_from_data=True),
+    "srl": Reader(_ner_schema, lambda spec, path, schema, strict: read_srl(path), types_from_data=True),
     # slots are fixed by TRADE's ontology (formats/dst.py)
-    "multiwoz": Reader(lambda spec, folder: Schema({}), lambda spec, path, schema, strict: read_multiwoz(path)),
-    "ace_events": Reader(lambda spec, folder: event_schemas(folder)[0],
+    "multiwoz": Reader(lambda spec, folder, _: Schema({}), lambda spec, path, schema, strict: read_multiwoz(path)),
+    "ace_events": Reader(lambda spec, folder, _: event_schemas(folder)[0],
                          lambda spec, path, schema, strict: read_events(path, *event_schemas(path.parent)[:2]),
                          extra_files=("ace2005event_schema.json",)),
-    "fewrel": Reader(lambda spec, folder: Schema({}), _episodes_only),  # episodes: data/fewrel.py
+    "fewrel": Reader(lambda spec, folder, _: Schema({}), _episodes_only),  # episodes: data/fewrel.py
 }
 
 
-def load_schema(name: str, data_dir: Path | str | None = None) -> Schema:
+class DataSource(Protocol):
+    """Where a task's examples come from: a registry ``Dataset``, or a user's own annotated files
+    (data/annotations.py). A new source of examples offers these members and nothing else."""
+
+    name: str
+    family: str
+
+    def schema(self) -> Schema: ...
+
+    def split(self, split: str) -> list: ...
+
+    def files(self, splits: list[str]) -> list[Path]: ...
+
+
+@dataclass
+class Dataset:
+    """A dataset resolved once for a run: its registry row, the folder it lies in (looked up once),
+    its schema and each split it reads (parsed once, then kept). Tasks read their examples from it;
+    a new source of examples (data/annotations.py: a user's own files) offers the same members."""
+
+    spec: DatasetSpec
+    folder: Path
+    fold: int = 0
+    strict_tags: bool = False  # an invalid BIO/IOBES transition is an error instead of repaired
+    _schema: Schema | None = field(default=None, repr=False)
+    _files: dict[Path, list] = field(default_factory=dict, repr=False)  # each file's examples, parsed once
+    _documents: dict[Path, list[str]] = field(default_factory=dict, repr=False)  # split_by_document: per example
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def family(self) -> str:
+        return self.spec.family
+
+    def schema(self) -> Schema:
+        if self._schema is None:
+            self._schema = READERS[self.spec.reader].schema(self.spec, self.folder, self._read)
+        return self._schema
+
+    def _read(self, path: Path) -> list:
+        """One file's examples, validated, parsed the first time they are asked for."""
+        if path not in self._files:
+            reader = READERS[self.spec.reader]
+            if reader.read is _episodes_only:
+                _episodes_only(self.spec)
+            if self.spec.split_by_document is not None:  # the documents too: the splits are cut by them
+                parsed = read_conll(path, self.spec.scheme, strict=self.strict_tags)
+                self._files[path], self._documents[path] = parsed.examples, parsed.documents
+            else:  # a reader whose types come from the data reads without them
+                schema = Schema({}) if reader.types_from_data else self.schema()
+                self._files[path] = reader.read(self.spec, path, schema, self.strict_tags)
+        return self._files[path]
+
+    def split(self, split: str) -> list:
+        """The examples of one split, validated (a problem raises ``DataError`` naming file and line)."""
+        path = find_file(self.spec, self.folder, split, self.fold)
+        examples = self._read(path)
+        if self.spec.split_by_document is not None:  # one file, split by document here
+            return _split_by_document(self.spec, split, examples, self._documents[path])
+        return examples
+
+    def files(self, splits: list[str]) -> list[Path]:
+        """The files a run that reads ``splits`` depends on (their checksums go into config.json)."""
+        files = [self.folder / self.spec.types_file] if self.spec.types_file else []
+        files += [self.folder / name for name in READERS[self.spec.reader].extra_files]
+        return files + [find_file(self.spec, self.folder, s, self.fold) for s in dict.fromkeys(splits)]
+
+
+def open_dataset(name: str, data_dir: Path | str | None = None, fold: int = 0, strict_tags: bool = False) -> Dataset:
+    """Dataset ``name`` where ``data_dir`` (or the default places) holds it; nothing is parsed yet."""
     spec = get_spec(name)
-    return READERS[spec.reader].schema(spec, dataset_dir(spec, data_dir))
+    spec.candidates(next(iter(spec.splits)), fold)  # validates the fold before touching files
+    return Dataset(spec, dataset_dir(spec, data_dir), fold, strict_tags)
+
+
+def load_schema(name: str, data_dir: Path | str | None = None) -> Schema:
+    return open_dataset(name, data_dir).schema()
 
 
 def load_split(name: str, split: str, data_dir: Path | str | None = None, fold: int = 0,
                strict_tags: bool = False) -> tuple[list[Example], Schema]:
-    """Read one split of a dataset, validated, with its schema.
+    """Read one split of a dataset, validated, with its schema (one-off reads; a run keeps a ``Dataset``).
 
     ``strict_tags``: an invalid BIO/IOBES transition in a CoNLL file is an error naming file and
     line, instead of being repaired the way conlleval does."""
     spec = get_spec(name)
-    reader = READERS[spec.reader]
-    if reader.read is _episodes_only:
+    if READERS[spec.reader].read is _episodes_only:
         _episodes_only(spec)
     spec.candidates(split, fold)  # validates split and fold before touching files
-    folder = dataset_dir(spec, data_dir)
-    schema = load_schema(name, data_dir)
-    if spec.split_by_document is not None:  # one file, split by document here
-        return _split_by_document(spec, folder, split, strict_tags), schema
-    return reader.read(spec, find_file(spec, folder, split, fold), schema, strict_tags), schema
-
-
-def data_files(name: str, data_dir: Path | str | None, splits: list[str], fold: int = 0) -> list[Path]:
-    """The files a run reads (for checksums in config.json)."""
-    spec = get_spec(name)
-    folder = dataset_dir(spec, data_dir)
-    files = [folder / spec.types_file] if spec.types_file else []
-    files += [folder / name for name in READERS[spec.reader].extra_files]
-    return files + [find_file(spec, folder, s, fold) for s in dict.fromkeys(splits)]
+    dataset = open_dataset(name, data_dir, fold, strict_tags)
+    return dataset.split(split), dataset.schema()

@@ -14,6 +14,7 @@ import hashlib
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -54,7 +55,14 @@ def save_delta(model: nn.Module, touched: dict[str, torch.Tensor], path: Path) -
 
 def apply_delta(model: nn.Module, path: Path) -> None:
     """Write a delta's values into ``model`` (whose weights must be the delta's base)."""
-    tensors = load_file(str(path))
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError) as exc:  # truncated, not safetensors, unreadable
+        raise FishdipError(f"{path}: not a readable delta ({exc}); save or copy the model again") from None
+    missing = sorted(k for k in {k.rsplit(".", 1)[0] for k in tensors}
+                     if f"{k}.indices" not in tensors or f"{k}.values" not in tensors)
+    if missing:
+        raise FishdipError(f"{path}: {missing[0]} lacks its indices or values: not a fishdip delta")
     params = dict(model.named_parameters())
     names = {key.rsplit(".", 1)[0] for key in tensors}
     unknown = sorted(names - set(params))

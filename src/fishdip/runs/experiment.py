@@ -18,7 +18,8 @@ from dataclasses import dataclass, replace
 from itertools import groupby
 from pathlib import Path
 
-from fishdip.data.datasets import DATASETS, data_files
+from fishdip.data.annotations import FILE_TASK, FileDataset
+from fishdip.data.datasets import DATASETS
 from fishdip.data.fetch import sha256
 from fishdip.errors import FishdipError
 from fishdip.evaluation.icl import Demonstrations
@@ -37,8 +38,9 @@ from fishdip.runs.rundir import (
     differences,
     identity,
     one_writer,
+    refuse_foreign,
 )
-from fishdip.tasks import Task, load_task
+from fishdip.tasks import Task, load_task, task_of
 from fishdip.training import precision as amp
 from fishdip.training.checkpoint import Checkpoint, checkpoint_path
 from fishdip.training.distributed import SINGLE, Dist, pick_device
@@ -49,10 +51,19 @@ from fishdip.version import __version__
 def _data_files(cfg: ExperimentConfig, task: Task, data: dict) -> dict[str, str]:
     """Checksums of the data files used, so a rerun can tell it reads the same data (for examples
     held in memory: a checksum of the examples)."""
-    if task.dataset not in DATASETS:
+    if task.corpus is None:
         blob = json.dumps([[repr(x) for x in (train, evaluation)] for train, evaluation, _ in data.values()])
         return {f"{task.dataset}.examples": hashlib.sha256(blob.encode()).hexdigest()}
-    return {str(path): sha256(path) for path in data_files(cfg.task, cfg.data_dir, task.splits_read(cfg), cfg.fold)}
+    return {str(path): sha256(path) for path in task.corpus.files(task.splits_read(cfg))}
+
+
+def task_for(cfg: ExperimentConfig) -> Task:
+    """The task of a run's config, its data resolved once (every method and episode reads it)."""
+    if cfg.task == FILE_TASK:
+        return task_of(FileDataset(Path(cfg.train_file), cfg.eval_file and Path(cfg.eval_file), cfg.data_format,
+                                   cfg.dev_fraction, cfg.split_seed, cfg.types_file and Path(cfg.types_file)),
+                       cfg.decoder)
+    return load_task(cfg.task, cfg.data_dir, cfg.decoder, cfg.fold, cfg.strict_tags)
 
 
 def _results(cfg: ExperimentConfig, episodes: list[dict]) -> dict:
@@ -91,7 +102,7 @@ def _run_experiment(cfg: ExperimentConfig, progress: bool, log, meta_dir: Path |
     place among several (distributed.py): all train and evaluate a share, the main one writes."""
     log = log if dist.main else (lambda *_: None)
     out = Path(cfg.output_dir)
-    task = task or load_task(cfg.task, cfg.data_dir, cfg.decoder)
+    task = task or task_for(cfg)
     # read every episode's data before writing anything: a bad file fails here, leaving no trace
     data = {episode: task.episode_data(episode, cfg) for episode in cfg.episodes}
     config = {"fishdip_version": __version__, **cfg.to_dict(), "data_files": _data_files(cfg, task, data)}
@@ -99,6 +110,7 @@ def _run_experiment(cfg: ExperimentConfig, progress: bool, log, meta_dir: Path |
     state = error = None
     if dist.main:
         try:
+            refuse_foreign(out, overwrite)  # before the lock file: a folder fishdip did not write is left as it was
             hold(out)
             state = check_run_folder(out, config, overwrite)
         except FishdipError as exc:
@@ -266,9 +278,11 @@ def run_comparison(cfg: ExperimentConfig, methods: list[str], overwrite: bool = 
     from fishdip.reports.comparison import write_comparison
 
     configs = [method_config(cfg, m) for m in methods]  # made, so checked, before the first one starts
-    refuse_unused(cfg, methods, DATASETS[cfg.task].family if task is None else task.family,
-                  cfg.task if task is None else task.dataset)
+    if task is None and cfg.task in DATASETS:  # an option the task cannot use: before anything is read
+        refuse_unused(cfg, methods, DATASETS[cfg.task].family, cfg.task)
     check_environment(cfg, model_path=fresh_model is None)  # once: every method's run names the same
+    task = task or task_for(cfg)  # the data resolved once for every method
+    refuse_unused(cfg, methods, task.family, task.dataset)
     out = Path(cfg.output_dir)
     error = None
     if dist.main:

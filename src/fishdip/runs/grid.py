@@ -190,7 +190,8 @@ def load_grid(path: str | Path, output_dir: str | None = None, overrides: dict |
             except ConfigError as exc:
                 raise GridError(f"{path}: {exc}") from None
             # refusing would break grids whose [options] serve several methods: said once per label instead
-            for option in unused_options(cfg, [cfg.train.method], DATASETS[cfg.task].family):
+            family = DATASETS[cfg.task].family if cfg.task in DATASETS else None  # a user's file: from its data
+            for option in unused_options(cfg, [cfg.train.method], family):
                 note = f"{path}: method {cell.method}: {option} has no effect on its cells"
                 if note not in grid.warnings:
                     grid.warnings.append(note)

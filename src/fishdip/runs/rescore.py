@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+from fishdip.data.fetch import sha256
 from fishdip.errors import FishdipError
 from fishdip.evaluation.metrics import aggregate
 from fishdip.evaluation.predict import LIMIT_ERROR
@@ -44,6 +45,16 @@ def _rows(path: Path) -> dict[int, list[dict]]:
     return by_episode
 
 
+def _check_same_data(folder: Path, config: dict, files: list[Path]) -> None:
+    """The data files found now must be the ones the run read (by checksum): stored generations
+    scored against other gold annotations would give numbers that mean nothing."""
+    recorded = {Path(path).name: digest for path, digest in config.get("data_files", {}).items()}
+    for path in files:
+        if path.name in recorded and sha256(path) != recorded[path.name]:
+            raise FishdipError(f"{path}: not the file the run in {folder} read (its checksum differs from the one "
+                               "in config.json); rescore against the data the run was made with (--data-dir)")
+
+
 def rescore_run(folder: Path, decoder: str, data_dir: str | None = None) -> dict:
     """Per-episode metrics and their aggregate for one run folder, decoded with ``decoder``."""
     config = read_json(folder / "config.json")
@@ -52,9 +63,10 @@ def rescore_run(folder: Path, decoder: str, data_dir: str | None = None) -> dict
     cfg = ExperimentConfig.from_dict(config)
     if data_dir is not None:
         cfg.data_dir = data_dir
-    task = load_task(cfg.task, cfg.data_dir, decoder)
+    task = load_task(cfg.task, cfg.data_dir, decoder, cfg.fold, cfg.strict_tags)
     if not task.decodes_text:
         raise FishdipError(f"{folder}: {cfg.task} is scored by candidate losses, not by decoding text")
+    _check_same_data(folder, config, task.corpus.files(task.splits_read(cfg)))
     episodes = []
     stored = _rows(folder / "predictions.jsonl")
     if not stored:

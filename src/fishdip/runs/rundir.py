@@ -116,25 +116,37 @@ def clean_leftovers(folder: Path) -> list[str]:
     return removed
 
 
-def check_run_folder(folder: Path, config: dict, overwrite: bool = False) -> RunState:
-    """Decide what to do with ``folder`` for a run described by ``config`` (its config.json)."""
+def refuse_foreign(folder: Path, overwrite: bool = False) -> None:
+    """Refuse a folder fishdip may not write a run into: a file, a saved model, or run files that no
+    config.json explains (written by something else, or by hand). Checked before anything, even the
+    lock file, is created in it."""
     if folder.exists() and not folder.is_dir():
         raise FishdipError(f"--output-dir {folder}: exists and is not a folder")
     if any((folder / name).is_file() for name in MODEL_FILES):  # writing a run here would replace its files
         raise RunConflict(f"--output-dir {folder} is a saved model folder; choose another folder for the run")
+    if overwrite:  # its run files will be replaced
+        return
+    config = folder / "config.json"
+    if config.is_file():
+        if not isinstance(read_json(config), dict):
+            raise RunConflict(f"{config}: not a fishdip run config (a JSON object); choose another folder or "
+                              "pass --overwrite to replace it")
+        return
+    foreign = [name for name in ("results.json", "predictions.jsonl", "comparison.md") if (folder / name).exists()]
+    if (folder / "models").is_dir() and any(not p.name.startswith(".") for p in (folder / "models").iterdir()):
+        foreign.append("models")  # (a killed save leaves only a temporary .folder, removed on start)
+    if foreign:  # never replaced without a word
+        raise RunConflict(f"--output-dir {folder} holds {', '.join(foreign)} but no config.json: not a fishdip "
+                          "run folder; choose another folder or pass --overwrite to replace them")
+
+
+def check_run_folder(folder: Path, config: dict, overwrite: bool = False) -> RunState:
+    """Decide what to do with ``folder`` for a run described by ``config`` (its config.json)."""
+    refuse_foreign(folder, overwrite)
     old_config_path = folder / "config.json"
-    if not old_config_path.is_file():
-        foreign = [name for name in ("results.json", "predictions.jsonl", "comparison.md") if (folder / name).exists()]
-        if (folder / "models").is_dir() and any(not p.name.startswith(".") for p in (folder / "models").iterdir()):
-            foreign.append("models")  # (a killed save leaves only a temporary .folder, removed on start)
-        if foreign and not overwrite:  # written by something else, or by hand: never replaced without a word
-            raise RunConflict(f"--output-dir {folder} holds {', '.join(foreign)} but no config.json: not a fishdip "
-                              "run folder; choose another folder or pass --overwrite to replace them")
+    if overwrite or not old_config_path.is_file():
         if overwrite:
             remove_run(folder)
-        return RunState()
-    if overwrite:
-        remove_run(folder)
         return RunState()
     old = read_json(old_config_path)
     changed = differences(old, config)

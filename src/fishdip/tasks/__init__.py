@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fishdip.data.datasets import get_spec
+from fishdip.data.datasets import DataSource, open_dataset
 from fishdip.formats.decoders import get_decoder
 from fishdip.tasks.base import Task
 from fishdip.tasks.dst import DSTTask
@@ -37,11 +37,17 @@ __all__ = ["FAMILIES", "METRICS", "DSTTask", "EventDecoded", "EventTask", "FewSh
            "SRLTask", "Task", "load_task", "task_from_metadata"]
 
 
-def load_task(name: str, data_dir: Path | str | None = None, decoder: str = "fishdip") -> Task:
-    """The task of dataset ``name`` (its schema read from ``data_dir``)."""
+def load_task(name: str, data_dir: Path | str | None = None, decoder: str = "fishdip", fold: int = 0,
+              strict_tags: bool = False) -> Task:
+    """The task of dataset ``name`` (found in ``data_dir``; resolved once, each split parsed once)."""
     get_decoder(decoder)  # a wrong name fails here, before any file is read
-    spec = get_spec(name)
-    return FAMILIES[spec.family].load(name, spec, data_dir, decoder)
+    return task_of(open_dataset(name, data_dir, fold, strict_tags), decoder)
+
+
+def task_of(source: DataSource, decoder: str = "fishdip") -> Task:
+    """The task over a resolved source of examples (a registry dataset, a user's files)."""
+    get_decoder(decoder)
+    return FAMILIES[source.family].load(source, decoder)
 
 
 def task_from_metadata(meta: dict, decoder: str | None = None) -> Task:

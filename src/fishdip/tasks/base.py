@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
-from fishdip.data.datasets import load_split
+from fishdip.data.datasets import DataSource
 from fishdip.data.sampling import sample_indices
 from fishdip.formats import entity_relation as er
 from fishdip.formats.decoders import get_decoder
@@ -21,6 +21,9 @@ class Task:
     dataset: str
     family: str
     decoder: str = "fishdip"  # how generated text becomes structures (formats/decoders.py)
+    # where the examples come from, resolved once for a run (data/datasets.py: a registry dataset, or a
+    # user's own files); None for a task rebuilt from a saved model's metadata
+    corpus: DataSource | None = field(default=None, repr=False, compare=False)
 
     meta_training: ClassVar[bool] = False  # has a meta-training stage before its episodes (--meta-train)
     decodes_text: ClassVar[bool] = True  # its predictions are generated text, decoded (rescore decodes them again)
@@ -34,8 +37,8 @@ class Task:
             raise ConfigError(f"--meta-train: only for few-shot tasks (a meta-training stage), not {cfg.task}")
 
     @classmethod
-    def load(cls, name: str, spec, data_dir, decoder: str) -> Task:
-        """The task of dataset ``name`` (``spec``: its registry row), its schema read from ``data_dir``."""
+    def load(cls, source: DataSource, decoder: str) -> Task:
+        """The task of a resolved dataset (its schema read from it)."""
         raise NotImplementedError
 
     @classmethod
@@ -46,10 +49,16 @@ class Task:
     def decode_text(self, text: str, tokens: list[str], schema: er.Schema) -> er.Decoded:
         return get_decoder(self.decoder)(text, tokens, schema)
 
+    def read(self, split: str) -> list:
+        """The examples of one split of the task's data (parsed once per run: ``corpus`` keeps them)."""
+        if self.corpus is None:
+            raise ValueError(f"task {self.dataset} was rebuilt from a saved model and holds no data; "
+                             "load it with its dataset (fishdip.tasks.load_task)")
+        return self.corpus.split(split)
+
     def splits(self, data: DataOptions) -> tuple[list, list]:
         """The whole training split and the (limited) evaluation split."""
-        train_all, _ = load_split(self.dataset, "train", data.data_dir, data.fold, data.strict_tags)
-        eval_examples, _ = load_split(self.dataset, data.eval_split, data.data_dir, data.fold, data.strict_tags)
+        train_all, eval_examples = self.read("train"), self.read(data.eval_split)
         return train_all, eval_examples[: data.eval_limit] if data.eval_limit is not None else eval_examples
 
     def splits_read(self, data: DataOptions) -> list[str]:
@@ -72,8 +81,7 @@ class Task:
 
     def curve_examples(self, data: DataOptions) -> list:
         """The sentences a learning curve is scored on (``--curve-split``, first ``--curve-limit``)."""
-        examples, _ = load_split(self.dataset, data.curve_split, data.data_dir, data.fold, data.strict_tags)
-        return examples[: data.curve_limit]
+        return self.read(data.curve_split)[: data.curve_limit]
 
     def pairs(self, examples: list) -> list[tuple[str, str]]:
         return [(self.source(ex), self.target(ex)) for ex in examples]

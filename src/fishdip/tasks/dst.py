@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from fishdip.data.datasets import dataset_dir
 from fishdip.data.sampling import sample_indices
 from fishdip.evaluation.metrics import accuracy, count_errors
 from fishdip.formats import dst
@@ -20,9 +19,8 @@ class DSTTask(Task):
     metrics: ClassVar[tuple[str, ...]] = ("joint_goal_accuracy", "slot_accuracy")
 
     @classmethod
-    def load(cls, name: str, spec, data_dir, decoder: str) -> DSTTask:
-        dataset_dir(spec, data_dir)  # fail early, with guidance, when the files are not there
-        return cls(name, spec.family, decoder=decoder)
+    def load(cls, source, decoder: str) -> DSTTask:
+        return cls(source.name, source.family, decoder=decoder, corpus=source)
 
     @classmethod
     def from_metadata(cls, meta: dict, decoder: str) -> DSTTask:

@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from fishdip.data.datasets import dataset_dir, event_schemas
+from fishdip.data.datasets import event_schemas
 from fishdip.evaluation.metrics import set_scores
 from fishdip.formats import entity_relation as er
 from fishdip.formats import events as ev
@@ -39,9 +39,10 @@ class EventTask(Task):
                                           "trigger_identification_f1", "argument_identification_f1")
 
     @classmethod
-    def load(cls, name: str, spec, data_dir, decoder: str) -> EventTask:
-        triggers, roles, allowed = event_schemas(dataset_dir(spec, data_dir))
-        return cls(name, spec.family, decoder=decoder, triggers=triggers, roles=roles, allowed=allowed)
+    def load(cls, source, decoder: str) -> EventTask:
+        triggers, roles, allowed = event_schemas(source.folder)
+        return cls(source.name, source.family, decoder=decoder, corpus=source, triggers=triggers, roles=roles,
+                   allowed=allowed)
 
     @classmethod
     def from_metadata(cls, meta: dict, decoder: str) -> EventTask:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from fishdip.data.datasets import DatasetSpec, dataset_dir, get_spec
+from fishdip.data.datasets import DatasetSpec, get_spec
 from fishdip.errors import DataError
 from fishdip.evaluation.metrics import accuracy, count_errors
 from fishdip.formats import relation_classification as rc
@@ -47,12 +47,12 @@ class FewShotRCTask(Task):
                               "have no fixed split to score on")
 
     @classmethod
-    def load(cls, name: str, spec, data_dir, decoder: str) -> FewShotRCTask:
+    def load(cls, source, decoder: str) -> FewShotRCTask:
         from fishdip.data.fewrel import read_relation_names
 
-        folder = dataset_dir(spec, data_dir)
-        return cls(name, spec.family, decoder=decoder, names=read_relation_names(folder / spec.types_file),
-                   folder=folder)
+        folder = source.folder
+        return cls(source.name, source.family, decoder=decoder, corpus=source,
+                   names=read_relation_names(folder / source.spec.types_file), folder=folder)
 
     @classmethod
     def from_metadata(cls, meta: dict, decoder: str) -> FewShotRCTask:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from fishdip.data.datasets import load_schema
+from fishdip.data.datasets import Dataset
 from fishdip.evaluation.metrics import joint_er_scores
 from fishdip.formats import entity_relation as er
 from fishdip.tasks.base import Task
@@ -19,9 +19,10 @@ class JointERTask(Task):
                                           "entity_f1_no_type", "relation_f1_no_type")
 
     @classmethod
-    def load(cls, name: str, spec, data_dir, decoder: str) -> JointERTask:
-        return cls(name, spec.family, decoder=decoder, schema=load_schema(name, data_dir),
-                   macro_average=spec.macro_average)
+    def load(cls, source, decoder: str) -> JointERTask:
+        macro = isinstance(source, Dataset) and source.spec.macro_average
+        return cls(source.name, source.family, decoder=decoder, corpus=source, schema=source.schema(),
+                   macro_average=macro)
 
     @classmethod
     def from_metadata(cls, meta: dict, decoder: str) -> JointERTask:

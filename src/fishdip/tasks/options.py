@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fishdip.data.annotations import DATA_FORMATS
 from fishdip.data.sampling import SUBSET_RULES
 from fishdip.options import ConfigError, check_fields, option
 
 FEW_SHOT = ("fewshot_rc",)  # the families that read the few-shot options (field metadata ``family``)
+# what a run on a user's files reads besides --train-file, with the values that mean "not given"
+FILE_OPTIONS = {"eval_file": None, "data_format": "auto", "dev_fraction": 0.2, "split_seed": 0, "types_file": None}
 RC_SCORES = ("sum", "mean")  # a candidate relation's output scored by its summed (TANL) or mean token loss
 
 
@@ -22,6 +25,20 @@ class DataOptions:
     """Where a task's data is and which part of it an episode uses."""
 
     data_dir: str | None = option(None, "folder holding <task>/ (else $FISHDIP_DATA_DIR, else the cache)")
+    train_file: str | None = option(None, "your own annotated sentences instead of a dataset: a doccano (JSONL) or "
+                                    "Label Studio (JSON) export, or fishdip's JSONL of character-offset spans "
+                                    "(docs/YOUR-DATA.md); the family follows from the data (relations: joint "
+                                    "entity-relation extraction, else NER) and the run's task is 'file'")
+    eval_file: str | None = option(None, "--train-file runs: the annotated sentences to score (default: a seeded "
+                                   "--dev-fraction of --train-file, held out)")
+    data_format: str = option("auto", "--train-file / --eval-file format (auto: recognised from the file)",
+                              choices=DATA_FORMATS)
+    dev_fraction: float = option(0.2, "--train-file without --eval-file: this fraction of the file, drawn with "
+                                 "--split-seed, is held out and scored", above=0, max=0.9)
+    split_seed: int = option(0, "--train-file without --eval-file: the seed of the held-out draw", min=0)
+    types_file: str | None = option(None, "--train-file runs: JSON {\"entities\": [labels], \"relations\": "
+                                    "[labels]} (lists, or objects label -> the name the model writes); default: "
+                                    "every label in the data")
     fold: int = option(0, "cross-validation fold, for datasets that ship folds (ade)", min=0)
     train_fraction: float | None = option(None, "use this fraction of the training split", above=0, max=1)
     train_size: int | None = option(None, "use this many training sentences", min=1)
@@ -56,6 +73,11 @@ class DataOptions:
     def check_size(self) -> None:
         if self.train_fraction is not None and self.train_size is not None:
             raise ConfigError("--train-fraction and --train-size: give one of them, not both")
+        if self.train_file is None:  # the options of a run on a user's files mean nothing without one
+            for name, default in FILE_OPTIONS.items():
+                if getattr(self, name) != default:
+                    raise ConfigError(f"--{name.replace('_', '-')}: only with --train-file (your own annotated "
+                                      "sentences)")
 
 
 @dataclass
