@@ -2,8 +2,8 @@
 `fishdip ...` line of their shell blocks and every Python block, in order, in a scratch folder that
 sees the repository's examples/ and docs/. Three changes make them fast: a tiny random model in
 place of the embedded one where an example trains (or loads a model by name), one epoch on at most
-4 training sentences, and the first 4 evaluation sentences. Setup lines (venv, pip), the test command itself and GPU launchers
-are not run."""
+4 training sentences, and the first 4 evaluation sentences. Setup lines (venv, pip), the test
+command itself and GPU launchers are not run."""
 
 import re
 import shlex
@@ -98,7 +98,8 @@ def _namespace(loaded) -> dict:
 
 @pytest.mark.integration
 def test_the_your_data_page_runs_as_written(tmp_path, monkeypatch):
-    assert _run_page(REPO / "docs" / "YOUR-DATA.md", tmp_path, monkeypatch, None) == 5  # 2 trainings, predict, evaluate, Python
+    ran = _run_page(REPO / "docs" / "YOUR-DATA.md", tmp_path, monkeypatch, None)
+    assert ran == 5  # two trainings, predict, evaluate, the Python block
 
 
 @pytest.mark.integration
