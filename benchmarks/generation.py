@@ -36,7 +36,7 @@ PREDICTIONS = (HERE.parent / "docs/results/conll04-paper/conll04/fraction-0.01/f
 def replay(loaded, path: Path, n: int) -> tuple[list[list[int]], list[int]]:
     """The first ``n`` sentences' prompts (a decoder-only model's) or sources (an encoder-decoder's)
     and, as budgets, the token lengths the trained model wrote."""
-    from fishdip.models.text2text import prompt_ids
+    from fishdip.models.encoding import prompt_ids
 
     tok = loaded.tokenizer
     records = [json.loads(line) for line in path.read_text().splitlines()[:n]]
@@ -57,7 +57,7 @@ def padded(loaded, prompts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor
 
 def run(loaded, prompts, limits, batch_size: int, path: str) -> tuple[float, list[list[int]]]:
     """Seconds and rows (cut at EOS or budget) for every sentence, in length-sorted batches."""
-    from fishdip.models.text2text import greedy_rows
+    from fishdip.models.generation import greedy_rows
 
     tok, model = loaded.tokenizer, loaded.model
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))

@@ -32,6 +32,7 @@ EVALUATE = [
     (["--output", "."], "--output .: is a folder; give a file name"),
     (["--output", "README.md/x.json"], "README.md is a file, so no folder can be made there"),
     (["--device", "tpu"], "--device tpu: not a device"),
+    (["--decoding", "constrained", "--num-beams", "2"], "--num-beams 2: --decoding constrained runs greedy search"),
     (["--device", "cuda:7"], "--device cuda:7: this machine has"),
 ]
 

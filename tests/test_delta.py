@@ -9,8 +9,8 @@ from transformers import AutoModelForSeq2SeqLM
 from fishdip.cli import main
 from fishdip.errors import FishdipError
 from fishdip.models.delta import DELTA_FILE, weights_checksum
+from fishdip.models.generation import generate
 from fishdip.models.loading import load_model, save_delta_model
-from fishdip.models.text2text import generate
 from fishdip.training.config import TrainConfig
 from fishdip.training.trainer import Trainer
 from tests.conftest import FIXTURES, make_tiny_t5

@@ -6,7 +6,7 @@ from collections import Counter
 
 import torch
 
-from fishdip.models.text2text import generate, greedy_rows, plain_greedy
+from fishdip.models.generation import generate, greedy_rows, plain_greedy
 from tests.conftest import make_tiny_llama, make_tiny_t5
 
 SOURCES = ["John met Mary .", "A much longer sentence about Paris and the people who live there .", "Hi",
@@ -59,7 +59,7 @@ def test_unpadded_batch_and_single_row():
 
 
 def test_a_generation_config_that_changes_the_logits_goes_through_generate(monkeypatch):
-    import fishdip.models.text2text as t2t
+    import fishdip.models.generation as t2t
 
     loaded = make_tiny_llama(seed=5)
     calls = []

@@ -8,7 +8,8 @@ import pytest
 import torch
 from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
 
-from fishdip.models.text2text import PROMPT, budget_from_pairs, encode_pair, generate
+from fishdip.models.encoding import PROMPT, budget_from_pairs, encode_pair
+from fishdip.models.generation import generate
 from fishdip.sparse.engine import SparseConfig
 from fishdip.sparse.hf_trainer import fish_dip, per_sample_losses
 from fishdip.training.config import TrainConfig

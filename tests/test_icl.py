@@ -6,7 +6,7 @@ import pytest
 
 from fishdip.cli import main
 from fishdip.evaluation.icl import Demonstrations
-from fishdip.models.text2text import generate
+from fishdip.models.generation import generate
 from tests.conftest import FIXTURES, make_tiny_llama
 
 PAIRS = [("Ann lives in Rome .", "[ Ann | person ] lives in [ Rome | location ] ."),
@@ -29,7 +29,7 @@ def test_most_similar_demonstration_is_nearest_and_the_budget_holds():
 @pytest.mark.integration
 def test_generation_prompt_holds_the_demonstrations_and_stops_at_the_line(monkeypatch):
     loaded = make_tiny_llama()
-    loaded.demonstrations = Demonstrations(loaded, PAIRS, context_tokens=10_000)
+    demos = Demonstrations(loaded, PAIRS, context_tokens=10_000)
     seen = {}
     original = loaded.model.generate
 
@@ -38,9 +38,11 @@ def test_generation_prompt_holds_the_demonstrations_and_stops_at_the_line(monkey
         return original(**kwargs)
 
     monkeypatch.setattr(loaded.model, "generate", spy)
-    generate(loaded, ["Bob lives in Oslo ."], 64)
+    # demonstrations reach generation as data: one prefix per source
+    generate(loaded, ["Bob lives in Oslo ."], 64, prefixes=[demos.prefix("Bob lives in Oslo .")],
+             context_tokens=demos.context_tokens)
     prompt = loaded.tokenizer.decode(seen["input_ids"][0], skip_special_tokens=True)
-    assert prompt == loaded.demonstrations.prefix("Bob lives in Oslo .") + "Sentence: Bob lives in Oslo .\nAnnotated:"
+    assert prompt == demos.prefix("Bob lives in Oslo .") + "Sentence: Bob lives in Oslo .\nAnnotated:"
     assert seen["stop_strings"] == ["\n"]
 
 

@@ -3,7 +3,9 @@ import torch
 
 from fishdip.evaluation.predict import predict
 from fishdip.formats import entity_relation as er
-from fishdip.models.text2text import collate, encode_pair, generate, pad_batch, per_sample_loss, token_losses
+from fishdip.models.encoding import collate, encode_pair, pad_batch
+from fishdip.models.generation import generate
+from fishdip.models.losses import per_sample_loss, token_losses
 from fishdip.tasks import JointERTask
 from fishdip.training.config import TrainConfig
 from fishdip.training.trainer import Trainer
@@ -196,7 +198,7 @@ def test_generation_does_not_depend_on_the_batch(tiny_model):
 
 
 def test_budget_from_pairs_fits_every_training_target(tiny_model):
-    from fishdip.models.text2text import budget_from_pairs
+    from fishdip.models.encoding import budget_from_pairs
 
     budget = budget_from_pairs(tiny_model, PAIRS, margin=0)
     tok = tiny_model.tokenizer
@@ -207,7 +209,7 @@ def test_budget_from_pairs_fits_every_training_target(tiny_model):
 
 
 def test_long_source_keeps_its_end_and_the_prompt_cue():
-    from fishdip.models.text2text import _causal_pieces, encode_sources
+    from fishdip.models.encoding import _causal_pieces, encode_sources
 
     history = "[user] " + "tell me more . " * 40 + "[user] i need a hotel in the north"
     llama = make_tiny_llama()

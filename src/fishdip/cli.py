@@ -128,6 +128,7 @@ def evaluate(
     eval_file: Annotated[Optional[Path], typer.Option(help="score on your own annotated sentences instead of a "
                                                       "split (docs/YOUR-DATA.md)")] = None,
     data_format: Annotated[str, typer.Option(help=_help(ExperimentConfig, "data_format"))] = "auto",
+    decoding: Annotated[str, typer.Option(help=_help(ExperimentConfig, "decoding"))] = "free",
 ) -> None:
     """Score a trained model on a split (or an annotated file); prints metrics as JSON."""
     import fishdip
@@ -135,7 +136,7 @@ def evaluate(
 
     try:  # every option before the model is loaded (option dataclasses check themselves): no time lost
         DataOptions(data_dir=data_dir, fold=fold, eval_split=eval_split, eval_limit=eval_limit)
-        GenerationOptions(batch_size=batch_size, num_beams=num_beams)
+        GenerationOptions(batch_size=batch_size, num_beams=num_beams, decoding=decoding)
         if decoder is not None:
             check_value(ExperimentConfig.__dataclass_fields__["decoder"], decoder)
         if data_dir is not None and not Path(data_dir).expanduser().is_dir():
@@ -151,7 +152,7 @@ def evaluate(
         predictor = fishdip.load(model, decoder=decoder, task=task, data_dir=data_dir, device=device)
         metrics = predictor.evaluate(eval_split, data_dir, limit=eval_limit, batch_size=batch_size,
                                      num_beams=num_beams, fold=fold, progress=True, eval_file=eval_file,
-                                     data_format=data_format)
+                                     data_format=data_format, decoding=decoding)
         if output:
             write_json_atomic(output, metrics)
     except (FishdipError, ValueError) as exc:
@@ -191,6 +192,9 @@ def rescore(
     data_dir: Annotated[Optional[str], typer.Option(help="where the data is now, if not where the run "
                                                     "read it")] = None,
     output: Annotated[Optional[Path], typer.Option(help="also write the metrics JSON here")] = None,
+    decoding: Annotated[Optional[str], typer.Option(help="not for rescoring: constrained decoding changes what "
+                                                    "the model writes, which needs the model (fishdip evaluate "
+                                                    "--decoding)")] = None,
 ) -> None:
     """Decode a run's stored generations again with another decoder and score them (no model needed)."""
     from fishdip.io import write_json_atomic
@@ -198,6 +202,10 @@ def rescore(
     from fishdip.runs.rescore import rescore_run, run_folders
 
     try:  # the options first, then the run: a mistake costs no decoding
+        if decoding is not None:
+            raise ConfigError(f"--decoding {decoding}: rescore decodes the run's stored generations again; a "
+                              "decoding changes what the model generates, which needs the model: fishdip evaluate "
+                              f"--model RUN --decoding {decoding}")
         check_value(ExperimentConfig.__dataclass_fields__["decoder"], decoder)
         if data_dir is not None and not Path(data_dir).expanduser().is_dir():
             raise ConfigError(f"--data-dir {data_dir}: no such folder")
@@ -222,6 +230,7 @@ def predict_cmd(
                                                "only")] = False,
     batch_size: Annotated[int, typer.Option(help="sentences per generation batch", min=1)] = 16,
     device: Annotated[str, typer.Option(help=_help(ExperimentConfig, "device"))] = "auto",
+    decoding: Annotated[str, typer.Option(help=_help(ExperimentConfig, "decoding"))] = "free",
 ) -> None:
     """Annotate raw sentences; prints one JSON object per sentence, with token spans and character offsets."""
     import fishdip
@@ -241,8 +250,10 @@ def predict_cmd(
         check_device("--device", device)
         model = _model_of_run(model)
         check_model("--model", model)
+        check_value(ExperimentConfig.__dataclass_fields__["decoding"], decoding)
         predictor = fishdip.load(model, device=device)
-        results = predictor.predict([line.split() if pretokenized else line for line in lines], batch_size)
+        results = predictor.predict([line.split() if pretokenized else line for line in lines], batch_size,
+                                    decoding)
     except (FishdipError, ValueError) as exc:
         _fail(exc)
     for row in results:

@@ -45,7 +45,7 @@ class Demonstrations:
         self.lengths = [len(tok(text, add_special_tokens=False)["input_ids"]) for text in self.texts]
 
     def format(self, source: str, target: str) -> str:
-        from fishdip.models.text2text import PROMPT
+        from fishdip.models.encoding import PROMPT
 
         if self.loaded.is_encoder_decoder:
             return f"{source} => {target}{SEPARATOR}"

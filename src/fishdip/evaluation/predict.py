@@ -5,17 +5,23 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
+from fishdip.evaluation.icl import Demonstrations
+from fishdip.models.encoding import collate
+from fishdip.models.generation import Generated, generate
 from fishdip.models.loading import LoadedModel
-from fishdip.models.text2text import Generated, collate, generate, token_losses
+from fishdip.models.losses import token_losses
 
 LIMIT_ERROR = "generation_limit"  # counted per example whose generation ran out of token budget
 
 
 def predict(loaded: LoadedModel, task, examples: list, batch_size: int = 64, max_length: int = 256,
-            num_beams: int = 1, progress: bool = True) -> tuple[list[str], list]:
-    """Generated texts and the structures decoded from them, in example order."""
+            num_beams: int = 1, progress: bool = True, demonstrations: Demonstrations | None = None,
+            decoding: str = "free") -> tuple[list[str], list]:
+    """Generated texts and the structures decoded from them, in example order (``decoding``:
+    ``constrained`` writes only what ``task.grammar`` allows for each example)."""
+    grammars = [task.grammar(ex, loaded.budget) for ex in examples] if decoding == "constrained" else None
     out = generate_sorted(loaded, [task.source(ex) for ex in examples], batch_size, max_length, num_beams,
-                          progress, "generate")
+                          progress, "generate", demonstrations, grammars)
     decoded = [task.decode(text, ex) for text, ex in zip(out.texts, examples)]
     for pred, hit in zip(decoded, out.hit_limit):
         if hit:
@@ -23,15 +29,21 @@ def predict(loaded: LoadedModel, task, examples: list, batch_size: int = 64, max
     return out.texts, decoded
 
 
-def generate_sorted(loaded, sources, batch_size, max_length, num_beams, progress=True,
-                    desc="generate") -> Generated:
-    """Generation for any number of sources, in length-sorted batches (little padding), in order."""
+def generate_sorted(loaded, sources, batch_size, max_length, num_beams, progress=True, desc="generate",
+                    demonstrations: Demonstrations | None = None, grammars: list | None = None) -> Generated:
+    """Generation for any number of sources, in length-sorted batches (little padding), in order;
+    ``demonstrations`` give each source its in-context prefix, ``grammars`` (one per source, or
+    None for a source the grammar does not cover) constrain what each writes."""
     order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
     texts, hits = [""] * len(sources), [False] * len(sources)
     bar = tqdm(total=len(sources), desc=desc, disable=not progress)
     for start in range(0, len(order), batch_size):
         ids = order[start : start + batch_size]
-        out = generate(loaded, [sources[i] for i in ids], max_length, num_beams)
+        batch = [sources[i] for i in ids]
+        prefixes = [demonstrations.prefix(s) for s in batch] if demonstrations is not None else None
+        out = generate(loaded, batch, max_length, num_beams, prefixes=prefixes,
+                       context_tokens=demonstrations.context_tokens if demonstrations is not None else 0,
+                       grammars=[grammars[i] for i in ids] if grammars is not None else None)
         for i, text, hit in zip(ids, out.texts, out.hit_limit):
             texts[i], hits[i] = text, hit
         bar.update(len(ids))

@@ -45,6 +45,10 @@ class GenerationBudget:
     longest_target: int = 0  # tokens of the longest training target
     target_per_source: float = 2.0  # largest target/source token ratio among training pairs
     margin: int = 24
+    # constrained decoding (formats/grammar.py): relations per annotated span and words per span
+    # that a training target holds at most (defaults: what a model saved before them allows)
+    max_relations: int = 4
+    longest_span: int | None = None
 
     def tokens(self, source_tokens: int, cap: int) -> int:
         need = max(self.longest_target, math.ceil(self.target_per_source * source_tokens)) + self.margin
@@ -65,9 +69,16 @@ class LoadedModel:
     name: str  # what the user asked for (hub name, path or "embedded")
     # set from the training targets after fine-tuning; saved with the model
     budget: GenerationBudget = field(default_factory=GenerationBudget)
-    # in-context learning (evaluation/icl.py): gives each source a prefix of annotated examples
-    # (``.prefix(source)``) within ``.context_tokens`` tokens; None for a fine-tuned model
-    demonstrations: object | None = None
+    # constrained decoding's view of the tokenizer (models/constrained.py), built on first use
+    _grammar_tokenizer: object | None = field(default=None, repr=False)
+
+    def grammar_tokenizer(self):
+        if self._grammar_tokenizer is None:
+            from fishdip.models.constrained import grammar_tokenizer
+
+            logits = self.model.get_output_embeddings().weight.shape[0]
+            self._grammar_tokenizer = grammar_tokenizer(self.tokenizer, logits)
+        return self._grammar_tokenizer
 
     @property
     def is_encoder_decoder(self) -> bool:

@@ -16,7 +16,7 @@ from fishdip.formats.decoders import DECODERS
 from fishdip.models.offline import OFFLINE_MODELS
 from fishdip.options import ConfigError, check_fields, older_value, option, option_name, option_of
 from fishdip.tasks import FAMILIES, Task
-from fishdip.tasks.options import FEW_SHOT, DataOptions, GenerationOptions
+from fishdip.tasks.options import FEW_SHOT, DataOptions, GenerationOptions, check_beams
 from fishdip.training.config import TrainConfig
 
 SAVE_MODES = ("auto", "delta", "adapter", "full", "none")
@@ -24,11 +24,11 @@ IN_MEMORY = "in-memory"  # the task name of examples handed to the Python API (f
 
 
 def task_class(task: str) -> type[Task]:
-    """The Task class of a task name (the in-memory examples' task: the base class's rules; a user's
-    files: entity tasks, with or without relations)."""
-    if task == FILE_TASK:
+    """The Task class of a task name (in-memory examples and a user's files: entity tasks, with or
+    without relations)."""
+    if task in (FILE_TASK, IN_MEMORY):  # entities, with or without relations
         return FAMILIES["joint_er"]
-    return Task if task == IN_MEMORY else FAMILIES[DATASETS[task].family]
+    return FAMILIES[DATASETS[task].family]
 
 
 # options renamed since runs were first written: old name -> new name (old run folders still read)
@@ -61,6 +61,7 @@ class ExperimentConfig(DataOptions):
     rc_score: str = option_of(GenerationOptions, "rc_score")
     eval_batch_size: int = option_of(GenerationOptions, "batch_size")
     num_beams: int = option_of(GenerationOptions, "num_beams")
+    decoding: str = option_of(GenerationOptions, "decoding")
     output_dir: str = option("runs/run", "where config, results, predictions and models go (the CLI's default: "
                              "a new folder runs/<task>-<methods>-<date>-<time> per run); a rerun into the same "
                              "folder resumes it")
@@ -77,6 +78,7 @@ class ExperimentConfig(DataOptions):
     def validate(self) -> None:
         """Values on their own (ranges, choices, combinations); paths and devices: ``check_environment``."""
         check_fields(self, skip=("task",) if self.task == IN_MEMORY else ())
+        check_beams(self.decoding, self.num_beams)
         if (self.task == FILE_TASK) != (self.train_file is not None):
             raise ConfigError("--train-file: a run on your own file has the task 'file'; leave --task out"
                               if self.train_file else "--task file: give your annotated sentences with --train-file")
@@ -102,7 +104,8 @@ class ExperimentConfig(DataOptions):
 
     def generation(self) -> GenerationOptions:
         """How this run generates its evaluation outputs."""
-        return GenerationOptions(self.eval_batch_size, self.train.max_length, self.num_beams, self.rc_score)
+        return GenerationOptions(self.eval_batch_size, self.train.max_length, self.num_beams, self.decoding,
+                                 self.rc_score)
 
     @property
     def save_mode(self) -> str:

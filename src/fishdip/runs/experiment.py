@@ -26,8 +26,8 @@ from fishdip.evaluation.icl import Demonstrations
 from fishdip.evaluation.metrics import aggregate
 from fishdip.io import write_json_atomic, write_jsonl_atomic
 from fishdip.models.delta import weights_checksum
+from fishdip.models.encoding import PROMPT, budget_from_pairs
 from fishdip.models.loading import load_model, save_adapter_model, save_delta_model, save_model
-from fishdip.models.text2text import PROMPT, budget_from_pairs
 from fishdip.options import ConfigError
 from fishdip.runs.config import ExperimentConfig, check_environment, method_config, refuse_unused, task_class
 from fishdip.runs.meta import meta_trained_model
@@ -169,7 +169,7 @@ def _run_experiment(cfg: ExperimentConfig, progress: bool, log, meta_dir: Path |
         pairs = task.pairs(train_examples)
         # a generation budget fixed by the training targets, the same for every batch composition
         loaded.budget = budget_from_pairs(loaded, pairs)
-        checkpoint = None
+        checkpoint, demonstrations = None, None
         if cfg.train.spec.trains:
             if not dist.active:  # several processes: no training checkpoint (each would need its share)
                 checkpoint = Checkpoint(checkpoint_path(out, episode), cfg.checkpoint_every,
@@ -181,13 +181,13 @@ def _run_experiment(cfg: ExperimentConfig, progress: bool, log, meta_dir: Path |
                               log=log)
             result = trainer.train()
         else:  # in-context learning: the base model, with demonstrations drawn from the training subset
-            loaded.demonstrations = Demonstrations(loaded, pairs, cfg.train.icl_context, cfg.train.icl_selection,
-                                                   seed=cfg.train.seed + episode)
+            demonstrations = Demonstrations(loaded, pairs, cfg.train.icl_context, cfg.train.icl_selection,
+                                            seed=cfg.train.seed + episode)
             result = TrainRecord(total_params=sum(p.numel() for p in loaded.model.parameters()),
                                  precision=amp.resolve(cfg.train.precision, device), machines=[amp.machine(device)])
         with amp.autocast(result.precision, device):  # each process generates for its share
             texts, decoded = task.predict(loaded, dist.share(eval_examples), cfg.generation(), context,
-                                          progress=progress and dist.main)
+                                          progress=progress and dist.main, demonstrations=demonstrations)
         if dist.active:
             shards = dist.gather((texts, decoded))
             texts, decoded = dist.unshard([t for t, _ in shards]), dist.unshard([d for _, d in shards])

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fishdip.models.encoding import budget_from_pairs
 from fishdip.models.loading import load_model, read_fishdip_metadata, save_model
-from fishdip.models.text2text import budget_from_pairs
 from fishdip.runs.config import ExperimentConfig
 from fishdip.training.config import TrainConfig
 from fishdip.training.distributed import SINGLE, Dist, pick_device

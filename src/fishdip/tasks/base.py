@@ -9,6 +9,7 @@ from fishdip.data.datasets import DataSource
 from fishdip.data.sampling import sample_indices
 from fishdip.formats import entity_relation as er
 from fishdip.formats.decoders import get_decoder
+from fishdip.formats.grammar import Grammar
 from fishdip.options import ConfigError
 from fishdip.tasks.options import DataOptions, GenerationOptions
 
@@ -27,6 +28,7 @@ class Task:
 
     meta_training: ClassVar[bool] = False  # has a meta-training stage before its episodes (--meta-train)
     decodes_text: ClassVar[bool] = True  # its predictions are generated text, decoded (rescore decodes them again)
+    constrains: ClassVar[bool] = False  # has a grammar of valid outputs (``grammar``): --decoding constrained
     # the scores its tables show, headline first (every F1 and accuracy ``score`` returns: tests/test_metrics.py)
     metrics: ClassVar[tuple[str, ...]] = ()
 
@@ -35,6 +37,10 @@ class Task:
         """Refuse (``ConfigError``) a run config this family cannot run; called when the config is made."""
         if cfg.meta_train is not None and not cls.meta_training:
             raise ConfigError(f"--meta-train: only for few-shot tasks (a meta-training stage), not {cfg.task}")
+        if cfg.decoding == "constrained" and not cls.constrains:
+            raise ConfigError(f"--decoding constrained: {cfg.task}'s outputs have no grammar here (constrained "
+                              "decoding covers the families whose output annotates its input: entities, "
+                              "relations, SRL, events); use --decoding free")
 
     @classmethod
     def load(cls, source: DataSource, decoder: str) -> Task:
@@ -87,11 +93,19 @@ class Task:
         return [(self.source(ex), self.target(ex)) for ex in examples]
 
     def predict(self, loaded, examples: list, gen: GenerationOptions, context: dict | None = None,
-                progress: bool = True) -> tuple[list[str], list]:
-        """Generated texts and decoded structures; ``context`` is what episode_data recorded."""
+                progress: bool = True, demonstrations=None) -> tuple[list[str], list]:
+        """Generated texts and decoded structures; ``context`` is what episode_data recorded;
+        ``demonstrations`` (evaluation/icl.py): in-context learning's prefix for each source."""
         from fishdip.evaluation.predict import predict
 
-        return predict(loaded, self, examples, gen.batch_size, gen.max_length, gen.num_beams, progress=progress)
+        return predict(loaded, self, examples, gen.batch_size, gen.max_length, gen.num_beams, progress,
+                       demonstrations, gen.decoding)
+
+    def grammar(self, example, budget) -> Grammar | None:
+        """What constrained decoding lets the model write for ``example`` (formats/grammar.py), within
+        the limits the training targets set (``budget``: models/loading.GenerationBudget); None: the
+        family's outputs are not constrained (the option is refused for it: ``check_options``)."""
+        return None
 
     def metadata(self) -> dict:
         return {"task": self.dataset, "family": self.family, "decoder": self.decoder}

@@ -10,6 +10,7 @@ from fishdip.data.datasets import event_schemas
 from fishdip.evaluation.metrics import set_scores
 from fishdip.formats import entity_relation as er
 from fishdip.formats import events as ev
+from fishdip.formats.grammar import Grammar, copy_grammar
 from fishdip.tasks.base import Task
 from fishdip.tasks.options import GenerationOptions
 
@@ -37,6 +38,7 @@ class EventTask(Task):
 
     metrics: ClassVar[tuple[str, ...]] = ("trigger_classification_f1", "argument_classification_f1",
                                           "trigger_identification_f1", "argument_identification_f1")
+    constrains: ClassVar[bool] = True
 
     @classmethod
     def load(cls, source, decoder: str) -> EventTask:
@@ -82,19 +84,30 @@ class EventTask(Task):
             args.add(er.Relation(arg.type, er.Entity(arg.start, arg.end, "argument"), trigger))
         return args, errors
 
+    def grammar(self, example, budget) -> Grammar:
+        """The trigger pass: annotated copies of the sentence with trigger types."""
+        return copy_grammar([er.escape(t) for t in example.tokens], list(self.triggers.entity_types.values()),
+                            longest_tail=budget.longest_span)
+
     def predict(self, loaded, examples: list, gen: GenerationOptions, context: dict | None = None,
-                progress: bool = True) -> tuple[list[str], list]:
+                progress: bool = True, demonstrations=None) -> tuple[list[str], list]:
         from fishdip.evaluation.predict import LIMIT_ERROR, generate_sorted
 
-        def generate_texts(sources: list[str], desc: str):
-            return generate_sorted(loaded, sources, gen.batch_size, gen.max_length, gen.num_beams, progress, desc)
+        constrained = gen.decoding == "constrained"
+
+        def generate_texts(sources: list[str], desc: str, grammars: list | None):
+            return generate_sorted(loaded, sources, gen.batch_size, gen.max_length, gen.num_beams, progress, desc,
+                                   demonstrations, grammars if constrained else None)
 
         sources = [self.source(ex) for ex in examples]
-        trigger_out = generate_texts(sources, "triggers")
+        trigger_out = generate_texts(sources, "triggers", [self.grammar(ex, loaded.budget) for ex in examples])
         decoded = [self.decode_text(t, ex.tokens, self.triggers) for t, ex in zip(trigger_out.texts, examples)]
         jobs = [(i, trig) for i, d in enumerate(decoded) for trig in sorted(d.entities)]
+        roles = list(self.roles.entity_types.values())  # an argument pass copies the sentence with roles
+        arg_grammars = [copy_grammar([er.escape(t) for t in examples[i].tokens], roles,
+                                     longest_tail=loaded.budget.longest_span) for i, _ in jobs]
         arg_out = generate_texts([ev.argument_source(examples[i].tokens, trig, self.triggers) for i, trig in jobs],
-                                 "arguments")
+                                 "arguments", arg_grammars)
         results = [EventDecoded(set(d.entities), set(), Counter(d.errors)) for d in decoded]
         for result, hit in zip(results, trigger_out.hit_limit):
             result.errors[LIMIT_ERROR] += hit

@@ -121,7 +121,7 @@ class FewShotRCTask(Task):
         return rc.decode(text, self.names)
 
     def predict(self, loaded, examples: list, gen: GenerationOptions, context: dict | None = None,
-                progress: bool = True) -> tuple[list[str], list]:
+                progress: bool = True, demonstrations=None) -> tuple[list[str], list]:
         from fishdip.evaluation.predict import candidate_losses, lowest
 
         # the episode's N relations are the candidates; without an episode, those in the examples

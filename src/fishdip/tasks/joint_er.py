@@ -8,6 +8,7 @@ from typing import ClassVar
 from fishdip.data.datasets import Dataset
 from fishdip.evaluation.metrics import joint_er_scores
 from fishdip.formats import entity_relation as er
+from fishdip.formats.grammar import Grammar, copy_grammar
 from fishdip.tasks.base import Task
 
 
@@ -17,6 +18,7 @@ class JointERTask(Task):
 
     metrics: ClassVar[tuple[str, ...]] = ("entity_f1", "relation_f1", "entity_macro_f1", "relation_macro_f1",
                                           "entity_f1_no_type", "relation_f1_no_type")
+    constrains: ClassVar[bool] = True
 
     @classmethod
     def load(cls, source, decoder: str) -> JointERTask:
@@ -37,6 +39,12 @@ class JointERTask(Task):
 
     def target(self, example: er.Example) -> str:
         return er.encode(example, self.schema)
+
+    def grammar(self, example: er.Example, budget) -> Grammar:
+        """Annotated copies of the example's words with the schema's types (and relations)."""
+        relations = list(self.schema.relation_types.values()) if self.family == "joint_er" else []
+        return copy_grammar([er.escape(t) for t in example.tokens], list(self.schema.entity_types.values()),
+                            relations, budget.max_relations, budget.longest_span)
 
     def decode(self, text: str, example: er.Example) -> er.Decoded:
         return self.decode_text(text, example.tokens, self.schema)

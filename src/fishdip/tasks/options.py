@@ -18,6 +18,7 @@ FEW_SHOT = ("fewshot_rc",)  # the families that read the few-shot options (field
 # what a run on a user's files reads besides --train-file, with the values that mean "not given"
 FILE_OPTIONS = {"eval_file": None, "data_format": "auto", "dev_fraction": 0.2, "split_seed": 0, "types_file": None}
 RC_SCORES = ("sum", "mean")  # a candidate relation's output scored by its summed (TANL) or mean token loss
+DECODINGS = ("free", "constrained")  # what a generated output may be (formats/grammar.py, models/constrained.py)
 
 
 @dataclass
@@ -80,6 +81,12 @@ class DataOptions:
                                       "sentences)")
 
 
+def check_beams(decoding: str, num_beams: int) -> None:
+    if decoding == "constrained" and num_beams != 1:
+        raise ConfigError(f"--num-beams {num_beams}: --decoding constrained runs greedy search; use --num-beams 1, "
+                          "or --decoding free for beams")
+
+
 @dataclass
 class GenerationOptions:
     """How a model's outputs are produced for evaluation."""
@@ -89,8 +96,14 @@ class GenerationOptions:
     batch_size: int = option(64, "sentences per generation batch", min=1)
     max_length: int = option(256, "maximum tokens of a source and of a target", min=8, max=100_000)
     num_beams: int = option(1, "1 = greedy decoding", min=1, max=64)
+    decoding: str = option("free", "free: the model writes what it likes, decoded by alignment afterwards; "
+                           "constrained: it may write only a valid annotation of its input (the input's words "
+                           "in order, each once; bracket groups of the schema's types and relations; relation "
+                           "tails that are runs of input words), within a budget that such an output fits; "
+                           "greedy only", choices=DECODINGS)
     rc_score: str = option("sum", "few-shot relation classification: rank candidate relations by the summed "
                            "(TANL) or the mean token loss of their output", choices=RC_SCORES, family=FEW_SHOT)
 
     def __post_init__(self) -> None:
         check_fields(self)
+        check_beams(self.decoding, self.num_beams)

@@ -18,8 +18,9 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 from transformers.optimization import Adafactor
 
+from fishdip.models.encoding import encode_pair, pad_batch, pad_labels_to
 from fishdip.models.loading import LoadedModel
-from fishdip.models.text2text import encode_pair, pad_batch, pad_labels_to, per_sample_loss, token_losses
+from fishdip.models.losses import per_sample_loss, token_losses
 from fishdip.options import ConfigError
 from fishdip.sparse.engine import SparseConfig, SparseEngine, sparse_optimizer
 from fishdip.sparse.masks import SparseMask, num_to_keep
