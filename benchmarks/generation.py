@@ -15,7 +15,12 @@ write about 4x the subword tokens, so there a row's budget is its generated text
 
 Prints a table and writes JSON (default benchmarks/results/generation-<device>.json).
 
+``--trained MODEL`` measures copy-ahead (models/copy_ahead.py) on a trained model's own outputs,
+CoNLL04 test sentences run to their own end: one token a step (``greedy_rows``) against checking
+copied guesses of 4 or 8 tokens at once, free and constrained; every row must come out the same.
+
 Run:  python benchmarks/generation.py [--sentences 96] [--batch-sizes 16,32,64] [--model t5-base]
+      python benchmarks/generation.py --trained runs/main/fish-dip --sentences 96 --batch-sizes 64
 """
 
 from __future__ import annotations
@@ -81,6 +86,51 @@ def run(loaded, prompts, limits, batch_size: int, path: str) -> tuple[float, lis
     return time.perf_counter() - started, rows
 
 
+def trained(path: str, sentences: int, batch_size: int, widths: list[int], output: Path | None) -> None:
+    """``--trained``: a trained model on CoNLL04 test sentences, each row to its own end (EOS, or the
+    model's budget: free; the grammar's: constrained), one token a step (greedy_rows) against
+    copy-ahead; the rows must be the same."""
+    import fishdip
+    from fishdip.evaluation.predict import generate_sorted
+
+    predictor = fishdip.load(path, device="cpu")
+    loaded, task = predictor.loaded, predictor.task
+    from fishdip.data.datasets import load_split
+
+    examples = load_split("conll04", "test")[0][:sentences]
+    sources = [task.source(ex) for ex in examples]
+    grammars = [task.grammar(ex, loaded.budget) for ex in examples]
+    generate_sorted(loaded, sources[:4], 4, 256, 1, progress=False)  # warm-up
+    results = []
+    for decoding in ("free", "constrained"):
+        reference = None
+        for width in [0, *widths]:
+            started = time.perf_counter()
+            out = generate_sorted(loaded, sources, batch_size, 256, 1, progress=False,
+                                  grammars=grammars if decoding == "constrained" else None, copy_ahead=width)
+            seconds = time.perf_counter() - started
+            reference = reference or out.texts
+            tokens = sum(len(loaded.tokenizer(" " + t, add_special_tokens=False)["input_ids"]) + 1 for t in out.texts)
+            results.append({"decoding": decoding, "path": f"copy-ahead {width}" if width else "greedy_rows",
+                            "batch_size": batch_size, "seconds": round(seconds, 1), "new_tokens": tokens,
+                            "tokens_per_second": round(tokens / seconds, 1),
+                            "rows_identical": sum(a == b for a, b in zip(out.texts, reference))})
+            print(json.dumps(results[-1]), flush=True)
+    lines = [f"| decoding | path | s | new tokens | tokens/s | x greedy_rows | rows identical (of {len(sources)}) |",
+             "|---|---|---|---|---|---|---|"]
+    for r in results:
+        base = next(x for x in results if x["decoding"] == r["decoding"] and x["path"] == "greedy_rows")
+        lines.append(f"| {r['decoding']} | {r['path']} | {r['seconds']} | {r['new_tokens']} | {r['tokens_per_second']}"
+                     f" | {r['tokens_per_second'] / base['tokens_per_second']:.2f} | {r['rows_identical']} |")
+    table = "\n".join(lines)
+    print(table)
+    machine = {"name": machine_name(torch.device("cpu")), "capability": torch.backends.cpu.get_cpu_capability(),
+               "threads": torch.get_num_threads(), "torch": torch.__version__}
+    out = output or HERE / "results" / "generation-trained-cpu.json"
+    out.write_text(json.dumps({"machine": machine, "model": path, "sentences": len(sources), "results": results,
+                               "table": table}, indent=2) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--predictions", type=Path, default=PREDICTIONS,
@@ -90,7 +140,14 @@ def main() -> None:
     parser.add_argument("--model", default="embedded", choices=("embedded", "t5-base"),
                         help="the embedded model, or a random-weight model of t5-base's shape")
     parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument("--trained", default=None, help="a trained model (folder or run folder): free and constrained "
+                        "greedy search against copy-ahead on its own outputs")
+    parser.add_argument("--widths", default="4,8", help="--trained: copy-ahead widths (tokens checked at once)")
     args = parser.parse_args()
+    if args.trained:
+        trained(args.trained, args.sentences, int(args.batch_sizes.split(",")[-1]),
+                [int(w) for w in args.widths.split(",")], args.output)
+        return
 
     loaded = build_model(args.model)
     loaded.model.eval()

@@ -1,13 +1,12 @@
-"""The Python API: train on in-memory examples with a model in memory, load, predict, evaluate;
-and the README's Python example, run as written."""
+"""The Python API: train on in-memory examples with a model in memory, load, predict, evaluate (the
+README's Python example runs in tests/test_docs.py)."""
 
-import re
 
 import pytest
 
 import fishdip
 from fishdip.errors import FishdipError
-from tests.conftest import REPO, make_tiny_t5
+from tests.conftest import make_tiny_t5
 
 TRAIN = [
     {"tokens": "John Smith works for Acme Corp in Boston .".split(),
@@ -60,16 +59,3 @@ def test_unknown_option_and_missing_eval_examples_are_refused(tmp_path):
         fishdip.train(examples=TRAIN, output_dir=str(tmp_path / "x"))
     with pytest.raises(FishdipError, match="no trained fishdip model"):
         fishdip.load(tmp_path)
-
-
-@pytest.mark.slow
-def test_readme_python_example_runs_as_written(tmp_path, data_dir, monkeypatch, capsys):
-    """The README's Python block, verbatim (it trains the embedded model for one step per method)."""
-    readme = (REPO / "README.md").read_text()
-    block = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
-    assert "fishdip.train(" in block and "fishdip.load(" in block
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "data").symlink_to(data_dir)
-    exec(compile(block.replace('"../shared/data"', '"data"'), "README.md", "exec"), {})
-    printed = capsys.readouterr().out
-    assert "| fish-dip |" in printed and "'entities'" in printed

@@ -4,6 +4,7 @@ from fishdip.data.datasets import load_split
 from fishdip.data.multiwoz import read_multiwoz
 from fishdip.errors import DataError
 from fishdip.formats import dst
+from fishdip.structures import DSTExample
 from fishdip.tasks import load_task
 from fishdip.tasks.options import DataOptions
 from tests.conftest import FIXTURES
@@ -42,7 +43,7 @@ def test_decode_malformed():
 
 
 def test_joint_goal_and_slot_accuracy_hand_computed():
-    golds = [dst.DSTExample("h", {"hotel-area": "north"}), dst.DSTExample("h", {"taxi-leaveat": "09:00"})]
+    golds = [DSTExample("h", {"hotel-area": "north"}), DSTExample("h", {"taxi-leaveat": "09:00"})]
     preds = [dst.DSTDecoded({"hotel-area": "north"}),
              dst.DSTDecoded({"taxi-leaveat": "10:00", "taxi-departure": "station"})]
     m = load_task("multiwoz21", FIXTURES).score(golds, preds)

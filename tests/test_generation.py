@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
 import torch
 
 from fishdip.models.generation import generate, greedy_rows, plain_greedy
@@ -85,3 +86,28 @@ def test_encoder_decoder_rows_that_stop_leave_the_batch_and_the_rest_write_what_
     expected = reference(model, ids, mask, limits, eos)
     assert len({len(row) for row in expected}) >= 3 and any(row[-1] == eos for row in expected)
     assert greedy_rows(model, ids, mask, limits, eos_token_id=eos) == expected
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("constrained", [False, True], ids=["free", "constrained"])
+def test_copy_ahead_writes_what_greedy_search_writes(constrained):
+    """Guesses copied from the prompt, checked in one pass: the rows are greedy search's rows (the
+    rejected guesses stay in the cache, masked, and positions continue from the last kept token)."""
+    from fishdip.formats.grammar import copy_grammar
+
+    loaded = make_tiny_llama(seed=3)
+    sources = ["Ann lives in Rome .", "Bob works for IBM in New York City .", "a b a b a b a b a b ."]
+    grammars = [copy_grammar(s.split(), ["person", "place"], ["live in"], 1, 3) for s in sources] \
+        if constrained else None
+    plain = generate(loaded, sources, 96, grammars=grammars)
+    ahead = generate(loaded, sources, 96, grammars=grammars, copy_ahead=4)
+    assert ahead.texts == plain.texts and ahead.hit_limit == plain.hit_limit
+
+
+def test_lookup_proposes_what_follows_the_last_tokens_in_the_prompt():
+    from fishdip.models.copy_ahead import lookup
+
+    prompt = [5, 6, 7, 8, 6, 9, 10]
+    assert lookup(prompt, [1, 6], 2) == [9, 10]  # the last place 6 occurs
+    assert lookup(prompt, [5, 6], 3) == [7, 8, 6]  # two tokens pin it down
+    assert lookup(prompt, [42], 3) == [] and lookup(prompt, [], 3) == []

@@ -8,7 +8,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "fishdip"
 
 # bottom to top; a package (folder) or a top-level module is one entry
 LAYERS = [
-    {"errors", "paths", "io", "options", "text", "version"},
+    {"errors", "paths", "io", "options", "text", "version", "structures"},
     {"formats"},
     {"data"},
     {"models"},

@@ -10,21 +10,13 @@ type, the roles its arguments may take.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from fishdip.data.spert import as_index, parse_span
 from fishdip.errors import DataError
 from fishdip.formats.entity_relation import Entity, Relation, Schema
 from fishdip.io import read_json
-
-
-@dataclass
-class EventExample:
-    tokens: list[str]
-    triggers: list[Entity] = field(default_factory=list)  # type = event type key
-    arguments: list[Relation] = field(default_factory=list)  # type = role, head = argument, tail = trigger
-    id: str = ""
+from fishdip.structures import EventExample
 
 
 def read_event_types(types_path: Path, schema_path: Path) -> tuple[Schema, Schema, dict[str, set[str]]]:

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fishdip.errors import DataError
-from fishdip.formats.relation_classification import RCExample
 from fishdip.io import read_json
+from fishdip.structures import RCExample
 
 
 def _span(mention, n_tokens: int, where: str, role: str) -> tuple[int, int]:

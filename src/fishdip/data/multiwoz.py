@@ -12,8 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from fishdip.errors import DataError
-from fishdip.formats.dst import ALL_SLOTS, DSTExample
+from fishdip.formats.dst import ALL_SLOTS
 from fishdip.io import read_json
+from fishdip.structures import DSTExample
 
 # TRADE's label fixes (utils_multiWOZ_DST.fix_general_label_error), as tables
 TYPOS = {

@@ -13,18 +13,12 @@ Labels are normalised to the CoNLL-2012 spelling: ``A0`` -> ``ARG0``, ``AM-TMP``
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from fishdip.data.columns import tags_to_entities
 from fishdip.errors import DataError
-from fishdip.formats.entity_relation import Entity, Example
-
-
-@dataclass
-class SRLExample(Example):
-    predicate: int = 0  # token index of the predicate
-    relations: list = field(default_factory=list)
+from fishdip.formats.entity_relation import Entity
+from fishdip.structures import SRLExample
 
 
 def normalize_label(label: str) -> str:

@@ -30,7 +30,8 @@ def predict(loaded: LoadedModel, task, examples: list, batch_size: int = 64, max
 
 
 def generate_sorted(loaded, sources, batch_size, max_length, num_beams, progress=True, desc="generate",
-                    demonstrations: Demonstrations | None = None, grammars: list | None = None) -> Generated:
+                    demonstrations: Demonstrations | None = None, grammars: list | None = None,
+                    copy_ahead: int = 0) -> Generated:
     """Generation for any number of sources, in length-sorted batches (little padding), in order;
     ``demonstrations`` give each source its in-context prefix, ``grammars`` (one per source, or
     None for a source the grammar does not cover) constrain what each writes."""
@@ -43,7 +44,8 @@ def generate_sorted(loaded, sources, batch_size, max_length, num_beams, progress
         prefixes = [demonstrations.prefix(s) for s in batch] if demonstrations is not None else None
         out = generate(loaded, batch, max_length, num_beams, prefixes=prefixes,
                        context_tokens=demonstrations.context_tokens if demonstrations is not None else 0,
-                       grammars=[grammars[i] for i in ids] if grammars is not None else None)
+                       grammars=[grammars[i] for i in ids] if grammars is not None else None,
+                       copy_ahead=copy_ahead)
         for i, text, hit in zip(ids, out.texts, out.hit_limit):
             texts[i], hits[i] = text, hit
         bar.update(len(ids))

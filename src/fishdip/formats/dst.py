@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+
+from fishdip.structures import DSTDecoded
 
 BELIEF = "[belief]"
 NONE = "none"
@@ -25,20 +26,6 @@ SLOTS: dict[str, tuple[str, ...]] = {
 }
 ALL_SLOTS = tuple(f"{d}-{s}" for d, slots in SLOTS.items() for s in slots)
 _NATURAL = {"pricerange": "price range", "arriveby": "arrive by", "leaveat": "leave at"}
-
-
-@dataclass
-class DSTExample:
-    history: str  # "[user] ... [system] ... [user] ..."
-    belief: dict[str, str]  # "hotel-area" -> "north"; filled slots only
-    id: str = ""  # "<dialogue>:<turn>"
-    dialogue: str = ""
-
-
-@dataclass
-class DSTDecoded:
-    belief: dict[str, str]
-    errors: Counter = field(default_factory=Counter)
 
 
 def natural_slot(slot: str) -> str:

@@ -14,58 +14,14 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import dataclass, field
 
 from fishdip.formats.alignment import align
 from fishdip.formats.tanl import CLOSE, OPEN, SEP, parse
+from fishdip.structures import Decoded, Entity, Example, Relation, Schema
 
 # Characters that structure the output; input tokens never contain them after escaping.
 _ESCAPES = str.maketrans({OPEN: "(", CLOSE: ")", SEP: "/"})
 _ORDINAL = re.compile(r"^(.*\S)\s+#(\d+)$")
-
-
-@dataclass(frozen=True, order=True)
-class Entity:
-    start: int  # token offsets, end exclusive
-    end: int
-    type: str  # dataset type key, e.g. "Peop"
-
-
-@dataclass(frozen=True, order=True)
-class Relation:
-    type: str
-    head: Entity
-    tail: Entity
-
-
-@dataclass
-class Example:
-    tokens: list[str]
-    entities: list[Entity] = field(default_factory=list)
-    relations: list[Relation] = field(default_factory=list)
-    id: str = ""
-
-
-@dataclass
-class Schema:
-    """Type keys and the natural-language names the model reads and writes."""
-
-    entity_types: dict[str, str]  # key -> natural name
-    relation_types: dict[str, str] = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return {"entity_types": self.entity_types, "relation_types": self.relation_types}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Schema:
-        return cls(dict(data["entity_types"]), dict(data.get("relation_types", {})))
-
-
-@dataclass
-class Decoded:
-    entities: set[Entity]
-    relations: set[Relation]
-    errors: Counter
 
 
 def escape(token: str) -> str:

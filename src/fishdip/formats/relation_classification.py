@@ -8,26 +8,10 @@ Output: ``relationship between [ Cape Girardeau Bridge ] and [ Mississippi River
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
 
 from fishdip.formats.entity_relation import escape
 from fishdip.formats.tanl import CLOSE, OPEN
-
-
-@dataclass
-class RCExample:
-    tokens: list[str]
-    head: tuple[int, int]  # token span, end exclusive
-    tail: tuple[int, int]
-    relation: str  # relation key, e.g. "P177"
-    id: str = ""
-
-
-@dataclass
-class RCDecoded:
-    relation: str | None
-    errors: Counter = field(default_factory=Counter)
-    by_score: dict[str, str] = field(default_factory=dict)  # candidate ranking -> relation it chose
+from fishdip.structures import RCDecoded, RCExample
 
 
 def _span_text(ex: RCExample, span: tuple[int, int]) -> str:

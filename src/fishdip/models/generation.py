@@ -6,18 +6,18 @@ its output does not depend on its batch.
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 
 import torch
 from transformers import GenerationConfig
-from transformers.modeling_outputs import BaseModelOutput
 
 from fishdip.errors import FishdipError
 from fishdip.formats.grammar import Grammar
 from fishdip.models.constrained import GrammarRows
+from fishdip.models.copy_ahead import copy_ahead_rows
 from fishdip.models.encoding import encode_sources, prompt_ids
 from fishdip.models.loading import GenerationBudget, LoadedModel
+from fishdip.models.steps import DecoderOnlySteps, EncoderDecoderSteps
 
 
 @dataclass
@@ -36,6 +36,7 @@ def generate(
     prefixes: list[str] | None = None,
     context_tokens: int = 0,
     grammars: list[Grammar] | None = None,
+    copy_ahead: int = 0,
 ) -> Generated:
     """Greedy (or beam) generation for one batch of sources.
 
@@ -44,6 +45,8 @@ def generate(
     front of each source (in-context learning's demonstrations, at most ``context_tokens`` tokens;
     an annotation then ends at its line's end). ``grammars``: constrained decoding, each row writes
     only what its grammar allows (models/constrained.py), within a budget its longest output fits.
+    ``copy_ahead``: a decoder-only model checks that many tokens copied from its prompt in one
+    forward pass (models/copy_ahead.py; 0: one token a step).
     Greedy search runs ``greedy_rows`` (a row that is done leaves the batch); beams, and free
     decoding with demonstrations or a generation config that changes the logits, run
     ``model.generate`` to the batch's largest budget and cut each row to its own.
@@ -84,7 +87,10 @@ def generate(
         enc = tok.pad({"input_ids": prompts}, padding=True, padding_side="left", return_tensors="pt")
         input_ids, attention = enc["input_ids"], enc["attention_mask"]
         width = input_ids.shape[1]
-        if own_loop:
+        if own_loop and copy_ahead:
+            new_tokens = copy_ahead_rows(model, input_ids.to(device), attention.to(device), limits, tok.eos_token_id,
+                                         prompts, copy_ahead, rows if grammars is not None else None)
+        elif own_loop:
             new_tokens = greedy_rows(model, input_ids.to(device), attention.to(device), limits, tok.eos_token_id,
                                      choose)
         else:
@@ -132,7 +138,7 @@ def greedy_rows(model, input_ids: torch.Tensor, attention: torch.Tensor, limits:
     states) with it, so later steps run on the rows still writing. Each remaining row gets the
     argmax of the same computation as in ``generate``; only the batch the matrix products run on
     shrinks."""
-    steps = (_EncoderDecoderSteps if model.config.is_encoder_decoder else _DecoderOnlySteps)(
+    steps = (EncoderDecoderSteps if model.config.is_encoder_decoder else DecoderOnlySteps)(
         model, input_ids, attention)
     live = list(range(len(limits)))
     rows: list[list[int]] = [[] for _ in limits]
@@ -151,79 +157,6 @@ def greedy_rows(model, input_ids: torch.Tensor, attention: torch.Tensor, limits:
             steps.select(index)
             live, tokens = [live[i] for i in keep], tokens[index]
         steps.feed(tokens)
-
-
-class _Steps:
-    """The model state of one greedy batch: the KV cache and what the next forward pass reads."""
-
-    def __init__(self, model):
-        params = inspect.signature(model.forward).parameters
-        self.model, self.cache = model, None
-        self.cache_key = "cache" if "cache" in params else "past_key_values"  # transformers >= 5 renamed it
-        self.extra = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
-
-    def inputs(self) -> dict:
-        raise NotImplementedError
-
-    def logits(self) -> torch.Tensor:
-        """Each live row's logits for its next token (the last position's)."""
-        out = self.model(**self.inputs(), use_cache=True, **{self.cache_key: self.cache}, **self.extra)
-        self.cache = getattr(out, self.cache_key)
-        return out.logits[:, -1]
-
-    def select(self, index: torch.Tensor) -> None:
-        """Keep only the rows ``index`` (in the cache and whatever else is per row)."""
-        self.cache.batch_select_indices(index)
-
-    def feed(self, tokens: torch.Tensor) -> None:
-        """The next step reads ``tokens``, one per live row."""
-        raise NotImplementedError
-
-
-class _DecoderOnlySteps(_Steps):
-    """As ``generate`` runs a decoder-only model: positions from the mask, no mask when unpadded."""
-
-    def __init__(self, model, input_ids: torch.Tensor, attention: torch.Tensor):
-        super().__init__(model)
-        self.ids = input_ids
-        self.positions = (attention.cumsum(-1) - 1).masked_fill(attention == 0, 0)
-        self.mask = None if bool(attention.all()) else attention
-
-    def inputs(self) -> dict:
-        return {"input_ids": self.ids, "attention_mask": self.mask, "position_ids": self.positions}
-
-    def select(self, index: torch.Tensor) -> None:
-        super().select(index)
-        self.positions = self.positions[index]
-        self.mask = None if self.mask is None else self.mask[index]
-
-    def feed(self, tokens: torch.Tensor) -> None:
-        self.ids, self.positions = tokens[:, None], self.positions[:, -1:] + 1
-        if self.mask is not None:
-            self.mask = torch.cat([self.mask, self.mask.new_ones(len(tokens), 1)], dim=1)
-
-
-class _EncoderDecoderSteps(_Steps):
-    """As ``generate`` runs an encoder-decoder: the encoder once, the decoder from its start token."""
-
-    def __init__(self, model, input_ids: torch.Tensor, attention: torch.Tensor):
-        super().__init__(model)
-        self.encoded = model.get_encoder()(input_ids=input_ids, attention_mask=attention, return_dict=True)
-        self.mask = attention
-        start = model.generation_config.decoder_start_token_id
-        start = model.config.decoder_start_token_id if start is None else start
-        self.ids = torch.full((len(input_ids), 1), start, dtype=torch.long, device=input_ids.device)
-
-    def inputs(self) -> dict:
-        return {"encoder_outputs": self.encoded, "attention_mask": self.mask, "decoder_input_ids": self.ids}
-
-    def select(self, index: torch.Tensor) -> None:
-        super().select(index)
-        self.encoded = BaseModelOutput(last_hidden_state=self.encoded.last_hidden_state[index])
-        self.mask = self.mask[index]
-
-    def feed(self, tokens: torch.Tensor) -> None:
-        self.ids = tokens[:, None]
 
 
 def _with_prefix(loaded: LoadedModel, prefix: str, prompt: list[int]) -> list[int]:

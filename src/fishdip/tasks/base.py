@@ -1,9 +1,20 @@
-"""The task interface: what the trainer and the runner call (nothing else looks inside a task)."""
+"""The task interface: what the trainer and the runner call (nothing else looks inside a task).
+
+A family (one module of tasks/) subclasses ``Task`` and must provide the abstract members: how an
+example becomes text (``source``, ``target``), how generated text becomes structures (``decode``),
+how structures are scored (``score``, with the metric names ``metrics``), what a predictions row
+holds (``prediction_row``), and its two constructors (``load`` from a resolved dataset,
+``from_metadata`` from a saved model). Everything else has a default that a family may replace:
+its training pairs (``pairs``), episodes (``episode_data``), generation (``predict``), the grammar
+of its valid outputs for constrained decoding (``grammar``), and the options it refuses
+(``check_options``).
+"""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from fishdip.data.datasets import DataSource
 from fishdip.data.sampling import sample_indices
@@ -15,9 +26,8 @@ from fishdip.tasks.options import DataOptions, GenerationOptions
 
 
 @dataclass
-class Task:
-    """A family's subclass implements ``source`` / ``target`` (example -> text), ``decode`` (text ->
-    structures), ``score``, ``prediction_row``, and the two constructors below."""
+class Task(ABC):
+    """One dataset (or a user's files) with its family's format, episodes and metrics."""
 
     dataset: str
     family: str
@@ -42,15 +52,39 @@ class Task:
                               "decoding covers the families whose output annotates its input: entities, "
                               "relations, SRL, events); use --decoding free")
 
+    # -- what a family must provide ------------------------------------------------------------
     @classmethod
+    @abstractmethod
     def load(cls, source: DataSource, decoder: str) -> Task:
         """The task of a resolved dataset (its schema read from it)."""
-        raise NotImplementedError
 
     @classmethod
+    @abstractmethod
     def from_metadata(cls, meta: dict, decoder: str) -> Task:
         """The task a saved model records in its fishdip.json (``metadata()``)."""
-        raise NotImplementedError
+
+    @abstractmethod
+    def source(self, example: Any) -> str:
+        """What the model reads for ``example``."""
+
+    @abstractmethod
+    def target(self, example: Any) -> str:
+        """What the model is trained to write for ``example`` (the augmented text)."""
+
+    @abstractmethod
+    def decode(self, text: str, example: Any) -> Any:
+        """Generated ``text`` -> the structures it annotates on ``example``'s input; never raises
+        (what cannot be used is counted in the result's ``errors``)."""
+
+    @abstractmethod
+    def score(self, golds: list, preds: list) -> dict:
+        """Metrics of decoded predictions against gold examples (each F1 / accuracy named in ``metrics``)."""
+
+    @abstractmethod
+    def prediction_row(self, example: Any, generated: str, pred: Any) -> dict:
+        """One line of predictions.jsonl: input, generated text, predicted and gold structures, errors."""
+
+    # -- defaults a family may replace ----------------------------------------------------------
 
     def decode_text(self, text: str, tokens: list[str], schema: er.Schema) -> er.Decoded:
         return get_decoder(self.decoder)(text, tokens, schema)

@@ -11,16 +11,9 @@ from fishdip.evaluation.metrics import set_scores
 from fishdip.formats import entity_relation as er
 from fishdip.formats import events as ev
 from fishdip.formats.grammar import Grammar, copy_grammar
+from fishdip.structures import EventDecoded
 from fishdip.tasks.base import Task
 from fishdip.tasks.options import GenerationOptions
-
-
-@dataclass
-class EventDecoded:
-    triggers: set
-    arguments: set  # Relation(role, Entity(span, "argument"), trigger)
-    errors: Counter
-
 
 # what must match for each score (micro P/R/F1 over the evaluation set)
 VIEWS = {

@@ -1,0 +1,88 @@
+"""Free against constrained decoding on the same trained models, paired.
+
+For each saved model (a run folder's ``models/episode-<i>``, or its run folder) and each split,
+generate with both decodings (greedy, the model's own budget for free decoding, the grammar's for
+constrained), decode and score; write every sentence's two outputs and both metric sets. The
+differences constrained - free are then paired by model (an episode of a method), with the 95 % t
+interval over the models given.
+
+Run:  python benchmarks/decodings.py RUN_OR_MODEL [...] --split test [--limit 100] --output FILE.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+METRICS = ("entity_f1", "relation_f1", "entity_f1_no_type", "relation_f1_no_type")
+
+
+def score(model: str, split: str, limit: int | None, data_dir: str | None) -> dict:
+    import fishdip
+    from fishdip.tasks.options import GenerationOptions
+
+    predictor = fishdip.load(model)
+    task = predictor.task
+    from fishdip.data.datasets import load_split
+
+    examples, _ = load_split(task.dataset, split, data_dir)
+    examples = examples[:limit] if limit else examples
+    out = {"model": model, "split": split, "sentences": len(examples)}
+    texts = {}
+    for decoding in ("free", "constrained"):
+        started = time.perf_counter()
+        gen = GenerationOptions(batch_size=64, max_length=predictor.max_length, decoding=decoding)
+        generated, decoded = task.predict(predictor.loaded, examples, gen, progress=False)
+        metrics = task.score(examples, decoded)
+        out[decoding] = {"metrics": metrics, "seconds": round(time.perf_counter() - started, 1),
+                         "cut_at_budget": metrics["errors"].get("generation_limit", 0),
+                         "sentences_with_an_error": sum(bool(d.errors) for d in decoded)}
+        texts[decoding] = generated
+    out["rows"] = [{"id": ex.id, "free": f, "constrained": c} for ex, f, c in zip(examples, texts["free"],
+                                                                               texts["constrained"])]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("models", nargs="+")
+    parser.add_argument("--split", default="test", choices=("dev", "test"))
+    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--output", required=True)
+    args = parser.parse_args()
+    from fishdip.reports.grid import paired
+
+    path = Path(args.output)
+    results = json.loads(path.read_text()) if path.is_file() else {"runs": []}  # resumable: a model at a time
+    done = {r["model"] for r in results["runs"]}
+    for model in args.models:
+        if model in done:
+            continue
+        results["runs"].append(score(model, args.split, args.limit, args.data_dir))
+        path.write_text(json.dumps(results, indent=1) + "\n")
+        print(f"scored {model}", flush=True)
+    print(f"| metric ({args.split}) | free | constrained | constrained - free [95 % CI] | wins |")
+    print("|---|---|---|---|---|")
+    runs = results["runs"]
+    summary = {}
+    for metric in METRICS:
+        free = {i: r["free"]["metrics"][metric] for i, r in enumerate(runs) if metric in r["free"]["metrics"]}
+        con = {i: r["constrained"]["metrics"][metric] for i, r in enumerate(runs) if metric in r["free"]["metrics"]}
+        if not free:
+            continue
+        p = paired(con, free)
+        summary[metric] = vars(p)
+        mean = lambda d: 100 * sum(d.values()) / len(d)  # noqa: E731
+        print(f"| {metric} | {mean(free):.1f} | {mean(con):.1f} | {100 * p.mean:+.1f} [{100 * p.low:+.1f}, "
+              f"{100 * p.high:+.1f}] | {p.wins}/{p.n} |")
+    for key in ("cut_at_budget", "sentences_with_an_error"):
+        print(f"{key}: free {[r['free'][key] for r in runs]}, constrained {[r['constrained'][key] for r in runs]}")
+    results["summary"] = summary
+    path.write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
