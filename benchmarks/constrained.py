@@ -18,12 +18,13 @@ Run:  python benchmarks/constrained.py [--sentences 48] [--model PATH_OR_embedde
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
 from efficiency import machine_name  # this folder is the script's path
+
+from fishdip.io import write_json_atomic
 
 HERE = Path(__file__).resolve().parent
 
@@ -161,7 +162,7 @@ def main() -> None:
               f"{r.get('x_free_per_token', 1.0)} |")
     out = Path(args.output or HERE / "results" / f"constrained-{'cuda' if torch.cuda.is_available() else 'cpu'}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json_atomic(out, result)
     print(f"\nwritten: {out}")
 
 

@@ -16,6 +16,8 @@ import json
 import time
 from pathlib import Path
 
+from fishdip.io import write_json_atomic
+
 METRICS = ("entity_f1", "relation_f1", "entity_f1_no_type", "relation_f1_no_type")
 
 
@@ -62,7 +64,7 @@ def main() -> None:
         if model in done:
             continue
         results["runs"].append(score(model, args.split, args.limit, args.data_dir))
-        path.write_text(json.dumps(results, indent=1) + "\n")
+        write_json_atomic(path, results)
         print(f"scored {model}", flush=True)
     print(f"| metric ({args.split}) | free | constrained | constrained - free [95 % CI] | wins |")
     print("|---|---|---|---|---|")
@@ -81,7 +83,7 @@ def main() -> None:
     for key in ("cut_at_budget", "sentences_with_an_error"):
         print(f"{key}: free {[r['free'][key] for r in runs]}, constrained {[r['constrained'][key] for r in runs]}")
     results["summary"] = summary
-    path.write_text(json.dumps(results, indent=1) + "\n")
+    write_json_atomic(path, results)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,8 @@ from pathlib import Path
 import torch
 from efficiency import SOURCE_BYTES, build_model, machine_name  # this folder is the script's path
 
+from fishdip.io import write_json_atomic
+
 HERE = Path(__file__).resolve().parent
 PREDICTIONS = (HERE.parent / "docs/results/conll04-paper/conll04/fraction-0.01/fish-dip/episode-1"
                / "predictions.jsonl")
@@ -127,8 +129,8 @@ def trained(path: str, sentences: int, batch_size: int, widths: list[int], outpu
     machine = {"name": machine_name(torch.device("cpu")), "capability": torch.backends.cpu.get_cpu_capability(),
                "threads": torch.get_num_threads(), "torch": torch.__version__}
     out = output or HERE / "results" / "generation-trained-cpu.json"
-    out.write_text(json.dumps({"machine": machine, "model": path, "sentences": len(sources), "results": results,
-                               "table": table}, indent=2) + "\n")
+    write_json_atomic(out, {"machine": machine, "model": path, "sentences": len(sources), "results": results,
+                               "table": table})
 
 
 def main() -> None:

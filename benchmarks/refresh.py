@@ -13,13 +13,13 @@ Run:  python benchmarks/refresh.py --shape smollm2 [--device cuda] [--samples 48
 from __future__ import annotations
 
 import argparse
-import json
 import random
 from pathlib import Path
 
 import torch
 from transformers import ByT5Tokenizer, LlamaConfig, LlamaForCausalLM, T5Config, T5ForConditionalGeneration
 
+from fishdip.io import write_json_atomic
 from fishdip.models.loading import prepare
 from fishdip.training.config import TrainConfig
 from fishdip.training.trainer import Trainer
@@ -119,8 +119,8 @@ def main() -> None:
         peak = f"{r['peak_GiB']:.2f}" if r["peak_GiB"] is not None else "-"
         print(f"| {r['method']} | {r['step_s']:.3f} | {r['optimizer_state_MiB']:.1f} | {peak} |")
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps({"shape": args.shape, "device": name, "parameters": n_params,
-                                  "samples": args.samples, "refresh": refresh, "steps": rows}, indent=2) + "\n")
+    write_json_atomic(output, {"shape": args.shape, "device": name, "parameters": n_params,
+                                  "samples": args.samples, "refresh": refresh, "steps": rows})
     print(f"\nwrote {output}")
 
 

@@ -17,13 +17,13 @@ Run:  python benchmarks/sparse_step.py [--density 0.01] [--steps 5]
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from fishdip.io import write_json_atomic
 from fishdip.sparse.masks import num_to_keep, top_k_mask
 from fishdip.sparse.optimizers import SparseAdamW
 
@@ -114,8 +114,8 @@ def main() -> None:
         moved = r.get("frozen_entries_moved", "n/a")
         print(f"| {r['optimizer']:34} | {r['state_MiB']:9.1f} | {r['step_s']:6.3f} | {moved!s:>20} |")
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({"device": str(device), "parameters": total, "k": k, "density": args.density,
-                                       "topk_seconds": topk_s, "rows": rows}, indent=2) + "\n")
+    write_json_atomic(args.output, {"device": str(device), "parameters": total, "k": k, "density": args.density,
+                                       "topk_seconds": topk_s, "rows": rows})
     print(f"\nwrote {args.output}")
 
 

@@ -43,6 +43,8 @@ CASES = {
     "full": dict(method="full", lr=1e-3),
     "lora": dict(method="lora", lr=1e-2),
     "random-dip": dict(method="random-dip", refresh_steps=2),
+    "spiel": dict(method="spiel", refresh_steps=2, regrow_rate=0.5),  # the gradient sums come back too
+    "lisa": dict(method="lisa", lr=1e-3, refresh_steps=2, lisa_layers=1),  # the turn's layers come back
 }
 
 

@@ -252,18 +252,6 @@ def test_an_option_without_effect_in_some_grid_cells_is_said_once(tmp_path):
     assert warnings == [f"warning: {grid}: method full: --lora-rank (read by lora only) has no effect on its cells"]
 
 
-def test_which_methods_read_an_option_agrees_with_the_registries():
-    from fishdip.sparse.engine import SPARSE_METHODS, fisher_on_random_samples, fisher_on_regressing_samples
-    from fishdip.training import config
-    from fishdip.training.methods import METHODS
-
-    sparse = {m.name: SPARSE_METHODS[m.sparse_method] for m in METHODS.values() if m.sparse}
-    assert set(config.SPARSE) == set(sparse)
-    assert set(config.REFRESHED) == {n for n, m in sparse.items() if m.refresh}
-    assert set(config.FISHER) == {n for n, m in sparse.items()
-                                  if m.choose in (fisher_on_random_samples, fisher_on_regressing_samples)}
-
-
 def _fake_run(root, episodes=(1,)):
     """A run folder holding saved models that only name themselves (enough for export's checks)."""
     for episode in episodes:

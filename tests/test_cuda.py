@@ -9,7 +9,6 @@ import torch
 from typer.testing import CliRunner
 
 from fishdip.cli import app
-from fishdip.training.config import REFRESHED
 from fishdip.training.methods import METHODS
 from tests.conftest import FIXTURES
 
@@ -24,7 +23,7 @@ TRAINED = [name for name, method in METHODS.items() if method.trains]
 def test_every_method_trains_saves_evaluates_predicts_and_exports_on_the_gpu(method, precision, tmp_path,
                                                                               tiny_model_dir):
     out = tmp_path / "run"
-    refresh = ["--refresh-steps", "2"] if method in REFRESHED else []
+    refresh = ["--refresh-steps", "2"] if METHODS[method].refreshes else []
     result = runner.invoke(app, ["train", "--model", str(tiny_model_dir), "--task", "conll03", "--data-dir",
                                  str(FIXTURES), "--method", method, "--train-size", "6", "--max-steps", "4",
                                  *refresh, "--batch-size", "3", "--eval-limit", "4", "--device", "cuda",

@@ -49,13 +49,15 @@ class FrozenEntriesStay(TrainerCallback):
         self.checked += 1
 
 
-@pytest.mark.parametrize("make", [make_tiny_llama, make_tiny_t5], ids=["causal", "seq2seq"])
+@pytest.mark.parametrize(("make", "method"), [(make_tiny_llama, "fish-dip"), (make_tiny_t5, "fish-dip"),
+                                              (make_tiny_llama, "spiel")], ids=["causal", "seq2seq", "spiel"])
 @pytest.mark.integration
-def test_under_the_trainer_frozen_entries_stay_and_refreshes_come_on_schedule(tmp_path, make):
+def test_under_the_trainer_frozen_entries_stay_and_refreshes_come_on_schedule(tmp_path, make, method):
     loaded = make()
     data = _dataset(loaded, PAIRS)
     collator = DataCollatorForSeq2Seq(loaded.tokenizer, label_pad_token_id=-100)
-    optimizer, callback = fish_dip(loaded.model, data, collator, SparseConfig(density=0.05, refresh_steps=2))
+    config = SparseConfig(method=method, density=0.05, refresh_steps=2, regrow_rate=0.5)
+    optimizer, callback = fish_dip(loaded.model, data, collator, config)
     spy = FrozenEntriesStay(loaded.model, callback.engine)
     Trainer(loaded.model, _args(tmp_path), train_dataset=data, data_collator=collator,
             optimizers=(optimizer, None), callbacks=[spy, callback]).train()
@@ -63,6 +65,7 @@ def test_under_the_trainer_frozen_entries_stay_and_refreshes_come_on_schedule(tm
     assert [r["step"] for r in callback.refreshes] == [0, 1, 3, 5]
     assert spy.checked == 6
     assert callback.engine.touched_entries > callback.engine.num_keep  # the refreshes moved the mask
+    assert callback.engine.mask.num_trainable == callback.engine.num_keep
 
 
 @pytest.mark.integration

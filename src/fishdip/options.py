@@ -8,6 +8,7 @@ options from these fields (``cli.py``), ``check_fields`` checks them. A bad valu
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import MISSING, field, fields
 
 from fishdip.errors import FishdipError
@@ -21,13 +22,15 @@ _NOTHING = object()
 
 
 def option(default, help: str, *, min=None, max=None, above=None, choices=None, cli: str | None = None,
-           used_by: tuple[str, ...] | None = None, family: tuple[str, ...] | None = None, older=_NOTHING):
+           used_by: tuple[str, ...] | Callable[[], tuple[str, ...]] | None = None,
+           family: tuple[str, ...] | None = None, older=_NOTHING):
     """A config field: ``min``/``max`` inclusive bounds, ``above`` an exclusive lower bound,
     ``choices`` the allowed values, ``cli`` the option's name if not the field's; ``used_by`` the
     methods and ``family`` the task families that read it (a value given for none of them is an
-    option without effect: ``unused_options``). ``older``: the value in effect for runs written
-    before the option existed, where that is not ``default`` (run folders compare an option a
-    recorded run lacks as this value: ``older_value``)."""
+    option without effect: ``unused_options``); ``choices`` and ``used_by`` may be functions that
+    return them, read when checked (registries that grow: a method added later counts). ``older``:
+    the value in effect for runs written before the option existed, where that is not ``default``
+    (run folders compare an option a recorded run lacks as this value: ``older_value``)."""
     meta = {"help": help, "min": min, "max": max, "above": above, "choices": choices, "cli": cli,
             "used_by": used_by, "family": family}
     meta = {k: v for k, v in meta.items() if v is not None}
@@ -43,11 +46,24 @@ def older_value(f):
     return f.default if f.default is not MISSING else f.default_factory()
 
 
-def option_of(cls, name: str, **changes):
+def option_of(cls, name: str, default=_NOTHING, **changes):
     """Field ``name`` of the option dataclass ``cls`` again (its default, help and allowed values), for a
-    config that carries the same option, maybe under another name; ``changes`` replace metadata."""
+    config that carries the same option, maybe under another name or with another ``default``;
+    ``changes`` replace metadata."""
     f = cls.__dataclass_fields__[name]
-    return field(default=f.default, metadata={**f.metadata, **changes})
+    return field(default=f.default if default is _NOTHING else default, metadata={**f.metadata, **changes})
+
+
+def choices_of(f) -> tuple | None:
+    """The values field ``f`` allows (None: any in its range)."""
+    c = f.metadata.get("choices")
+    return c() if callable(c) else c
+
+
+def readers(f) -> tuple[str, ...] | None:
+    """The methods that read field ``f`` (None: every method)."""
+    u = f.metadata.get("used_by")
+    return u() if callable(u) else u
 
 
 def option_name(f) -> str:
@@ -58,7 +74,7 @@ def allowed(f) -> str:
     """What a field accepts, in words (for help texts and error messages)."""
     m = f.metadata
     if "choices" in m:
-        return "one of " + ", ".join(map(str, m["choices"]))
+        return "one of " + ", ".join(map(str, choices_of(f)))
     parts = []
     if "above" in m:
         parts.append(f"> {m['above']}")
@@ -104,7 +120,7 @@ def check_value(f, value) -> None:
         raise ConfigError(f"{option_name(f)} {value!r}: must be {wrong}")
     bad = False
     if "choices" in m:
-        bad = value not in m["choices"]
+        bad = value not in choices_of(f)
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         bad = (isinstance(value, float) and not math.isfinite(value)) or \
               ("min" in m and value < m["min"]) or ("max" in m and value > m["max"]) or \

@@ -14,7 +14,7 @@ from fishdip.data.annotations import FILE_TASK
 from fishdip.data.datasets import DATASETS
 from fishdip.formats.decoders import DECODERS
 from fishdip.models.offline import OFFLINE_MODELS
-from fishdip.options import ConfigError, check_fields, older_value, option, option_name, option_of
+from fishdip.options import ConfigError, check_fields, older_value, option, option_name, option_of, readers
 from fishdip.tasks import FAMILIES, Task
 from fishdip.tasks.options import FEW_SHOT, DataOptions, GenerationOptions, check_beams
 from fishdip.training.config import TrainConfig
@@ -97,6 +97,9 @@ class ExperimentConfig(DataOptions):
             raise ConfigError(f"--save {self.save}: {method.name} trains nothing, so there is no model to save")
         if self.save == "adapter" and method.wrap is None:
             raise ConfigError(f"--save adapter: {method.name} trains no adapter; use --save {method.saves} (or auto)")
+        if self.save == "adapter" and self._pissa:
+            raise ConfigError("--save adapter: a PiSSA adapter is relative to the weights it changed, not to the base "
+                              "model; use --save full (or auto, which saves it merged)")
         if self.eval_every is not None and not method.trains:
             raise ConfigError(f"--eval-every: {method.name} trains nothing, so it has no learning curve")
         # what the task family allows (few-shot episodes, meta-training, ...): its own module says
@@ -112,7 +115,13 @@ class ExperimentConfig(DataOptions):
         """``save`` with ``auto`` resolved: delta for sparse methods, full otherwise."""
         if self.save != "auto":
             return self.save
-        return self.train.spec.saves
+        return "full" if self._pissa else self.train.spec.saves
+
+    @property
+    def _pissa(self) -> bool:
+        # PiSSA moves the principal components out of the base weights into the adapter: the adapter
+        # alone on the original base would add them twice
+        return self.train.method == "lora" and self.train.lora_variant == "pissa"
 
     def to_dict(self) -> dict:
         return {**asdict(self), "train": self.train.to_dict()}
@@ -207,8 +216,8 @@ def unused_options(cfg: ExperimentConfig, methods: list[str], family: str | None
             m, value = f.metadata, getattr(obj, f.name)
             if value == f.default:
                 continue
-            if "used_by" in m and not set(methods) & set(m["used_by"]):
-                out.append(f"{option_name(f)} (read by {', '.join(m['used_by'])} only)")
+            if "used_by" in m and not set(methods) & set(readers(f)):
+                out.append(f"{option_name(f)} (read by {', '.join(readers(f))} only)")
             elif "family" in m and family is not None and family not in m["family"]:
                 out.append(f"{option_name(f)} (for {', '.join(m['family'])} tasks only)")
     if cfg.fold != 0 and family is not None and (cfg.task not in DATASETS or not DATASETS[cfg.task].folds):

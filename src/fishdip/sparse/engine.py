@@ -18,10 +18,12 @@ samples; the engine then
 - **saves** the touched entries as a delta (``save_delta``; ``apply_delta`` writes one onto the base
   model, which also merges it).
 
-The methods (``SPARSE_METHODS``): ``fish-dip`` (Fisher on the most regressing samples, refreshed),
-``fish`` (Fisher on random samples, one mask), ``random`` and ``random-dip`` (uniformly random
-entries, once or refreshed). fishdip's own trainer (training/trainer.py) and the
-``transformers.Trainer`` callback (sparse/hf_trainer.py) are both clients of this class.
+The methods (``SPARSE_METHODS``, sparse/methods.py, with ``SparseConfig``): ``fish-dip`` (Fisher on
+the most regressing samples, refreshed), ``fish`` (Fisher on random samples, one mask), ``random``
+and ``random-dip`` (uniformly random entries, once or refreshed), ``sift`` (one mask where the summed
+gradient is largest), ``spiel`` (SpIEL-AG: drop the entries that changed least, regrow where the
+gradient summed since the last refresh is largest). fishdip's own trainer (training/trainer.py) and
+the ``transformers.Trainer`` callback (sparse/hf_trainer.py) are both clients of this class.
 """
 
 from __future__ import annotations
@@ -29,18 +31,20 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from fishdip.models.delta import apply_delta, save_delta
-from fishdip.sparse.choices import DROPOUT_MODES, FISHER_KINDS, GATE_MIN_LOSS, REFRESH_GATES, REFRESH_PHASES
-from fishdip.sparse.fisher import fisher_scores
+from fishdip.sparse.choices import GATE_MIN_LOSS
+from fishdip.sparse.fisher import fisher_scores, gradient_sums
 from fishdip.sparse.masks import SparseMask, flat_view, num_to_keep, random_mask, top_k_mask
+from fishdip.sparse.methods import SPARSE_METHODS, SparseConfig
 from fishdip.sparse.optimizers import MaskedDenseAdafactor, SparseAdafactor, SparseAdamW, SparseOptimizer
 from fishdip.sparse.selection import default_num_regressing, most_regressing, sample_losses
+
+__all__ = ["SPARSE_METHODS", "SparseConfig", "SparseEngine", "sparse_optimizer"]
 
 OPTIMIZERS = ("reference", "adamw", "adafactor")
 
@@ -59,107 +63,6 @@ class OneProcess:
 
     def gather(self, obj) -> list:
         return [obj]
-
-
-# -- how each method chooses its mask ----------------------------------------------------------
-# a chooser returns the new mask, or None to keep the current one (a closed refresh gate), and a record
-Chooser = Callable[["SparseEngine", int], tuple[SparseMask | None, dict]]
-
-
-def fisher_on_random_samples(engine: SparseEngine, step: int) -> tuple[SparseMask, dict]:
-    """FISH mask (Sung et al. 2021): Fisher scores on ``fish_samples`` samples drawn once."""
-    order = torch.randperm(engine.num_samples, generator=torch.Generator().manual_seed(engine.config.seed))
-    samples = sorted(order[: engine.config.fish_samples].tolist())
-    return engine.fisher(samples, step), {"samples": samples}
-
-
-def _short(x) -> float:
-    return float(f"{float(x):.4g}")  # 4 significant digits: a fitted sample's 1e-5 is not recorded as 0
-
-
-def fisher_on_regressing_samples(engine: SparseEngine, step: int) -> tuple[SparseMask | None, dict]:
-    """FISH-DIP: rank every training sample by loss, Fisher scores on the highest-loss ones (unless
-    ``refresh_gate`` is ``regressing`` and no sample regressed since the last ranking)."""
-    losses = engine.rank(step)
-    info = {"mean_train_loss": _short(losses.mean()),
-            "ranking_losses": [_short(x) for x in losses]}  # every sample's, for the report's plots
-    if not engine.gate_open(losses, info):
-        return None, info
-    n = engine.config.regressing_samples or default_num_regressing(engine.batches_per_epoch)
-    samples = most_regressing(losses, n)
-    return engine.fisher(samples, step), {"samples": samples, "sample_losses": [_short(losses[i]) for i in samples],
-                                          **info}
-
-
-def uniformly_random(engine: SparseEngine, step: int) -> tuple[SparseMask, dict]:
-    """Uniformly random entries; a refreshed random mask draws anew at every refresh."""
-    sizes = {n: p.numel() for n, p in engine.params.items()}
-    seed = engine.config.seed if step == 0 else engine.config.seed * 1_000_003 + step
-    return random_mask(sizes, engine.num_keep, seed=seed), {}
-
-
-@dataclass(frozen=True)
-class SparseMethod:
-    choose: Chooser
-    refresh: bool  # choose again every refresh_steps optimizer steps
-    ranks: bool = False  # ranks the samples by loss at each choice (what --refresh-gate regressing reads)
-
-
-SPARSE_METHODS: dict[str, SparseMethod] = {
-    "fish-dip": SparseMethod(fisher_on_regressing_samples, refresh=True, ranks=True),
-    "fish": SparseMethod(fisher_on_random_samples, refresh=False),
-    "random": SparseMethod(uniformly_random, refresh=False),
-    "random-dip": SparseMethod(uniformly_random, refresh=True),
-}
-
-
-def _option(default, help: str, **meta):
-    return field(default=default, metadata={"help": help, **meta})
-
-
-@dataclass
-class SparseConfig:
-    """How the engine chooses and refreshes masks. The defaults are the FISH-DIP reference's."""
-
-    method: str = _option("fish-dip", "fish-dip | fish | random | random-dip", choices=tuple(SPARSE_METHODS))
-    density: float = _option(0.01, "fraction of the entries that learn (0.01 = 1 %)")
-    refresh_steps: int = _option(100, "refreshed methods: a new mask every N optimizer steps")
-    refresh_phase: str = _option("before", "before: the mask for steps N, 2N, ... is computed after N-1, 2N-1, "
-                                 "... completed steps (the reference); after: after N, 2N, ...",
-                                 choices=REFRESH_PHASES)
-    regressing_samples: int | None = _option(None, "fish-dip: samples the Fisher scores are taken on "
-                                             "(default: 10 % of the batches of an epoch, 3..25)")
-    fish_samples: int = _option(128, "fish: random samples its one mask is computed on")
-    fisher: str = _option("square", "sum of squared (square) or absolute (abs) per-sample gradients",
-                          choices=FISHER_KINDS)
-    refresh_gate: str = _option("none", "refreshed methods, at each scheduled refresh: none (recompute the mask, the "
-                                "paper), regressing (fish-dip: rank as always, recompute only if some sample's mean "
-                                f"per-token loss is above {GATE_MIN_LOSS:g} and higher than at the previous ranking, "
-                                "else keep the mask), never (keep the first mask: the static-mask control)",
-                                choices=REFRESH_GATES)
-    rank_mode: str = _option("reference", "dropout while ranking: eval (never), train (always), reference "
-                             "(the first mask without, refreshes with)", choices=DROPOUT_MODES)
-    fisher_mode: str = _option("reference", "dropout while scoring Fisher information (as rank_mode)",
-                               choices=DROPOUT_MODES)
-    seed: int = _option(0, "seed of fish's samples and of random masks")
-
-    def __post_init__(self) -> None:
-        if self.method not in SPARSE_METHODS:
-            raise ValueError(f"method {self.method!r}: one of {', '.join(SPARSE_METHODS)}")
-        if not 0 < self.density <= 1:
-            raise ValueError(f"density {self.density}: must be > 0 and <= 1")
-        if self.refresh_steps < 1:
-            raise ValueError(f"refresh_steps {self.refresh_steps}: must be >= 1")
-        for name in ("rank_mode", "fisher_mode"):
-            if getattr(self, name) not in DROPOUT_MODES:
-                raise ValueError(f"{name} {getattr(self, name)!r}: one of {', '.join(DROPOUT_MODES)}")
-        if self.refresh_gate not in REFRESH_GATES:
-            raise ValueError(f"refresh_gate {self.refresh_gate!r}: one of {', '.join(REFRESH_GATES)}")
-        method = SPARSE_METHODS[self.method]
-        if self.refresh_gate != "none" and not method.refresh:
-            raise ValueError(f"refresh_gate {self.refresh_gate!r}: {self.method} never refreshes its mask")
-        if self.refresh_gate == "regressing" and not method.ranks:
-            raise ValueError(f"refresh_gate 'regressing': {self.method} does not rank samples by loss")
 
 
 def sparse_optimizer(params: dict[str, nn.Parameter], kind: str = "reference", lr: float = 1e-2,
@@ -199,7 +102,7 @@ class SparseEngine:
                  sample_loss: Callable[[int], torch.Tensor], batch_losses: Callable[[list[int]], torch.Tensor],
                  num_samples: int, model: nn.Module | None = None, costs: list[int] | None = None,
                  batch_size: int = 8, batches_per_epoch: int | None = None, tokens: list[int] | None = None,
-                 dist=None):
+                 total_steps: int | None = None, dist=None):
         if num_samples < 1:
             raise ValueError("no training samples")
         self.params, self.config, self.model = params, config, model
@@ -216,6 +119,11 @@ class SparseEngine:
         self.tokens = torch.tensor(tokens, dtype=torch.float32).clamp(min=1) if tokens is not None else None
         # mean per-token loss of every sample at the last ranking (what --refresh-gate regressing compares)
         self.last_ranking: torch.Tensor | None = None
+        self.total_steps = total_steps  # the run's optimizer steps (spiel's regrow rate decays over them)
+        # methods that regrow (spiel): each masked entry's value when it joined the mask (aligned with
+        # mask.indices), and every entry's gradient summed since the last refresh (one flat buffer)
+        self.base_values: dict[str, torch.Tensor] | None = None
+        self.gradient_sum: torch.Tensor | None = None
         self._timing: dict = {}  # breakdown of the mask computation in progress
 
     # -- choosing ---------------------------------------------------------------
@@ -265,6 +173,105 @@ class SparseEngine:
         regressed = ((per_token > GATE_MIN_LOSS) & (per_token > previous)).nonzero().flatten().tolist()
         info["regressed"] = regressed
         return bool(regressed)
+
+    def random_samples(self, n: int) -> list[int]:
+        """``n`` training samples drawn once for the seed (all of them when there are fewer), sorted."""
+        order = torch.randperm(self.num_samples, generator=torch.Generator().manual_seed(self.config.seed))
+        return sorted(order[:n].tolist())
+
+    def most_regressing(self, losses: torch.Tensor) -> list[int]:
+        """The ``regressing_samples`` highest-loss samples (default: 10 % of an epoch's batches, 3..25)."""
+        return most_regressing(losses, self.config.regressing_samples or default_num_regressing(self.batches_per_epoch))
+
+    def random_mask(self, seed: int) -> SparseMask:
+        """``num_keep`` uniformly random entries."""
+        return random_mask({n: p.numel() for n, p in self.params.items()}, self.num_keep, seed=seed)
+
+    def gradient_mask(self, samples: list[int]) -> SparseMask:
+        """The top ``num_keep`` entries by the magnitude of the gradient summed over ``samples``
+        (without dropout: the same samples always give the same mask)."""
+        for p in self.params.values():
+            p.requires_grad_(True)
+        started = time.perf_counter()
+        sums = self._in_mode("eval", 0, lambda: gradient_sums(self.params, self.sample_loss,
+                                                               self.dist.share(samples)))
+        flat = flat_view(list(sums.values()))
+        if self.dist.active:
+            self.dist.sum_(flat)
+        flat.abs_()
+        self._timing["gradient_seconds"] = round(time.perf_counter() - started, 3)
+        mask = top_k_mask(sums, self.num_keep)
+        self._check_same_mask(mask)
+        return mask
+
+    @torch.no_grad()
+    def observe(self) -> None:
+        """Add this step's gradients to every entry's sum (methods that regrow; a no-op otherwise).
+        Call it when the step's gradients are complete (summed over processes), before the optimizer
+        steps. Costs one float32 copy of the trainable parameters."""
+        if not self.method.regrows:
+            return
+        if self.gradient_sum is None:
+            first = next(iter(self.params.values()))
+            self.gradient_sum = torch.zeros(sum(p.numel() for p in self.params.values()), device=first.device)
+        for view, p in zip(self._gradient_views(), self.params.values()):
+            if p.grad is not None:
+                view.add_(p.grad.reshape(-1).float())
+
+    def _gradient_views(self) -> list[torch.Tensor]:
+        return list(self.gradient_sum.split([p.numel() for p in self.params.values()]))
+
+    @torch.no_grad()
+    def drop_and_regrow(self, step: int) -> tuple[SparseMask, dict]:
+        """SpIEL-AG's update: the ``regrow_rate * (1 - step / total_steps)`` share of the mask whose
+        change from its base value is smallest leaves it; as many entries outside what stays, with the
+        largest summed gradient since the last refresh, join it (a dropped entry may rejoin at once)."""
+        rate = self.config.regrow_rate * (1 - step / self.total_steps if self.total_steps else 1.0)
+        n = min(int(self.num_keep * rate), self.num_keep)
+        names = list(self.params)
+        change = torch.cat([(self.params[k].detach().reshape(-1)[self.mask.indices[k]].float()
+                             - self.base_values[k]).abs() for k in names])
+        stays = torch.ones_like(change, dtype=torch.bool)
+        if n:
+            stays[torch.topk(change, n, largest=False).indices] = False
+        if self.gradient_sum is None:  # no step observed: nothing to regrow by, the mask stays
+            return self.mask, {"dropped": 0, "regrown": 0}
+        scores = self.gradient_sum.abs_()  # the sum starts again after this refresh (install)
+        offsets = torch.tensor([0] + [self.params[k].numel() for k in names], device=scores.device).cumsum(0)
+        flat_mask = torch.cat([self.mask.indices[k] + offsets[i] for i, k in enumerate(names)])
+        scores[flat_mask[stays]] = math.inf  # what stays stays
+        views = dict(zip(names, scores.split([self.params[k].numel() for k in names])))
+        mask = top_k_mask(views, self.num_keep)
+        self.gradient_sum = None
+        return mask, {"dropped": n, "regrown": self.num_keep - mask.overlap(self.mask), "drop_rate": round(rate, 4)}
+
+    @torch.no_grad()
+    def _track_base(self, mask: SparseMask) -> None:
+        """Methods that regrow: undo the change of entries that leave the mask (back to their base
+        value) and record the base value of entries that join it (their value now: never trained, or
+        undone)."""
+        old, base = self.mask, self.base_values or {}
+        new_base = {}
+        for name, idx in mask.indices.items():
+            flat = self.params[name].detach().view(-1)
+            values = flat[idx].float()
+            if old is not None and old.indices[name].numel():
+                before = old.indices[name]
+                pos = torch.searchsorted(before, idx).clamp(max=before.numel() - 1)
+                kept = before[pos] == idx
+                values[kept] = base[name][pos[kept]]
+                left = ~torch.isin(before, idx)
+                flat[before[left]] = base[name][left].to(flat.dtype)
+            new_base[name] = values
+        self.base_values = new_base
+
+    def state_dict(self) -> dict:
+        """What a continued run needs besides the mask and the touched entries (training/checkpoint.py)."""
+        return {"ranking": self.last_ranking, "base_values": self.base_values, "gradient_sum": self.gradient_sum}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.last_ranking = state.get("ranking")
+        self.base_values, self.gradient_sum = state.get("base_values"), state.get("gradient_sum")
 
     def fisher(self, samples: list[int], step: int = 0) -> SparseMask:
         """The top ``num_keep`` entries by empirical Fisher information on ``samples``."""
@@ -317,6 +324,8 @@ class SparseEngine:
         """Make ``mask`` the one that learns (in ``optimizer``, carrying state for entries that stay)."""
         if mask is self.mask:  # a kept mask (closed refresh gate): the optimizer's state stays as it is
             return
+        if self.method.regrows:
+            self._track_base(mask)
         self.mask = mask
         if optimizer is not None:
             optimizer.set_mask(mask)

@@ -1,4 +1,4 @@
-"""Empirical Fisher information: per-sample squared gradients, summed."""
+"""Empirical Fisher information (per-sample squared gradients, summed) and summed gradients."""
 
 from __future__ import annotations
 
@@ -24,6 +24,19 @@ def fisher_scores(
     """
     if kind not in FISHER_KINDS:
         raise ValueError(f"unknown Fisher score {kind!r} (one of {', '.join(FISHER_KINDS)})")
+    return _summed(params, sample_loss, samples, (lambda g: g * g) if kind == "square" else torch.abs)
+
+
+def gradient_sums(params: dict[str, nn.Parameter], sample_loss: Callable[[int], torch.Tensor],
+                  samples: list[int]) -> dict[str, torch.Tensor]:
+    """The gradient of the summed loss over ``samples`` (signed; SIFT's and SpIEL's scores are its
+    magnitude), one sample at a time like ``fisher_scores`` (no batch of them is held at once)."""
+    return _summed(params, sample_loss, samples, lambda g: g)
+
+
+def _summed(params: dict[str, nn.Parameter], sample_loss: Callable[[int], torch.Tensor], samples: list[int],
+            term: Callable[[torch.Tensor], torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Sum over ``samples`` of ``term(gradient of the sample's loss)`` per entry."""
     # one flat buffer (top_k_mask selects on it without a copy), accumulated where the gradients
     # are (no host round trip per sample on a GPU)
     first = next(iter(params.values()))
@@ -35,8 +48,7 @@ def fisher_scores(
     def add(p: nn.Parameter) -> None:
         # as soon as a parameter's gradient is complete: add it and free it, so that a backward
         # pass holds one dense gradient at a time
-        g = p.grad.float()
-        by_param[p].add_(g * g if kind == "square" else g.abs())
+        by_param[p].add_(term(p.grad.float()))
         p.grad = None
 
     hooks = [p.register_post_accumulate_grad_hook(add) for p in params.values()]

@@ -70,8 +70,12 @@ class FishDipCallback(TrainerCallback):
         if args.max_grad_norm:
             raise ValueError("FISH-DIP clips gradients over the masked entries in its optimizer: pass "
                              "TrainingArguments(max_grad_norm=0) (and max_grad_norm= to fish_dip instead)")
+        self.engine.total_steps = state.max_steps or None
         if self.engine.mask is None:
             self._refresh(state.global_step)
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        self.engine.observe()  # spiel sums every entry's gradient between refreshes (others: nothing)
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.engine.refresh_due(state.global_step, state.max_steps or None):
@@ -98,7 +102,7 @@ def fish_dip(model: nn.Module, train_dataset, data_collator, config: SparseConfi
              optimizer: str = "reference", lr: float = 1e-2, weight_decay: float = 0.0,
              max_grad_norm: float = 1.0, batch_size: int = 8) -> tuple[SparseOptimizer, FishDipCallback]:
     """The optimizer and callback that make a ``transformers.Trainer`` train ``model`` with FISH-DIP
-    (or ``config.method``: fish, random, random-dip). ``train_dataset`` and ``data_collator`` are the
+    (or ``config.method``: fish, random, random-dip, sift, spiel). ``train_dataset`` and ``data_collator`` are the
     Trainer's: samples are ranked and scored one collated sample (or ``batch_size``) at a time.
     ``optimizer``: reference (the FISH-DIP reference's Adafactor, lr 1e-2), adamw or adafactor."""
     config = config or SparseConfig()

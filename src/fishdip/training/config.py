@@ -6,13 +6,14 @@ builds its options from these fields, ``validate`` checks them, and runs save th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 
 from fishdip.evaluation.icl import SELECTIONS
 from fishdip.options import ConfigError, check_fields, option, option_name, option_of
-from fishdip.sparse.choices import DROPOUT_MODES, FISHER_KINDS, GATE_MIN_LOSS, REFRESH_GATES, REFRESH_PHASES
+from fishdip.sparse.methods import SPARSE_METHODS, SparseConfig, SparseMethod
 from fishdip.tasks.options import GenerationOptions
-from fishdip.training.methods import METHODS, Method
+from fishdip.training.methods import LORA_VARIANTS, METHODS, Method
 from fishdip.training.precision import PRECISIONS
 
 OPTIMIZERS = ("adamw", "adafactor")
@@ -29,16 +30,26 @@ RECIPE_SETTINGS = {
 }
 
 
-# which methods and task families read an option (field metadata ``used_by`` / ``family``)
-SPARSE = ("fish", "fish-dip", "random", "random-dip")
-REFRESHED = ("fish-dip", "random-dip")
-FISHER = ("fish", "fish-dip")
+# which methods read an option (field metadata ``used_by``): derived from the registries' rows when
+# checked, so that a method's row is all it takes (a method added later reads what its flags say)
+def sparse_methods_where(rule: Callable[[SparseMethod], bool] = lambda m: True) -> Callable[[], tuple[str, ...]]:
+    """The methods whose sparse engine row satisfies ``rule``, e.g. ``lambda m: m.refresh``."""
+    return lambda: tuple(m.name for m in METHODS.values() if m.sparse and rule(SPARSE_METHODS[m.sparse_method]))
+
+
+def _methods() -> tuple[str, ...]:
+    return tuple(METHODS)
+
+
+def _sparse(name: str, reads: Callable[[SparseMethod], bool] = lambda m: True, **changes):
+    """Sparse option ``name`` as SparseConfig declares it, read by the sparse methods that ``reads``."""
+    return option_of(SparseConfig, name, used_by=sparse_methods_where(reads), **changes)
 
 
 @dataclass
 class TrainConfig:
     method: str = option("fish-dip", "; ".join(f"{m.name}: {m.help}" for m in METHODS.values()),
-                         choices=tuple(METHODS))
+                         choices=_methods)
     epochs: int = option(3, "passes over the training subset", min=1)
     max_steps: int | None = option(None, "train for exactly this many optimizer steps instead of --epochs (the data "
                                    "is cycled in reshuffled epochs), so methods compare at equal compute", min=1)
@@ -59,14 +70,12 @@ class TrainConfig:
                           "--recipe paper: 0)", min=0, max=1)
     max_grad_norm: float = option(1.0, "gradient clipping over the trainable entries; 0 disables", min=0)
     max_length: int = option_of(GenerationOptions, "max_length")
-    density: float = option(0.01, "fraction of parameter entries that learn, e.g. 0.01 = 1 % (sparse methods)",
-                            above=0, max=1, used_by=SPARSE)
-    refresh_steps: int = option(100, "fish-dip: recompute the mask every N optimizer steps", min=1, used_by=REFRESHED)
-    regressing_samples: int | None = option(None, "fish-dip: samples the mask is computed on "
-                                            "(default: 10 % of batches per epoch, clamped to 3..25)", min=1,
-                                            used_by=("fish-dip",))
-    fisher: str = option("square", "Fisher score per entry: sum of squared (square) or absolute (abs) "
-                         "per-sample gradients", choices=FISHER_KINDS, used_by=FISHER)
+    density: float = _sparse("density")
+    refresh_steps: int = option_of(SparseConfig, "refresh_steps", help="fish-dip, random-dip, spiel: a new mask "
+                                   "every N optimizer steps; lisa: new layers", used_by=lambda: tuple(
+                                       m.name for m in METHODS.values() if m.refreshes))
+    regressing_samples: int | None = _sparse("regressing_samples", lambda m: m.ranks)
+    fisher: str = _sparse("fisher", lambda m: m.fisher)
     lora_rank: int = option(8, "lora: rank of the adapters", min=1, max=4096, used_by=("lora",))
     lora_alpha: float = option(16.0, "lora: scaling numerator (the update is scaled by alpha / rank)", above=0,
                                used_by=("lora",))
@@ -74,36 +83,31 @@ class TrainConfig:
     lora_targets: str | None = option(None, "lora: comma list of module names to adapt (default: peft's choice "
                                       "for the architecture, e.g. q,v for T5, q_proj,v_proj for Llama-style)",
                                       used_by=("lora",))
+    lora_variant: str = option("lora", "lora: plain LoRA; dora (magnitude and direction learnt apart, Liu et al. "
+                               "2024); rslora (scaled by alpha / sqrt(rank), Kalajdzievski 2023); pissa (initialised "
+                               "from the weights' principal singular vectors, Meng et al. 2024; saved merged into "
+                               "the weights, since it changes the base)", choices=tuple(LORA_VARIANTS),
+                               used_by=("lora",))
+    lisa_layers: int = option(2, "lisa: transformer layers that learn at a time (the LISA paper's default)", min=1,
+                              used_by=("lisa",))
     icl_context: int = option(1024, "icl: tokens of demonstrations in front of each sentence", min=16, used_by=("icl",))
     icl_selection: str = option("tfidf", "icl: demonstrations most similar to the sentence (tfidf: cosine of TF-IDF "
                                 "word vectors) or in a random order seeded by the episode", choices=SELECTIONS,
                                 used_by=("icl",))
     rank_by: str = option("mean", "fish-dip: rank samples by their mean token loss, or by the summed loss (the "
                           "reference's effect: longer targets rank higher; what --recipe paper uses)",
-                          choices=("mean", "sum"), used_by=("fish-dip",))
-    refresh_gate: str = option("none", "fish-dip, at each scheduled refresh: none (recompute the mask: the paper), "
-                               "regressing (rank the samples as always; recompute only if some sample's mean "
-                               f"per-token loss is above {GATE_MIN_LOSS:g} and higher than at the previous ranking, "
-                               "else keep the mask and record the skip), never (keep the first mask for the whole "
-                               "run: the control that tells a static Fisher mask's share from the refreshes')",
-                               choices=REFRESH_GATES,
-                               used_by=("fish-dip",))
-    rank_mode: str = option("eval", "fish-dip: rank samples without dropout (eval), with it (train), or as the "
-                            "reference (reference: eval for the first mask, the model as loaded, train for every "
-                            "refresh; what --recipe paper uses)", choices=DROPOUT_MODES, used_by=("fish-dip",))
-    fisher_mode: str = option("eval", "sparse methods: score Fisher information without dropout (eval), with it "
-                              "(train), or as the reference (reference: eval for the first mask, train for every "
-                              "refresh; what --recipe paper uses)", choices=DROPOUT_MODES, used_by=FISHER)
-    refresh_phase: str = option("after", "fish-dip: recompute the mask after optimizer steps N, 2N, ... (after), or "
-                                "before them, i.e. after N-1, 2N-1, ... steps (before: the reference's phase; what "
-                                "--recipe paper uses)", choices=REFRESH_PHASES, used_by=REFRESHED)
+                          choices=("mean", "sum"), used_by=sparse_methods_where(lambda m: m.ranks))
+    refresh_gate: str = _sparse("refresh_gate", lambda m: m.ranks)
+    rank_mode: str = _sparse("rank_mode", lambda m: m.ranks, default="eval")
+    fisher_mode: str = _sparse("fisher_mode", lambda m: m.fisher, default="eval")
+    refresh_phase: str = _sparse("refresh_phase", lambda m: m.refresh, default="after")
     loss_positions: str = option("target", "encoder-decoders: the loss over the real target tokens (target), or "
                                  "the reference's (padded: TANL pads labels to --max-length with the pad token, so the "
                                  "loss averages over all those positions, pad predictions included; for training, "
                                  "ranking and Fisher scores; what --recipe paper uses). Decoder-only models have no "
                                  "such padding: paper keeps target for them", choices=("target", "padded"))
-    fish_samples: int = option(128, "fish: training samples the one fixed mask is computed on", min=1,
-                               used_by=("fish",))
+    fish_samples: int = _sparse("fish_samples", lambda m: m.draws_samples)
+    regrow_rate: float = _sparse("regrow_rate", lambda m: m.regrows)
     seed: int = option(0, "added to the episode number: episode i seeds its shuffling, dropout, random masks and "
                        "LoRA initialisation with seed + i (its training subset depends on i alone)", min=0)
     recipe: str | None = option(None, "default: --optimizer, --weight-decay, --rank-by, --rank-mode, --fisher-mode and "

@@ -11,7 +11,7 @@ import math
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
 from tqdm.auto import tqdm
@@ -117,16 +117,16 @@ class Trainer:
         if self.method.sparse:
             sums = cfg.rank_by == "sum" and not self.padded  # summed token losses: the gate divides by tokens
             self.engine = SparseEngine(
-                self.params, SparseConfig(
-                    method=self.method.sparse_method, density=cfg.density, refresh_steps=cfg.refresh_steps,
-                    refresh_phase=cfg.refresh_phase, regressing_samples=cfg.regressing_samples,
-                    fish_samples=cfg.fish_samples, fisher=cfg.fisher, refresh_gate=cfg.refresh_gate,
-                    rank_mode=cfg.rank_mode, fisher_mode=cfg.fisher_mode, seed=cfg.seed),
+                self.params, SparseConfig(method=self.method.sparse_method, **{
+                    f.name: getattr(cfg, f.name) for f in fields(SparseConfig) if f.name != "method"}),
                 sample_loss=lambda i: self.batch_loss([i])[0],
                 batch_losses=lambda ids: self.batch_loss(ids, cfg.rank_by),
                 num_samples=len(pairs), model=loaded.model, costs=[e.cost for e in self.encoded],
                 batch_size=cfg.batch_size, batches_per_epoch=self.micro_batches_per_epoch,
-                tokens=[e.target_tokens for e in self.encoded] if sums else None, dist=dist)
+                tokens=[e.target_tokens for e in self.encoded] if sums else None, total_steps=self.total_steps,
+                dist=dist)
+        # lisa: whole layers take turns (training/layers.py)
+        self.turns = self.method.layers(loaded.model, cfg) if self.method.layers else None
         self.checkpoint, self.curve, self.log = checkpoint, curve, log
 
     @property
@@ -183,7 +183,7 @@ class Trainer:
         scaler = amp.grad_scaler(self.precision, self.device)
         # sparse optimizers gather the masked gradient entries during backward (one dense gradient
         # alive at a time); loss scaling (fp16) needs the dense gradients to unscale them
-        gathered = self.method.sparse and scaler is None and self.gather_grads
+        gathered = self.method.sparse and scaler is None and self.gather_grads and not self.engine.method.regrows
         gather = optimizer.gathering if gathered else nullcontext
         warmup = round(cfg.warmup_ratio * self.total_steps)
         scheduler = get_linear_schedule_with_warmup(optimizer, warmup, self.total_steps)
@@ -194,10 +194,14 @@ class Trainer:
             self.result.seconds_before_resume = saved["result"]["seconds"]
             started -= self.result.seconds_before_resume
             self.result.resumed_at.append(where["step"])
+            if self.turns:  # the layers of the last turn (drawn from the step it began at)
+                self.turns.choose(where["step"] - where["step"] % cfg.refresh_steps)
             self.log(f"continuing from the training checkpoint at step {where['step']} of {self.total_steps}")
         else:
             if self.method.sparse:
                 self._install(self.compute_mask(step=0), optimizer)
+            if self.turns:
+                self.result.refreshes.append(self.turns.choose(0))
             where = {"step": 0, "epoch": 0, "group": 0, "below": 0, "epoch_rng": shuffler.get_state()}
         self.result.machines.append(amp.machine(self.device))
         self.result.trainable_params = self.num_keep if self.mask else sum(p.numel() for p in self.params.values())
@@ -238,6 +242,8 @@ class Trainer:
                     self.result.stopped_early = step
                 if self.engine and self.engine.refresh_due(step, self.last_step) and not self.result.stopped_early:
                     self._install(self.compute_mask(step), optimizer)
+                if self.turns and step % cfg.refresh_steps == 0 and step < self.last_step:
+                    self.result.refreshes.append(self.turns.choose(step))
                 # a curve point every N steps, and one where an early stop ends training off that grid
                 if self.curve and (step % self.curve.every == 0 or self.result.stopped_early):
                     self._curve_point(step, epoch, total)
@@ -283,6 +289,8 @@ class Trainer:
             total = float(self.dist.sum_(torch.tensor([total], dtype=torch.float64)))
         if scaler:
             scaler.unscale_(optimizer)
+        if self.engine:
+            self.engine.observe()  # methods that regrow sum every entry's gradient between refreshes
         if not self.method.sparse and cfg.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(self.params.values(), cfg.max_grad_norm)
         if scaler:
@@ -327,7 +335,7 @@ class Trainer:
         return {"where": where, "weights": weights, "optimizer": self._optimizer_state(optimizer),
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler else None,
                 "mask": dict(self.mask.indices) if self.mask else None, "touched": dict(self.touched),
-                "ranking": self.engine.last_ranking if self.engine else None,  # what the refresh gate compares
+                "engine": self.engine.state_dict() if self.engine else None,  # the gate's ranking, spiel's sums
                 "rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
                 "result": vars(self.result)}
@@ -339,7 +347,8 @@ class Trainer:
             self._install(SparseMask({n: t.to(self.device) for n, t in saved["mask"].items()}), optimizer)
         if self.engine:
             self.engine.touched = {n: t.to(self.device) for n, t in saved["touched"].items()}
-            self.engine.last_ranking = saved.get("ranking")  # (checkpoints from before the gate: none)
+            # (checkpoints from before the engine's state: the gate's ranking alone, or nothing)
+            self.engine.load_state_dict(saved.get("engine") or {"ranking": saved.get("ranking")})
         for name, values in saved["weights"].items():
             p = self.params[name]
             if self.method.sparse:
