@@ -166,6 +166,10 @@ def test_only_runs_a_slice_and_dry_run_runs_nothing(tmp_path, tiny_model_dir):
     ("[method.lora]\nrank = 4", r"\[method.lora\] is not in `methods`"),
     ("[method.full]\ndensity = 2.0", "cell conll/size-3/full/episode-1: --density 2.0"),
     ("[method.full]\nepisodes = [3]", "set by the grid"),
+    ("[method.full]\ntask = \"conll\"", r"\[method.full\]: task is set by the grid"),
+    ("[[sizes]]\ntrain_size = 4\nmethod = \"full\"", r"sizes\[2\]: method is set by the grid"),
+    # the recipe would replace it: refused although adamw is the option's default
+    ("[[sizes]]\ntrain_size = 4\noptimizer = \"adamw\"", "fish-dip runs --recipe paper unless told otherwise"),
 ])
 def test_bad_grid_files_are_refused_before_anything_runs(tmp_path, tiny_model_dir, extra, message):
     path = _grid(tmp_path, tiny_model_dir)

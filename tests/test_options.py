@@ -94,6 +94,8 @@ BAD = [
     (["--n-way", "3"], "--n-way (for fewshot_rc tasks only): no effect with --method fish-dip on conll03"),
     (["--method", "full,fish-dip", "--lora-rank", "4"], "--lora-rank (read by lora only): no effect with --method"),
     (["--method", "full", "--refresh-steps", "5"], "--refresh-steps (read by fish-dip, random-dip, spiel, lisa only)"),
+    (["--recipe", "paper", "--optimizer", "adamw"], "--optimizer 'adamw': --recipe paper, which sets it to "),
+    (["--method", "lora", "--lora-targets", " , "], "--lora-targets ' , ': names no module"),
     (["--method", "fish", "--regrow-rate", "0.5"], "--regrow-rate (read by spiel only)"),
     (["--method", "spiel", "--regrow-rate", "0"], "--regrow-rate 0.0: must be > 0 and <= 1"),
     (["--method", "lora", "--lora-variant", "vera"], "--lora-variant 'vera': must be one of lora, dora, rslora, pissa"),

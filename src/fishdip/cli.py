@@ -81,11 +81,19 @@ def _config_options() -> list[inspect.Parameter]:
     return params
 
 
-def train(**options) -> None:
+def _given(ctx: typer.Context, options: dict) -> set[str]:
+    """The options set on the command line (or from the environment), not left at their defaults."""
+    sources = {name: ctx.get_parameter_source(name) for name in options}
+    return {name for name, source in sources.items() if source is not None and
+            source.name not in ("DEFAULT", "DEFAULT_MAP")}
+
+
+def train(ctx: typer.Context, **options) -> None:
     """Fine-tune a model on a (low-resource subset of a) task and evaluate it."""
     cfg = None
     try:  # option values first (configs check themselves): a mistake is refused before torch is imported
-        cfg, methods = configs_from_options({k: v for k, v in options.items() if k not in _CLI_ONLY})
+        cfg, methods = configs_from_options({k: v for k, v in options.items() if k not in _CLI_ONLY},
+                                             _given(ctx, options))
         from fishdip.runs.experiment import run_comparison
         from fishdip.training.distributed import setup
 
@@ -106,7 +114,8 @@ def train(**options) -> None:
                f"{', <method>/results.json' if len(methods) > 1 else ', results.json'})")
 
 
-train.__signature__ = inspect.Signature(_config_options())  # type: ignore[attr-defined]
+train.__signature__ = inspect.Signature([inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                                            annotation=typer.Context), *_config_options()])  # type: ignore[attr-defined]
 train.__annotations__ = {p.name: p.annotation for p in train.__signature__.parameters.values()}
 app.command()(train)
 

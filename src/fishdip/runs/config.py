@@ -160,11 +160,14 @@ def parse_episodes(text: str) -> list[int]:
     return out
 
 
-def configs_from_options(options: dict) -> tuple[ExperimentConfig, list[str]]:
+def configs_from_options(options: dict, given: set[str] | None = None) -> tuple[ExperimentConfig, list[str]]:
     """The one path from option names and values (``fishdip train``'s, the Python API's, a grid
     cell's) to a run: its config (for the first method) and the methods, every method's config made
     and so checked. ``method``: one name, a comma list or a list; ``episodes``: a list or text
-    such as "1-3"; ``output_dir`` None or missing: a new folder (``default_output_dir``)."""
+    such as "1-3"; ``output_dir`` None or missing: a new folder (``default_output_dir``).
+    ``given``: the options the user set (None: every one in ``options``), so that a recipe refuses
+    to replace an explicit choice even where it equals the default."""
+    given = set(options) if given is None else set(given)
     options = dict(options)
     exp_fields = {f.name for f in fields(ExperimentConfig)} - {"train"}
     train_fields = {f.name for f in fields(TrainConfig)}
@@ -189,8 +192,9 @@ def configs_from_options(options: dict) -> tuple[ExperimentConfig, list[str]]:
     if exp.get("output_dir") is None:
         exp["output_dir"] = default_output_dir(exp.get("task", "conll04"), methods)
     cfg = ExperimentConfig(**exp, train=train_cfg)
+    train_cfg.check_given(given)
     for method in methods[1:]:  # every method's options are checked before the first one starts
-        method_config(cfg, method)
+        method_config(cfg, method).train.check_given(given)
     return cfg, methods
 
 

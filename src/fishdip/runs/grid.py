@@ -145,6 +145,15 @@ def load_grid(path: str | Path, output_dir: str | None = None, overrides: dict |
     if not isinstance(raw.get("sizes", []), list) or not all(isinstance(x, dict) for x in raw.get("sizes", [])):
         raise GridError(f"{path}: `sizes` must be a list of [[sizes]] tables")
     tables = raw.get("method", {})
+    # what the grid itself sets per cell is refused in the tables (it would be silently replaced)
+    placed = [("[options]", raw.get("options", {}), CELL_KEYS)]
+    placed += [(f"sizes[{i}]", s, CELL_KEYS) for i, s in enumerate(raw.get("sizes", []))]
+    placed += [(f"[method.{label}]", t, CELL_KEYS - {"method"}) for label, t in tables.items() if isinstance(t, dict)]
+    for where, table, grid_level in placed:
+        misplaced = sorted(set(table) & grid_level)
+        if misplaced:
+            raise GridError(f"{path}: {where}: {', '.join(misplaced)} is set by the grid (`tasks`, `methods`, "
+                            "`episodes`, `output_dir` at the top of the file), not in a table")
     for label in tables:
         if label not in raw["methods"]:
             raise GridError(f"{path}: [method.{label}] is not in `methods`")

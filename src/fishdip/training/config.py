@@ -130,15 +130,31 @@ class TrainConfig:
 
     def validate(self) -> None:
         check_fields(self)
-        recipe = self.effective_recipe
-        settings = RECIPE_SETTINGS.get(recipe, {})
+        settings = RECIPE_SETTINGS.get(self.effective_recipe, {})
         for f in (f for f in fields(self) if f.name in settings):
-            fixed, value = settings[f.name], getattr(self, f.name)
-            if value not in (fixed, f.default):  # an explicit choice the recipe would silently replace
-                why = (f"--recipe {recipe}" if self.recipe
-                       else f"{self.method} runs --recipe {recipe} unless told otherwise")
-                raise ConfigError(f"{option_name(f)} {value!r}: {why}, which sets it to {fixed!r}; "
-                                  "add --recipe default to choose it")
+            if getattr(self, f.name) != f.default:  # a default may be the recipe's to replace (check_given)
+                self._refuse_replaced(f)
+        if self.lora_targets is not None and not any(t.strip() for t in self.lora_targets.split(",")):
+            raise ConfigError(f"--lora-targets {self.lora_targets!r}: names no module; leave it out for peft's "
+                              "choice, or give a comma list such as q_proj,v_proj")
+
+    def check_given(self, given: set[str]) -> None:
+        """Refuse an option the user set (``given``: the names set on the command line, in the Python call
+        or in a grid table) that the recipe would replace, also where it equals the default
+        (``--recipe paper --optimizer adamw`` would otherwise train with Adafactor without a word)."""
+        settings = RECIPE_SETTINGS.get(self.effective_recipe, {})
+        for f in fields(self):
+            if f.name in settings and f.name in given:
+                self._refuse_replaced(f)
+
+    def _refuse_replaced(self, f) -> None:
+        recipe, value = self.effective_recipe, getattr(self, f.name)
+        fixed = RECIPE_SETTINGS[recipe][f.name]
+        if value != fixed:
+            why = (f"--recipe {recipe}" if self.recipe
+                   else f"{self.method} runs --recipe {recipe} unless told otherwise")
+            raise ConfigError(f"{option_name(f)} {value!r}: {why}, which sets it to {fixed!r}; "
+                              "add --recipe default to choose it")
 
     @property
     def spec(self) -> Method:
