@@ -19,18 +19,21 @@ PAIRS = [(f"Ann{i} lives in Rome{i % 3} .", f"[ Ann{i} | person ] lives in [ Rom
          for i in range(8)]
 
 
-def _fine_tune(base_dir, method="fish-dip"):
+def _fine_tune(base_dir, method="fish-dip", **kw):
     loaded = load_model(str(base_dir))
     checksum = weights_checksum(loaded.model)
-    cfg = TrainConfig(method=method, epochs=3, batch_size=4, lr=1e-2, density=0.05, refresh_steps=2, max_length=64)
+    cfg = TrainConfig(method=method, epochs=3, batch_size=4, lr=1e-2, density=0.05, refresh_steps=2, max_length=64,
+                      **kw)
     trainer = Trainer(loaded, PAIRS, cfg, progress=False)
     trainer.train()
     return loaded, trainer, checksum
 
 
+@pytest.mark.parametrize("method, options", [("fish-dip", {}), ("spiel", {"regrow_rate": 0.5})])
 @pytest.mark.integration
-def test_base_plus_delta_is_the_fine_tuned_model(tiny_model_dir, tmp_path):
-    loaded, trainer, checksum = _fine_tune(tiny_model_dir)
+def test_base_plus_delta_is_the_fine_tuned_model(tiny_model_dir, tmp_path, method, options):
+    # spiel: the union holds entries that left the mask, back at their base values
+    loaded, trainer, checksum = _fine_tune(tiny_model_dir, method, **options)
     assert len(trainer.result.refreshes) > 1  # the union spans several masks
     folder = tmp_path / "delta"
     save_delta_model(loaded, trainer.touched, folder, {"base_model": str(tiny_model_dir)}, checksum)
@@ -82,18 +85,22 @@ def test_train_saves_deltas_and_export_merges_them(tiny_model_dir, tmp_path, cap
     assert "not an empty folder" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("method", ["lora", "ia3"])
+@pytest.mark.parametrize("method", ["lora", "ia3", "dora", "pissa"])
 @pytest.mark.integration
 def test_adapter_methods_train_only_adapters_and_reload_merged(tiny_model_dir, tmp_path, method):
     out = tmp_path / "run"
+    variant = ["--method", "lora", "--lora-variant", method] if method in ("dora", "pissa") else ["--method", method]
     _ok(["train", "--task", "conll03", "--data-dir", str(FIXTURES), "--model", str(tiny_model_dir),
-         "--method", method, "--train-size", "6", "--epochs", "2", "--batch-size", "1", "--eval-limit", "2",
+         *variant, "--train-size", "6", "--epochs", "2", "--batch-size", "1", "--eval-limit", "2",
          "--max-length", "64", "--lr", "0.05", "--quiet", "--output-dir", str(out)])
     results = json.loads((out / "results.json").read_text())
     train = results["episodes"][0]["train"]
     assert 0 < train["trainable_params"] < train["total_params"] / 5  # adapters only (a tiny model: ~10 %)
     saved = out / "models" / "episode-1"
-    assert (saved / "adapter_config.json").is_file() and not (saved / "model.safetensors").exists()
+    if method == "pissa":  # it changed the base weights: saved merged, a plain model
+        assert (saved / "model.safetensors").is_file() and not (saved / "adapter_config.json").exists()
+    else:
+        assert (saved / "adapter_config.json").is_file() and not (saved / "model.safetensors").exists()
     # reloaded (base + adapter, merged) it writes what the run generated
     from fishdip.api import load
 
