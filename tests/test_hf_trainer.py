@@ -69,6 +69,20 @@ def test_under_the_trainer_frozen_entries_stay_and_refreshes_come_on_schedule(tm
 
 
 @pytest.mark.integration
+def test_sift_under_the_trainer_keeps_its_one_mask(tmp_path):
+    loaded = make_tiny_llama()
+    data = _dataset(loaded, PAIRS)
+    collator = DataCollatorForSeq2Seq(loaded.tokenizer, label_pad_token_id=-100)
+    optimizer, callback = fish_dip(loaded.model, data, collator, SparseConfig(method="sift", density=0.05))
+    spy = FrozenEntriesStay(loaded.model, callback.engine)
+    Trainer(loaded.model, _args(tmp_path), train_dataset=data, data_collator=collator,
+            optimizers=(optimizer, None), callbacks=[spy, callback]).train()
+    (choice,) = callback.refreshes
+    assert choice["samples"] == list(range(len(PAIRS))) and spy.checked == 6
+    assert callback.engine.touched_entries == callback.engine.num_keep
+
+
+@pytest.mark.integration
 def test_the_trainer_path_and_fishdips_own_trainer_choose_the_same_masks_and_losses(tmp_path):
     """Same data order (every step takes all four samples), seed and settings: the same masks, and
     losses equal to float rounding (HF's loss is computed from the full logits)."""
