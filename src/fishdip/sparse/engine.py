@@ -236,7 +236,7 @@ class SparseEngine:
             stays[torch.topk(change, n, largest=False).indices] = False
         if self.gradient_sum is None:  # no step observed: nothing to regrow by, the mask stays
             return self.mask, {"dropped": 0, "regrown": 0}
-        scores = self.gradient_sum.abs_()  # the sum starts again after this refresh (install)
+        scores = self.gradient_sum.abs_()  # in place: the sum is dropped below and starts again
         offsets = torch.tensor([0] + [self.params[k].numel() for k in names], device=scores.device).cumsum(0)
         flat_mask = torch.cat([self.mask.indices[k] + offsets[i] for i, k in enumerate(names)])
         scores[flat_mask[stays]] = math.inf  # what stays stays
