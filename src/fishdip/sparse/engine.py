@@ -190,19 +190,8 @@ class SparseEngine:
     def gradient_mask(self, samples: list[int]) -> SparseMask:
         """The top ``num_keep`` entries by the magnitude of the gradient summed over ``samples``
         (without dropout: the same samples always give the same mask)."""
-        for p in self.params.values():
-            p.requires_grad_(True)
-        started = time.perf_counter()
-        sums = self._in_mode("eval", 0, lambda: gradient_sums(self.params, self.sample_loss,
-                                                               self.dist.share(samples)))
-        flat = flat_view(list(sums.values()))
-        if self.dist.active:
-            self.dist.sum_(flat)
-        flat.abs_()
-        self._timing["gradient_seconds"] = round(time.perf_counter() - started, 3)
-        mask = top_k_mask(sums, self.num_keep)
-        self._check_same_mask(mask)
-        return mask
+        return self._top_entries(lambda share: gradient_sums(self.params, self.sample_loss, share), samples,
+                                 "eval", 0, "gradient_seconds", magnitude=True)
 
     @torch.no_grad()
     def observe(self) -> None:
@@ -275,17 +264,23 @@ class SparseEngine:
 
     def fisher(self, samples: list[int], step: int = 0) -> SparseMask:
         """The top ``num_keep`` entries by empirical Fisher information on ``samples``."""
+        return self._top_entries(lambda share: fisher_scores(self.params, self.sample_loss, share, self.config.fisher),
+                                 samples, self.config.fisher_mode, step, "fisher_seconds")
+
+    def _top_entries(self, score: Callable[[list[int]], dict[str, torch.Tensor]], samples: list[int], mode: str,
+                     step: int, timing: str, magnitude: bool = False) -> SparseMask:
+        """The top ``num_keep`` entries by ``score`` of ``samples`` (per-entry sums in one flat buffer;
+        each process scores its share and the sums are added up; ``magnitude``: of the summed values)."""
         for p in self.params.values():
             p.requires_grad_(True)
         started = time.perf_counter()
-
-        def scores():  # each process scores its share of the samples; the sums are added up
-            return fisher_scores(self.params, self.sample_loss, self.dist.share(samples), self.config.fisher)
-
-        scored = self._in_mode(self.config.fisher_mode, step, scores)
+        scored = self._in_mode(mode, step, lambda: score(self.dist.share(samples)))
+        flat = flat_view(list(scored.values()))
         if self.dist.active:  # the scores are views of one flat buffer: one all-reduce
-            self.dist.sum_(flat_view(list(scored.values())))
-        self._timing["fisher_seconds"] = round(time.perf_counter() - started, 3)
+            self.dist.sum_(flat)
+        if magnitude:
+            flat.abs_()
+        self._timing[timing] = round(time.perf_counter() - started, 3)
         started = time.perf_counter()
         mask = top_k_mask(scored, self.num_keep)
         self._timing["top_k_seconds"] = round(time.perf_counter() - started, 3)
