@@ -1,10 +1,10 @@
 """Free against constrained decoding on the same trained models, paired.
 
 For each saved model (a run folder's ``models/episode-<i>``, or its run folder) and each split,
-generate with both decodings (greedy, the model's own budget for free decoding, the grammar's for
-constrained), decode and score; write every sentence's two outputs and both metric sets. The
-differences constrained - free are then paired by model (an episode of a method), with the 95 % t
-interval over the models given.
+generate with every decoding (tasks/options.DECODINGS: greedy, the model's own budget for free
+decoding, the grammar's for the constrained ones), decode and score; write every sentence's outputs
+and every metric set. The differences from free decoding (and own-brackets - constrained) are then
+paired by model (an episode of a method), with the 95 % t interval over the models given.
 
 Run:  python benchmarks/decodings.py RUN_OR_MODEL [...] --split test [--limit 100] --output FILE.json
 """
@@ -23,7 +23,7 @@ METRICS = ("entity_f1", "relation_f1", "entity_f1_no_type", "relation_f1_no_type
 
 def score(model: str, split: str, limit: int | None, data_dir: str | None) -> dict:
     import fishdip
-    from fishdip.tasks.options import GenerationOptions
+    from fishdip.tasks.options import DECODINGS, GenerationOptions
 
     predictor = fishdip.load(model)
     task = predictor.task
@@ -33,7 +33,7 @@ def score(model: str, split: str, limit: int | None, data_dir: str | None) -> di
     examples = examples[:limit] if limit else examples
     out = {"model": model, "split": split, "sentences": len(examples)}
     texts = {}
-    for decoding in ("free", "constrained"):
+    for decoding in DECODINGS:
         started = time.perf_counter()
         gen = GenerationOptions(batch_size=64, max_length=predictor.max_length, decoding=decoding)
         generated, decoded = task.predict(predictor.loaded, examples, gen, progress=False)
@@ -42,8 +42,7 @@ def score(model: str, split: str, limit: int | None, data_dir: str | None) -> di
                          "cut_at_budget": metrics["errors"].get("generation_limit", 0),
                          "sentences_with_an_error": sum(bool(d.errors) for d in decoded)}
         texts[decoding] = generated
-    out["rows"] = [{"id": ex.id, "free": f, "constrained": c} for ex, f, c in zip(examples, texts["free"],
-                                                                               texts["constrained"])]
+    out["rows"] = [{"id": ex.id, **{d: texts[d][i] for d in DECODINGS}} for i, ex in enumerate(examples)]
     return out
 
 
@@ -56,6 +55,7 @@ def main() -> None:
     parser.add_argument("--output", required=True)
     args = parser.parse_args()
     from fishdip.reports.grid import paired
+    from fishdip.tasks.options import DECODINGS
 
     path = Path(args.output)
     results = json.loads(path.read_text()) if path.is_file() else {"runs": []}  # resumable: a model at a time
@@ -66,22 +66,24 @@ def main() -> None:
         results["runs"].append(score(model, args.split, args.limit, args.data_dir))
         write_json_atomic(path, results)
         print(f"scored {model}", flush=True)
-    print(f"| metric ({args.split}) | free | constrained | constrained - free [95 % CI] | wins |")
-    print("|---|---|---|---|---|")
-    runs = results["runs"]
+    runs = [r for r in results["runs"] if all(d in r for d in DECODINGS)]  # older files: two decodings
+    if not runs:
+        raise SystemExit(f"{path}: no model scored with every decoding ({', '.join(DECODINGS)})")
+    mean = lambda d: 100 * sum(d.values()) / len(d)  # noqa: E731
+    print(f"{len(runs)} models, {args.split}: | metric | " + " | ".join(DECODINGS) + " | difference [95 % CI] | wins |")
     summary = {}
     for metric in METRICS:
-        free = {i: r["free"]["metrics"][metric] for i, r in enumerate(runs) if metric in r["free"]["metrics"]}
-        con = {i: r["constrained"]["metrics"][metric] for i, r in enumerate(runs) if metric in r["free"]["metrics"]}
-        if not free:
+        by = {d: {i: r[d]["metrics"][metric] for i, r in enumerate(runs) if metric in r[d]["metrics"]}
+              for d in DECODINGS}
+        if not by["free"]:
             continue
-        p = paired(con, free)
-        summary[metric] = vars(p)
-        mean = lambda d: 100 * sum(d.values()) / len(d)  # noqa: E731
-        print(f"| {metric} | {mean(free):.1f} | {mean(con):.1f} | {100 * p.mean:+.1f} [{100 * p.low:+.1f}, "
-              f"{100 * p.high:+.1f}] | {p.wins}/{p.n} |")
-    for key in ("cut_at_budget", "sentences_with_an_error"):
-        print(f"{key}: free {[r['free'][key] for r in runs]}, constrained {[r['constrained'][key] for r in runs]}")
+        for a, b in [(d, "free") for d in DECODINGS[1:]] + [("own-brackets", "constrained")]:
+            p = paired(by[a], by[b])
+            summary[f"{metric}: {a} - {b}"] = vars(p)
+            print(f"| {metric} | " + " | ".join(f"{mean(by[d]):.1f}" for d in DECODINGS) +
+                  f" | {a} - {b}: {100 * p.mean:+.1f} [{100 * p.low:+.1f}, {100 * p.high:+.1f}] | {p.wins}/{p.n} |")
+    for key in ("cut_at_budget", "sentences_with_an_error", "seconds"):
+        print(f"{key}: " + ", ".join(f"{d} {[r[d][key] for r in runs]}" for d in DECODINGS))
     results["summary"] = summary
     write_json_atomic(path, results)
 

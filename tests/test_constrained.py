@@ -4,6 +4,7 @@ a valid annotation of its input; a constrained model, even a random one, writes 
 import json
 
 import pytest
+import torch
 
 from fishdip.errors import FishdipError
 from fishdip.formats import entity_relation as er
@@ -112,6 +113,39 @@ def test_a_random_model_constrained_writes_only_valid_annotations_of_its_input(f
         for part in text.split(" || "):  # events: the trigger pass, then one argument pass per trigger
             plain = " ".join(parse(part).plain.split())
             assert plain == er.sentence(ex.tokens), (part, ex.tokens)
+
+
+@pytest.mark.parametrize("top, constrained, own_brackets", [
+    ("P", "[", "J"),  # the model's own choice is refused: constrained opens a group, own-brackets copies on
+    ("[", "[", "["),  # the model opens a group itself: both follow it
+    ("J", "J", "J"),
+])
+def test_own_brackets_opens_a_group_only_where_the_model_itself_opens_one(top, constrained, own_brackets):
+    from fishdip.models.constrained import GrammarRows
+
+    loaded = make_tiny_llama()  # one token per byte
+    tok, lark = loaded.tokenizer, copy_grammar(["John", "runs"], TYPES).lark
+    logits = torch.zeros(1, loaded.model.get_output_embeddings().weight.shape[0])
+    for byte, value in [("P", 7.0), ("[", 6.0), ("J", 5.0)]:  # " " (allowed) stays at 0
+        logits[0, tok.convert_tokens_to_ids(byte)] = value
+    logits[0, tok.convert_tokens_to_ids(top)] = 10.0
+    for opens, expected in [(None, constrained), (loaded.opening_tokens(), own_brackets)]:
+        rows = GrammarRows(loaded.grammar_tokenizer(), [lark], opens)
+        assert tok.convert_ids_to_tokens(int(rows.choose(logits.clone(), [0])[0])) == expected
+    assert loaded.opening_tokens().sum() == 1  # bytes: "[" alone holds the mark
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("make", [make_tiny_llama, make_tiny_t5], ids=["llama", "t5"])
+def test_own_brackets_writes_only_valid_annotations_too(make):
+    loaded = make()
+    task = load_task("ade", FIXTURES)
+    examples = task.read("test")[:4]
+    texts, decoded = task.predict(loaded, examples, GenerationOptions(max_length=64, decoding="own-brackets"),
+                                  progress=False)
+    for ex, text, pred in zip(examples, texts, decoded):
+        assert not {"unaligned_entity", "unknown_entity_type", "generation_limit"} & set(pred.errors), text
+        assert " ".join(parse(text).plain.split()) == er.sentence(ex.tokens)
 
 
 @pytest.mark.integration

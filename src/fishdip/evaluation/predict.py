@@ -18,10 +18,10 @@ def predict(loaded: LoadedModel, task, examples: list, batch_size: int = 64, max
             num_beams: int = 1, progress: bool = True, demonstrations: Demonstrations | None = None,
             decoding: str = "free") -> tuple[list[str], list]:
     """Generated texts and the structures decoded from them, in example order (``decoding``:
-    ``constrained`` writes only what ``task.grammar`` allows for each example)."""
-    grammars = [task.grammar(ex, loaded.budget) for ex in examples] if decoding == "constrained" else None
+    ``constrained`` and ``own-brackets`` write only what ``task.grammar`` allows for each example)."""
+    grammars = [task.grammar(ex, loaded.budget) for ex in examples] if decoding != "free" else None
     out = generate_sorted(loaded, [task.source(ex) for ex in examples], batch_size, max_length, num_beams,
-                          progress, "generate", demonstrations, grammars)
+                          progress, "generate", demonstrations, grammars, own_brackets=decoding == "own-brackets")
     decoded = [task.decode(text, ex) for text, ex in zip(out.texts, examples)]
     for pred, hit in zip(decoded, out.hit_limit):
         if hit:
@@ -31,10 +31,11 @@ def predict(loaded: LoadedModel, task, examples: list, batch_size: int = 64, max
 
 def generate_sorted(loaded, sources, batch_size, max_length, num_beams, progress=True, desc="generate",
                     demonstrations: Demonstrations | None = None, grammars: list | None = None,
-                    copy_ahead: int = 0) -> Generated:
+                    copy_ahead: int = 0, own_brackets: bool = False) -> Generated:
     """Generation for any number of sources, in length-sorted batches (little padding), in order;
     ``demonstrations`` give each source its in-context prefix, ``grammars`` (one per source, or
-    None for a source the grammar does not cover) constrain what each writes."""
+    None for a source the grammar does not cover) constrain what each writes (``own_brackets``:
+    models/generation.py)."""
     order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
     texts, hits = [""] * len(sources), [False] * len(sources)
     bar = tqdm(total=len(sources), desc=desc, disable=not progress)
@@ -45,7 +46,7 @@ def generate_sorted(loaded, sources, batch_size, max_length, num_beams, progress
         out = generate(loaded, batch, max_length, num_beams, prefixes=prefixes,
                        context_tokens=demonstrations.context_tokens if demonstrations is not None else 0,
                        grammars=[grammars[i] for i in ids] if grammars is not None else None,
-                       copy_ahead=copy_ahead)
+                       copy_ahead=copy_ahead, own_brackets=own_brackets)
         for i, text, hit in zip(ids, out.texts, out.hit_limit):
             texts[i], hits[i] = text, hit
         bar.update(len(ids))

@@ -7,6 +7,11 @@ tokenizer's byte strings, so every tokenization of an allowed text is allowed
 of a batch; ``greedy_rows`` (generation.py) hands it the logits of the live rows, it masks them to
 the allowed tokens, takes the argmax and advances the rows' matchers. A grammar that has been
 completed allows only the end of the sequence, so a constrained row always ends by EOS.
+
+With ``opens`` (decoding ``own-brackets``), a row whose top token the grammar refuses takes the best
+allowed token that opens no bracket group, where there is one: a group opens only where the model
+itself opens one. Plain constrained decoding takes the best allowed token, and a model that wanted
+to skip or reword a word then often opens a group on it instead, which is a wrong entity.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import torch
 
 from fishdip.errors import FishdipError
+from fishdip.formats.tanl import OPEN
 
 
 class _ByteTokens:
@@ -47,10 +53,18 @@ def grammar_tokenizer(tokenizer, vocab_size: int):
                        "is not one: use --decoding free")
 
 
-class GrammarRows:
-    """One grammar matcher per row of a generation batch."""
+def opening_tokens(lltokenizer, vocab_size: int) -> torch.Tensor:
+    """Which tokens open a bracket group: their bytes hold the group's opening mark (input words are
+    escaped, formats/entity_relation.escape, so no copied word holds it)."""
+    mark = OPEN.encode()
+    return torch.tensor([mark in lltokenizer.decode_bytes([i]) for i in range(vocab_size)])
 
-    def __init__(self, lltokenizer, grammars: list[str]):
+
+class GrammarRows:
+    """One grammar matcher per row of a generation batch (``opens``: ``opening_tokens``, for the
+    ``own-brackets`` rule)."""
+
+    def __init__(self, lltokenizer, grammars: list[str], opens: torch.Tensor | None = None):
         import llguidance
         import llguidance.torch
 
@@ -61,6 +75,7 @@ class GrammarRows:
         self.eos = lltokenizer.eos_token
         self.bitmask = llguidance.torch.allocate_token_bitmask(len(grammars), lltokenizer.vocab_size)
         self.failed: set[int] = set()  # rows whose grammar allowed no token (none should)
+        self.opens = opens
 
     def choose(self, logits: torch.Tensor, live: list[int]) -> torch.Tensor:
         """The argmax over the tokens each live row's grammar allows, and the matchers advanced by it."""
@@ -70,8 +85,13 @@ class GrammarRows:
             lt.fill_next_token_bitmask(self.matchers[row], self.bitmask, slot)
         mask = self.bitmask[: len(live)].to(logits.device)
         logits = logits.float()
+        own = logits.argmax(-1) if self.opens is not None else None
         lt.apply_token_bitmask_inplace(logits, mask)
         tokens = logits.argmax(-1)
+        if own is not None:  # refused top token: the best allowed one that opens no group, if any
+            refused = ~torch.isfinite(logits.gather(1, own[:, None])[:, 0])
+            copying = logits.masked_fill(self.opens.to(logits.device), float("-inf"))
+            tokens = torch.where(refused & torch.isfinite(copying.max(-1).values), copying.argmax(-1), tokens)
         allowed = torch.isfinite(logits.max(-1).values).tolist()
         for slot, (row, token) in enumerate(zip(live, tokens.tolist())):
             if not allowed[slot] or not self.matchers[row].consume_token(token):

@@ -37,6 +37,7 @@ def generate(
     context_tokens: int = 0,
     grammars: list[Grammar] | None = None,
     copy_ahead: int = 0,
+    own_brackets: bool = False,
 ) -> Generated:
     """Greedy (or beam) generation for one batch of sources.
 
@@ -44,7 +45,9 @@ def generate(
     a sentence does not depend on which other sentences share its batch. ``prefixes``: text in
     front of each source (in-context learning's demonstrations, at most ``context_tokens`` tokens;
     an annotation then ends at its line's end). ``grammars``: constrained decoding, each row writes
-    only what its grammar allows (models/constrained.py), within a budget its longest output fits.
+    only what its grammar allows (models/constrained.py), within a budget its longest output fits;
+    ``own_brackets``: where the model's top token is not allowed, it copies on rather than open a
+    bracket group (a group opens only where the model itself opens one).
     ``copy_ahead``: a decoder-only model checks that many tokens copied from its prompt in one
     forward pass (models/copy_ahead.py; 0: one token a step).
     Greedy search runs ``greedy_rows`` (a row that is done leaves the batch); beams, and free
@@ -61,7 +64,8 @@ def generate(
             raise FishdipError("--decoding constrained runs greedy search; use --num-beams 1, or --decoding free "
                                "for beams")
         limits = [g.max_bytes + 1 for g in grammars]  # every token is a byte or more; + EOS
-        rows = GrammarRows(loaded.grammar_tokenizer(), [g.lark for g in grammars])
+        rows = GrammarRows(loaded.grammar_tokenizer(), [g.lark for g in grammars],
+                           loaded.opening_tokens() if own_brackets else None)
         choose = rows.choose
     else:
         limits = [budget.tokens(len(tok(s, add_special_tokens=False)["input_ids"]), max_length) for s in sources]

@@ -71,6 +71,7 @@ class LoadedModel:
     budget: GenerationBudget = field(default_factory=GenerationBudget)
     # constrained decoding's view of the tokenizer (models/constrained.py), built on first use
     _grammar_tokenizer: object | None = field(default=None, repr=False)
+    _opening_tokens: object | None = field(default=None, repr=False)
 
     def grammar_tokenizer(self):
         if self._grammar_tokenizer is None:
@@ -79,6 +80,15 @@ class LoadedModel:
             logits = self.model.get_output_embeddings().weight.shape[0]
             self._grammar_tokenizer = grammar_tokenizer(self.tokenizer, logits)
         return self._grammar_tokenizer
+
+    def opening_tokens(self):
+        """The tokens that open a bracket group (models/constrained.py), computed on first use."""
+        if self._opening_tokens is None:
+            from fishdip.models.constrained import opening_tokens
+
+            self._opening_tokens = opening_tokens(self.grammar_tokenizer(), self.model.get_output_embeddings()
+                                                  .weight.shape[0])
+        return self._opening_tokens
 
     @property
     def is_encoder_decoder(self) -> bool:

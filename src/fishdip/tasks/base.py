@@ -47,8 +47,8 @@ class Task(ABC):
         """Refuse (``ConfigError``) a run config this family cannot run; called when the config is made."""
         if cfg.meta_train is not None and not cls.meta_training:
             raise ConfigError(f"--meta-train: only for few-shot tasks (a meta-training stage), not {cfg.task}")
-        if cfg.decoding == "constrained" and not cls.constrains:
-            raise ConfigError(f"--decoding constrained: {cfg.task}'s outputs have no grammar here (constrained "
+        if cfg.decoding != "free" and not cls.constrains:
+            raise ConfigError(f"--decoding {cfg.decoding}: {cfg.task}'s outputs have no grammar here (constrained "
                               "decoding covers the families whose output annotates its input: entities, "
                               "relations, SRL, events); use --decoding free")
 

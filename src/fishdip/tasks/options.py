@@ -18,7 +18,9 @@ FEW_SHOT = ("fewshot_rc",)  # the families that read the few-shot options (field
 # what a run on a user's files reads besides --train-file, with the values that mean "not given"
 FILE_OPTIONS = {"eval_file": None, "data_format": "auto", "dev_fraction": 0.2, "split_seed": 0, "types_file": None}
 RC_SCORES = ("sum", "mean")  # a candidate relation's output scored by its summed (TANL) or mean token loss
-DECODINGS = ("free", "constrained")  # what a generated output may be (formats/grammar.py, models/constrained.py)
+# what a generated output may be (formats/grammar.py, models/constrained.py); "own-brackets": constrained,
+# and a bracket group opens only where the model's own top token opens one (models/constrained.py)
+DECODINGS = ("free", "constrained", "own-brackets")
 
 
 @dataclass
@@ -82,8 +84,8 @@ class DataOptions:
 
 
 def check_beams(decoding: str, num_beams: int) -> None:
-    if decoding == "constrained" and num_beams != 1:
-        raise ConfigError(f"--num-beams {num_beams}: --decoding constrained runs greedy search; use --num-beams 1, "
+    if decoding != "free" and num_beams != 1:
+        raise ConfigError(f"--num-beams {num_beams}: --decoding {decoding} runs greedy search; use --num-beams 1, "
                           "or --decoding free for beams")
 
 
@@ -100,7 +102,8 @@ class GenerationOptions:
                            "constrained: it may write only a valid annotation of its input (the input's words "
                            "in order, each once; bracket groups of the schema's types and relations; relation "
                            "tails that are runs of input words), within a budget that such an output fits; "
-                           "greedy only", choices=DECODINGS)
+                           "own-brackets: constrained, and where the model's own choice is not allowed it copies "
+                           "on rather than open a bracket group; greedy only", choices=DECODINGS)
     rc_score: str = option("sum", "few-shot relation classification: rank candidate relations by the summed "
                            "(TANL) or the mean token loss of their output", choices=RC_SCORES, family=FEW_SHOT)
 
