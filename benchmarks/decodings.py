@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections import Counter
 from pathlib import Path
 
 from fishdip.io import write_json_atomic
@@ -46,6 +47,36 @@ def score(model: str, split: str, limit: int | None, data_dir: str | None) -> di
     return out
 
 
+def differences(run: dict, data_dir: str | None) -> dict[str, Counter]:
+    """Where each decoding's entities differ from free decoding's, per decoding over the run's
+    sentences: entities it has and free decoding has not (right: in the gold set, or wrong), those
+    on words the free output left out, those on a span free decoding typed otherwise; and the
+    entities free decoding has and it has not."""
+    import fishdip
+    from fishdip.data.datasets import load_split
+    from fishdip.formats.entity_relation import escape
+    from fishdip.formats.tanl import parse
+
+    task = fishdip.load(run["model"]).task
+    examples = load_split(task.dataset, run["split"], data_dir)[0]
+    counts: dict[str, Counter] = {}
+    for ex, row in zip(examples, run["rows"]):
+        gold, free = set(ex.entities), task.decode(row["free"], ex).entities
+        free_words = parse(row["free"]).plain.split()
+        for decoding in (k for k in row if k not in ("id", "free")):
+            other, c = task.decode(row[decoding], ex).entities, counts.setdefault(decoding, Counter())
+            for e in other - free:
+                c["gained, right" if e in gold else "gained, wrong"] += 1
+                words = [escape(t) for t in ex.tokens[e.start:e.end]]
+                if not any(free_words[i:i + len(words)] == words for i in range(len(free_words))):
+                    c["gained, on words free left out" + (", right" if e in gold else ", wrong")] += 1
+                if any((f.start, f.end) == (e.start, e.end) for f in free):
+                    c["gained, a span free typed otherwise" + (", right" if e in gold else ", wrong")] += 1
+            for e in free - other:
+                c["lost, right" if e in gold else "lost, wrong"] += 1
+    return counts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("models", nargs="+")
@@ -66,25 +97,38 @@ def main() -> None:
         results["runs"].append(score(model, args.split, args.limit, args.data_dir))
         write_json_atomic(path, results)
         print(f"scored {model}", flush=True)
-    runs = [r for r in results["runs"] if all(d in r for d in DECODINGS)]  # older files: two decodings
-    if not runs:
-        raise SystemExit(f"{path}: no model scored with every decoding ({', '.join(DECODINGS)})")
+    runs = [r for r in results["runs"] if all(d in r for d in DECODINGS)]
+    if not runs:  # a file of an older version, with two decodings: their differences only
+        runs = results["runs"]
+        decodings = [d for d in DECODINGS if all(d in r for r in runs)]
+    else:
+        decodings = list(DECODINGS)
     mean = lambda d: 100 * sum(d.values()) / len(d)  # noqa: E731
-    print(f"{len(runs)} models, {args.split}: | metric | " + " | ".join(DECODINGS) + " | difference [95 % CI] | wins |")
+    print(f"{len(runs)} models, {args.split}: | metric | " + " | ".join(decodings) + " | difference [95 % CI] | wins |")
     summary = {}
     for metric in METRICS:
         by = {d: {i: r[d]["metrics"][metric] for i, r in enumerate(runs) if metric in r[d]["metrics"]}
-              for d in DECODINGS}
+              for d in decodings}
         if not by["free"]:
             continue
-        for a, b in [(d, "free") for d in DECODINGS[1:]] + [("own-brackets", "constrained")]:
+        pairs = [(d, "free") for d in decodings[1:]]
+        pairs += [("own-brackets", "constrained")] if "own-brackets" in decodings else []
+        for a, b in pairs:
             p = paired(by[a], by[b])
             summary[f"{metric}: {a} - {b}"] = vars(p)
-            print(f"| {metric} | " + " | ".join(f"{mean(by[d]):.1f}" for d in DECODINGS) +
+            print(f"| {metric} | " + " | ".join(f"{mean(by[d]):.1f}" for d in decodings) +
                   f" | {a} - {b}: {100 * p.mean:+.1f} [{100 * p.low:+.1f}, {100 * p.high:+.1f}] | {p.wins}/{p.n} |")
     for key in ("cut_at_budget", "sentences_with_an_error", "seconds"):
-        print(f"{key}: " + ", ".join(f"{d} {[r[d][key] for r in runs]}" for d in DECODINGS))
+        print(f"{key}: " + ", ".join(f"{d} {[r[d][key] for r in runs]}" for d in decodings))
     results["summary"] = summary
+    diffs: dict[str, Counter] = {}
+    for run in runs:
+        for decoding, counts in differences(run, args.data_dir).items():
+            diffs.setdefault(decoding, Counter()).update(counts)
+    for decoding, counts in diffs.items():
+        print(f"entities, {decoding} against free (all models): "
+              + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    results["differences"] = {d: dict(sorted(c.items())) for d, c in diffs.items()}
     write_json_atomic(path, results)
 
 
