@@ -166,8 +166,56 @@ def test_beams_and_families_without_a_grammar_are_refused_with_one_line(tmp_path
         generate(make_tiny_t5(), ["a b ."], 32, num_beams=2, grammars=[copy_grammar(["a", "b", "."], TYPES)])
     from fishdip.runs.config import configs_from_options
 
-    with pytest.raises(ConfigError, match="--decoding constrained: multiwoz21's outputs have no grammar here"):
-        configs_from_options({"task": "multiwoz21", "decoding": "constrained", "output_dir": str(tmp_path)})
+    with pytest.raises(ConfigError, match="--decoding constrained: fewrel's outputs have no grammar here"):
+        configs_from_options({"task": "fewrel", "decoding": "constrained", "output_dir": str(tmp_path)})
+
+
+# -- dialogue state tracking: slot names from the schema, in the order dst.encode writes them ------
+def test_every_gold_belief_state_of_the_fixture_is_in_the_dst_grammar():
+    from fishdip.data.multiwoz import read_multiwoz
+    from fishdip.formats import dst
+
+    loaded, grammar = make_tiny_llama(), dst.belief_grammar()
+    examples = read_multiwoz(FIXTURES / "multiwoz21" / "train_dials.json")
+    assert any(ex.belief for ex in examples)
+    for ex in examples:
+        assert _accepts(loaded, grammar, " " + dst.encode(ex.belief)), dst.encode(ex.belief)
+
+
+TAXI = "taxi arrive by 17:30 , taxi departure none , taxi destination none , taxi leave at none"
+
+
+@pytest.mark.parametrize("text, valid", [
+    ("[belief] [belief]", True),
+    (f"[belief] {TAXI} [belief]", True),
+    (f"[belief] {TAXI.replace('17:30', 'the cambridge chop house')} [belief]", True),  # values are free words
+    ("[belief] taxi arrive by 17:30 [belief]", False),  # an active domain writes every slot
+    (f"[belief] {TAXI.replace('arrive by', 'arrival')} [belief]", False),  # not a slot of the schema
+    (f"[belief] {TAXI.replace('taxi', 'bus')} [belief]", False),  # not a domain
+    ("[belief] taxi departure none , taxi arrive by 17:30 , taxi destination none , taxi leave at none [belief]",
+     False),  # slots out of order
+    (f"[belief] {TAXI} , attraction area none , attraction name none , attraction type none [belief]",
+     False),  # domains out of order
+    (f"[belief] {TAXI.replace('17:30', '17,30')} [belief]", False),  # a comma separates slots only
+    (f"[belief] {TAXI}", False),  # never closed
+])
+def test_the_dst_grammar_admits_belief_states_of_the_schema_only(text, valid):
+    from fishdip.formats import dst
+
+    assert _accepts(make_tiny_llama(), dst.belief_grammar(), " " + text) is valid
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("decoding", ["constrained", "own-brackets"])
+def test_a_random_model_constrained_writes_only_belief_states_of_the_schema(decoding):
+    loaded = make_tiny_llama()
+    task = load_task("multiwoz21", FIXTURES)
+    examples = task.read("test")[:3]
+    texts, decoded = task.predict(loaded, examples, GenerationOptions(max_length=64, decoding=decoding),
+                                  progress=False)
+    for text, pred in zip(texts, decoded):
+        assert not pred.errors, (text, pred.errors)  # no format error, unknown domain or slot, empty value
+        assert text.startswith("[belief]") and text.endswith("[belief]")
 
 
 @pytest.mark.integration

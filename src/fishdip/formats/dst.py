@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
+from fishdip.formats.grammar import Grammar, literal
 from fishdip.structures import DSTDecoded
 
 BELIEF = "[belief]"
@@ -75,3 +76,29 @@ def decode(text: str) -> DSTDecoded:
             belief[f"{domain}-{slot}"] = value
     return DSTDecoded(belief, errors)
 
+
+
+# constrained decoding: a value is 1..MAX_VALUE_WORDS words of printable ASCII (TRADE's values are)
+# without spaces, commas or brackets, each at most MAX_WORD_CHARS characters
+MAX_VALUE_WORDS, MAX_WORD_CHARS = 8, 30
+_WORD = r"[\x21-\x2b\x2d-\x5a\x5c\x5e-\x7e]"
+
+
+def belief_grammar() -> Grammar:
+    """What ``encode`` can write, as a grammar (formats/grammar.py): ``[belief]``, then for each
+    active domain, in order, every one of its slots in order with a value, then ``[belief]``. Slot
+    names come from the schema; values are free words within the bounds above."""
+    domains = list(SLOTS)
+    # the lexemes that may follow each other differ by their second byte at the latest: " , ",
+    # " [belief]" and MORE (a space and a word) after a value
+    rules = [f'start: " "? {literal(BELIEF + " ")} (r0 {literal(" " + BELIEF)} | {literal(BELIEF)})',
+             f"WORD: /{_WORD}{{1,{MAX_WORD_CHARS}}}/", f"MORE: / {_WORD}{{1,{MAX_WORD_CHARS}}}/",
+             f"value: WORD MORE{{0,{MAX_VALUE_WORDS - 1}}}"]
+    for i, domain in enumerate(domains):  # r<i>: the active domains from the i-th on, at least one
+        later = f'(" , " r{i + 1})? | r{i + 1}' if i + 1 < len(domains) else ""
+        rules.append(f"r{i}: d{i} {later}".rstrip())
+        items = ' " , " '.join(f"{literal(f'{domain} {natural_slot(s)} ')} value" for s in SLOTS[domain])
+        rules.append(f"d{i}: {items}")
+    value = MAX_VALUE_WORDS * (MAX_WORD_CHARS + 1)
+    items = sum(len(f"{d} {natural_slot(s)} ") + value + 3 for d in domains for s in SLOTS[d])
+    return Grammar("\n".join(rules) + "\n", 1 + len(BELIEF) * 2 + 2 + items, groups=False)

@@ -32,9 +32,10 @@ MAX_ORDINAL = 9  # "#n" after a tail: the n-th of several spans with the same te
 class Grammar:
     lark: str  # llguidance Lark: every output allowed (before the end-of-sequence token)
     max_bytes: int  # an upper bound of the longest allowed output, in UTF-8 bytes
+    groups: bool = True  # outputs open bracket groups on input words (decoding own-brackets applies)
 
 
-def _q(text: str) -> str:
+def literal(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)  # a Lark string literal (quotes, backslashes escaped)
 
 
@@ -55,28 +56,28 @@ def copy_grammar(words: list[str], types: list[str], relations: list[str] = (), 
     max_relations = max_relations if relations else 0
     rules = ['start: " "? c0']  # a decoder-only model writes " " first; SentencePiece folds it in
     for i, word in enumerate(words):
-        rules.append(f"c{i}: {_q(word)} t{i + 1} | {_q(f'{OPEN} {word}')} b{i + 1}")
+        rules.append(f"c{i}: {literal(word)} t{i + 1} | {literal(f'{OPEN} {word}')} b{i + 1}")
     rules += [f't{k}: " " c{k}' for k in range(n)] + [f't{n}: ""']
-    fields = f'{_q(f" {SEP} ")} type rels {_q(f" {CLOSE}")}'
+    fields = f'{literal(f" {SEP} ")} type rels {literal(f" {CLOSE}")}'
     for k in range(n + 1):
-        more = f"{_q(' ' + words[k])} b{k + 1} | " if k < n else ""
+        more = f"{literal(' ' + words[k])} b{k + 1} | " if k < n else ""
         rules.append(f"b{k}: {more}{fields} t{k}")
-    rules.append("type: " + " | ".join(_q(t) for t in types))
+    rules.append("type: " + " | ".join(literal(t) for t in types))
     if max_relations:
-        rules.append("rel: " + " | ".join(_q(r) for r in relations))
+        rules.append("rel: " + " | ".join(literal(r) for r in relations))
         rules.append(f"rels: relation{{0,{max_relations}}}")
-        rules.append(f'relation: {_q(f" {SEP} ")} rel " = " tail')
+        rules.append(f'relation: {literal(f" {SEP} ")} rel " = " tail')
         # TANL's "#n" names the n-th of several spans with the same text: only where a word repeats
         repeats = min(max(Counter(words).values()), MAX_ORDINAL)
-        ordinals = f' (" #" ({" | ".join(_q(str(i)) for i in range(1, repeats + 1))}))?' if repeats > 1 else ""
+        ordinals = f' (" #" ({" | ".join(literal(str(i)) for i in range(1, repeats + 1))}))?' if repeats > 1 else ""
         rules.append("tail: (" + " | ".join(f"w{i}_1" for i in range(n)) + ")" + ordinals)
         if longest_tail >= n:  # any run of words: one chain shared by every start
-            rules += [f"w{i}_1: {_q(words[i])}" + (f' (" " w{i + 1}_1)?' if i + 1 < n else "") for i in range(n)]
+            rules += [f"w{i}_1: {literal(words[i])}" + (f' (" " w{i + 1}_1)?' if i + 1 < n else "") for i in range(n)]
         else:  # w{i}_{m}: the m-th word of a tail that starts at word i
             for i in range(n):
                 for m in range(1, min(longest_tail, n - i) + 1):
                     more = f' (" " w{i}_{m + 1})?' if m < longest_tail and i + m < n else ""
-                    rules.append(f"w{i}_{m}: {_q(words[i + m - 1])}{more}")
+                    rules.append(f"w{i}_{m}: {literal(words[i + m - 1])}{more}")
     else:
         rules.append('rels: ""')
     return Grammar("\n".join(rules) + "\n", _max_bytes(words, types, relations, max_relations, longest_tail))

@@ -47,7 +47,8 @@ def generate(
     an annotation then ends at its line's end). ``grammars``: constrained decoding, each row writes
     only what its grammar allows (models/constrained.py), within a budget its longest output fits;
     ``own_brackets``: where the model's top token is not allowed, it copies on rather than open a
-    bracket group (a group opens only where the model itself opens one).
+    bracket group (a group opens only where the model itself opens one; grammars without groups,
+    DST's, decode as plain constrained).
     ``copy_ahead``: a decoder-only model checks that many tokens copied from its prompt in one
     forward pass (models/copy_ahead.py; 0: one token a step).
     Greedy search runs ``greedy_rows`` (a row that is done leaves the batch); beams, and free
@@ -65,7 +66,7 @@ def generate(
                                "for beams")
         limits = [g.max_bytes + 1 for g in grammars]  # every token is a byte or more; + EOS
         rows = GrammarRows(loaded.grammar_tokenizer(), [g.lark for g in grammars],
-                           loaded.opening_tokens() if own_brackets else None)
+                           loaded.opening_tokens() if own_brackets and grammars[0].groups else None)
         choose = rows.choose
     else:
         limits = [budget.tokens(len(tok(s, add_special_tokens=False)["input_ids"]), max_length) for s in sources]

@@ -50,7 +50,7 @@ class Task(ABC):
         if cfg.decoding != "free" and not cls.constrains:
             raise ConfigError(f"--decoding {cfg.decoding}: {cfg.task}'s outputs have no grammar here (constrained "
                               "decoding covers the families whose output annotates its input: entities, "
-                              "relations, SRL, events); use --decoding free")
+                              "relations, SRL, events; and dialogue states); use --decoding free")
 
     # -- what a family must provide ------------------------------------------------------------
     @classmethod

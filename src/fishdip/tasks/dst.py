@@ -8,6 +8,7 @@ from typing import ClassVar
 from fishdip.data.sampling import sample_indices
 from fishdip.evaluation.metrics import accuracy, count_errors
 from fishdip.formats import dst
+from fishdip.formats.grammar import Grammar
 from fishdip.tasks.base import Task
 from fishdip.tasks.options import DataOptions
 
@@ -17,6 +18,7 @@ class DSTTask(Task):
     """Dialogue state tracking: history in, the belief state of every active domain out."""
 
     metrics: ClassVar[tuple[str, ...]] = ("joint_goal_accuracy", "slot_accuracy")
+    constrains: ClassVar[bool] = True
 
     @classmethod
     def load(cls, source, decoder: str) -> DSTTask:
@@ -40,6 +42,10 @@ class DSTTask(Task):
 
     def target(self, ex) -> str:
         return dst.encode(ex.belief)
+
+    def grammar(self, example, budget) -> Grammar:
+        """Slot names from the schema, in the order ``dst.encode`` writes them; values free words."""
+        return dst.belief_grammar()
 
     def decode(self, text: str, ex) -> dst.DSTDecoded:
         return dst.decode(text)

@@ -33,6 +33,7 @@ class FewShotRCTask(Task):
 
     @classmethod
     def check_options(cls, cfg) -> None:
+        super().check_options(cfg)
         if cfg.eval_limit is not None and cfg.eval_limit % cfg.n_way:
             raise ConfigError(f"--eval-limit {cfg.eval_limit}: few-shot queries come in groups of --n-way "
                               f"{cfg.n_way}; use a multiple of {cfg.n_way} so every relation keeps its share")
