@@ -135,6 +135,20 @@ def test_own_brackets_opens_a_group_only_where_the_model_itself_opens_one(top, c
     assert loaded.opening_tokens().sum() == 1  # bytes: "[" alone holds the mark
 
 
+def test_copy_ahead_takes_guesses_that_are_the_top_token_and_allowed_without_a_mask():
+    from fishdip.models.constrained import GrammarRows
+
+    loaded = make_tiny_llama()  # one token per byte
+    ids = lambda text: loaded.tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    lark = copy_grammar(["John", "runs"], TYPES).lark
+    for guess, top, expected, rest in [(" John runs", " John runs", 10, []), (" John runs", " Jo", 3, ids("hn runs")),
+                                       (" Jxhn runs", " Jxhn runs", 2, ids("ohn runs"))]:  # "x": not allowed
+        rows = GrammarRows(loaded.grammar_tokenizer(), [lark])
+        assert rows.agreeing(0, ids(guess), ids(top) + [0] * 10) == expected
+        matcher = rows.matchers[0]  # it consumed what it agreed to: the rest of the sentence completes it
+        assert (not rest or matcher.consume_tokens(rest)) and matcher.is_accepting()
+
+
 @pytest.mark.integration
 @pytest.mark.parametrize("make", [make_tiny_llama, make_tiny_t5], ids=["llama", "t5"])
 def test_own_brackets_writes_only_valid_annotations_too(make):

@@ -98,3 +98,15 @@ class GrammarRows:
                 self.failed.add(row)  # the engine could not continue this row: end it
                 tokens[slot] = self.eos
         return tokens
+
+    def agreeing(self, row: int, guess: list[int], top: list[int]) -> int:
+        """How many leading tokens of ``guess`` equal the model's top tokens ``top`` and are allowed;
+        the row's matcher consumes them. Such a token is what ``choose`` takes (an allowed top token
+        is the best allowed one, under either rule), without computing a mask over the vocabulary."""
+        n = 0
+        while n < len(guess) and guess[n] == top[n]:
+            n += 1
+        n = self.matchers[row].validate_tokens(guess[:n]) if n else 0
+        if n and not self.matchers[row].consume_tokens(guess[:n]):
+            raise FishdipError("the grammar engine refused tokens it had just validated")
+        return n

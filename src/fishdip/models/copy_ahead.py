@@ -93,8 +93,10 @@ def _verify(logits: torch.Tensor, guess: list[int], grammar, row: int) -> tuple[
         while accepted < len(guess) and chosen[accepted] == guess[accepted]:
             accepted += 1
         return accepted, chosen[accepted]
-    for accepted in range(len(guess) + 1):
+    top, accepted = logits[: len(guess) + 1].float().argmax(-1).tolist(), 0
+    while True:  # a mask over the vocabulary only where the model's top token is not the guess
+        accepted += grammar.agreeing(row, guess[accepted:], top[accepted:])
         token = int(grammar.choose(logits[accepted: accepted + 1], [row])[0])
         if accepted == len(guess) or token != guess[accepted]:
             return accepted, token
-    raise AssertionError("unreachable")
+        accepted += 1
