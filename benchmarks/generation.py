@@ -17,7 +17,7 @@ Prints a table and writes JSON (default benchmarks/results/generation-<device>.j
 
 ``--trained MODEL`` measures copy-ahead (models/copy_ahead.py) on a trained model's own outputs,
 CoNLL04 test sentences run to their own end: one token a step (``greedy_rows``) against checking
-copied guesses of 4 or 8 tokens at once, free and constrained; every row must come out the same.
+copied guesses of 4 or 8 tokens at once, with every decoding; every row must come out the same.
 
 Run:  python benchmarks/generation.py [--sentences 96] [--batch-sizes 16,32,64] [--model t5-base]
       python benchmarks/generation.py --trained runs/main/fish-dip --sentences 96 --batch-sizes 64
@@ -104,12 +104,15 @@ def trained(path: str, sentences: int, batch_size: int, widths: list[int], outpu
     grammars = [task.grammar(ex, loaded.budget) for ex in examples]
     generate_sorted(loaded, sources[:4], 4, 256, 1, progress=False)  # warm-up
     results = []
-    for decoding in ("free", "constrained"):
+    from fishdip.tasks.options import DECODINGS
+
+    for decoding in DECODINGS:
         reference = None
         for width in [0, *widths]:
             started = time.perf_counter()
             out = generate_sorted(loaded, sources, batch_size, 256, 1, progress=False,
-                                  grammars=grammars if decoding == "constrained" else None, copy_ahead=width)
+                                  grammars=grammars if decoding != "free" else None, copy_ahead=width,
+                                  own_brackets=decoding == "own-brackets")
             seconds = time.perf_counter() - started
             reference = reference or out.texts
             tokens = sum(len(loaded.tokenizer(" " + t, add_special_tokens=False)["input_ids"]) + 1 for t in out.texts)
