@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -131,6 +132,18 @@ def test_grid_kill_resume_and_report(tmp_path, tiny_model_dir):
         refused = runner.invoke(app, ["report", str(out), option, "lora"])
         assert refused.exit_code == 2 and f"{option} 'lora': no finished cell of" in refused.output
         assert "(its methods: full, fish-dip)" in refused.output
+    # a method whose refreshes choose layers, not masks (lisa's turns): reported, no mask plots
+    for episode in (1, 2):
+        cell = out / "conll/size-6/lisa" / f"episode-{episode}"
+        shutil.copytree(out / "conll/size-6/full" / f"episode-{episode}", cell)
+        results = json.loads((cell / "results.json").read_text())
+        results["method"] = "lisa"
+        results["episodes"][0]["train"]["refreshes"] = [{"step": s, "layers": ["model.layers.0"]} for s in (0, 3)]
+        (cell / "results.json").write_text(json.dumps(results))
+    result = runner.invoke(app, ["report", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "| lisa vs full |" in (report / "report.md").read_text()
+    assert not list(report.glob("mask-*-lisa.png"))
 
 
 @pytest.mark.integration

@@ -302,8 +302,10 @@ def _plots(groups: list[Group], out: Path, metric: str) -> None:
         if any(e["train"].get("curve") for eps in g.runs.values() for e in eps.values()):
             plot_curves({m: list(eps.values()) for m, eps in g.runs.items()}, out / f"curves-{name}.png", metric,
                         f"{g.task}, {g.size}: {metric} during training")
+        # methods whose masks change (lisa's layer turns are recorded as refreshes too, with no mask)
         dynamic = {m: list(eps.values()) for m, eps in g.runs.items()
-                   if all(len(masks_of(e["train"])) > 1 for e in eps.values())}
+                   if all(len(masks_of(e["train"])) > 1 and "overlap_with_previous" in masks_of(e["train"])[1]
+                          for e in eps.values())}
         if dynamic:
             plot_mask_overlap(dynamic, out / f"mask-overlap-{name}.png", f"{g.task}, {g.size}: consecutive masks")
         for method, episodes in dynamic.items():
