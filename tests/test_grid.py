@@ -138,11 +138,14 @@ def test_grid_kill_resume_and_report(tmp_path, tiny_model_dir):
         shutil.copytree(out / "conll/size-6/full" / f"episode-{episode}", cell)
         results = json.loads((cell / "results.json").read_text())
         results["method"] = "lisa"
-        results["episodes"][0]["train"]["refreshes"] = [{"step": s, "layers": ["model.layers.0"]} for s in (0, 3)]
+        train = results["episodes"][0]["train"]
+        quarter = train["total_params"] // 4
+        train["refreshes"] = [{"step": s, "layers": ["model.layers.0"], "learning_parameters": quarter} for s in (0, 3)]
         (cell / "results.json").write_text(json.dumps(results))
     result = runner.invoke(app, ["report", str(out)])
     assert result.exit_code == 0, result.output
     assert "| lisa vs full |" in (report / "report.md").read_text()
+    assert "| 25.00 % |" in (report / "report.md").read_text()  # the share that learns at a time
     assert not list(report.glob("mask-*-lisa.png"))
 
 

@@ -123,6 +123,7 @@ def test_lisa_trains_only_its_turns_layers_and_what_lies_outside_the_layers():
     result = trainer.train()
     (turn,) = result.refreshes
     assert turn["step"] == 0 and len(turn["layers"]) == 1
+    assert result.trainable_params == turn["learning_parameters"] < result.total_params  # a turn's, not all
     for name, p in loaded.model.named_parameters():
         layer = next((x for x in layers if name.startswith(x + ".")), None)
         moved = not torch.equal(p.detach(), start[name])

@@ -218,7 +218,7 @@ def settings_table(group: Group) -> str:
         how = "" if sweep is None else " (dev sweep: " + ", ".join(
             f"{_values(c)} → {100 * v:.1f}" for c, v in zip(sweep["candidates"], sweep["scores"])) + ")"
         steps = sorted({t["steps"] for t in train})
-        share = statistics.fmean(t["trainable_params"] / t["total_params"] for t in train if t.get("total_params"))
+        share = statistics.fmean(_learning(t) / t["total_params"] for t in train if t.get("total_params"))
         seconds = statistics.fmean(t["seconds"] for t in train)
         refresh = sum(t.get("refresh_seconds", 0.0) for t in train) / max(sum(t["seconds"] for t in train), 1e-9)
         lines.append(f"| {method} | {'-' if not lr else f'{lr:g}'}{how} | {'/'.join(map(str, steps))} | "
@@ -249,6 +249,13 @@ def csv_rows(groups: list[Group], baseline: str) -> str:
                                    [f"{p.mean:.6f}", f"{p.low:.6f}", f"{p.high:.6f}", p.wins, p.n,
                                     "" if math.isnan(p.wilcoxon_p) else f"{p.wilcoxon_p:.6f}"])])
     return out.getvalue()
+
+
+def _learning(train: dict) -> int:
+    """Parameters that learn at a time: lisa's layer turns record theirs (runs before the trainer
+    counted them recorded every parameter as trainable)."""
+    turns = [r["learning_parameters"] for r in train.get("refreshes", []) if "learning_parameters" in r]
+    return max(turns) if turns else train["trainable_params"]
 
 
 def write_report(root: str | Path, output: str | Path | None = None, metric: str | None = None,

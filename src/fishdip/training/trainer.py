@@ -204,7 +204,8 @@ class Trainer:
                 self.result.refreshes.append(self.turns.choose(0))
             where = {"step": 0, "epoch": 0, "group": 0, "below": 0, "epoch_rng": shuffler.get_state()}
         self.result.machines.append(amp.machine(self.device))
-        self.result.trainable_params = self.num_keep if self.mask else sum(p.numel() for p in self.params.values())
+        self.result.trainable_params = self.num_keep if self.mask else sum(  # lisa: its turn's layers
+            p.numel() for p in self.params.values() if p.requires_grad)
 
         model.train()
         step, below = where["step"], where["below"]
