@@ -94,6 +94,7 @@ def trained(path: str, sentences: int, batch_size: int, widths: list[int], outpu
     copy-ahead; the rows must be the same."""
     import fishdip
     from fishdip.evaluation.predict import generate_sorted
+    from fishdip.tasks.options import DECODINGS
 
     predictor = fishdip.load(path, device="cpu")
     loaded, task = predictor.loaded, predictor.task
@@ -104,8 +105,6 @@ def trained(path: str, sentences: int, batch_size: int, widths: list[int], outpu
     grammars = [task.grammar(ex, loaded.budget) for ex in examples]
     generate_sorted(loaded, sources[:4], 4, 256, 1, progress=False)  # warm-up
     results = []
-    from fishdip.tasks.options import DECODINGS
-
     for decoding in DECODINGS:
         reference = None
         for width in [0, *widths]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from functools import cache
 
 from fishdip.formats.grammar import Grammar, literal
 from fishdip.structures import DSTDecoded
@@ -84,6 +85,7 @@ MAX_VALUE_WORDS, MAX_WORD_CHARS = 8, 30
 _WORD = r"[\x21-\x2b\x2d-\x5a\x5c\x5e-\x7e]"
 
 
+@cache  # the same for every dialogue turn: built once
 def belief_grammar() -> Grammar:
     """What ``encode`` can write, as a grammar (formats/grammar.py): ``[belief]``, then for each
     active domain, in order, every one of its slots in order with a value, then ``[belief]``. Slot
