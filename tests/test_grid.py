@@ -294,3 +294,23 @@ def test_mask_plots_leave_out_the_refreshes_a_closed_gate_skipped(tmp_path):
     plot_mask_location(episodes, tmp_path / "location.png", "t")
     plot_samples(episodes[0], tmp_path / "samples.png", "t")
     assert all((tmp_path / f"{n}.png").stat().st_size > 1000 for n in ("overlap", "location", "samples"))
+
+
+def test_settings_table_counts_masks_chosen_and_refreshes_a_gate_kept():
+    from fishdip.reports.grid import Group, settings_table
+
+    def episode(refreshes, steps=300):
+        return {"train": {"refreshes": refreshes, "steps": steps, "seconds": 10.0, "total_params": 100,
+                          "trainable_params": 1, "refresh_seconds": 1.0}}
+
+    chosen, kept = {"step": 0}, {"step": 99, "kept": True}
+    group = Group("conll04", "fraction-0.01", runs={
+        "fish-dip-gated": {2: episode([chosen, kept, chosen], 250), 1: episode([chosen, kept, kept])},
+        "fish-dip-static": {1: episode([chosen]), 2: episode([chosen])},
+        "full": {1: episode([]), 2: episode([])}})
+    rows = settings_table(group).splitlines()
+    assert "| masks chosen |" in rows[0]
+    # episode order, not the order the runs were read in, in both columns
+    assert "| 300/250 | 1.00 % | 1/2 (gate kept 2/1) |" in rows[2]
+    assert "| 300 | 1.00 % | 1/1 |" in rows[3] and "gate kept" not in rows[3]
+    assert "| - |" in rows[4]

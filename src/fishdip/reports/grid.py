@@ -209,21 +209,33 @@ def curve_table(group: Group, metric: str) -> str:
 
 def settings_table(group: Group) -> str:
     """How each method ran: learning rate (and how it was chosen), steps, trainable share, time."""
-    lines = ["| method | learning rate | optimizer steps | trainable | train s / episode | of it mask refreshes |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| method | learning rate | optimizer steps | trainable | masks chosen | train s / episode | "
+             "of it mask refreshes |", "|---|---|---|---|---|---|---|"]
     for method, eps in group.runs.items():
         train = [e["train"] for e in eps.values()]
         lr = group.configs.get(method, {}).get("train", {}).get("effective_lr")
         sweep = group.sweeps.get(method)
         how = "" if sweep is None else " (dev sweep: " + ", ".join(
             f"{_values(c)} → {100 * v:.1f}" for c, v in zip(sweep["candidates"], sweep["scores"])) + ")"
-        steps = sorted({t["steps"] for t in train})
+        steps = [eps[e]["train"]["steps"] for e in sorted(eps)]  # episode order, as the masks column
+        steps = steps[:1] if len(set(steps)) == 1 else steps
         share = statistics.fmean(_learning(t) / t["total_params"] for t in train if t.get("total_params"))
         seconds = statistics.fmean(t["seconds"] for t in train)
         refresh = sum(t.get("refresh_seconds", 0.0) for t in train) / max(sum(t["seconds"] for t in train), 1e-9)
         lines.append(f"| {method} | {'-' if not lr else f'{lr:g}'}{how} | {'/'.join(map(str, steps))} | "
-                     f"{100 * share:.2f} % | {seconds:.0f} | {refresh:.0%} |")
+                     f"{100 * share:.2f} % | {_choices(eps)} | {seconds:.0f} | {refresh:.0%} |")
     return "\n".join(lines)
+
+
+def _choices(episodes: dict[int, dict]) -> str:
+    """Masks (lisa: layer turns) chosen per episode, in episode order, and the scheduled refreshes a
+    closed ``--refresh-gate`` kept the mask at: how often what learns changed."""
+    records = [episodes[e]["train"].get("refreshes", []) for e in sorted(episodes)]
+    if not any(records):
+        return "-"
+    chosen = "/".join(str(len([r for r in rs if not r.get("kept")])) for rs in records)
+    kept = [len([r for r in rs if r.get("kept")]) for rs in records]
+    return chosen + (f" (gate kept {'/'.join(map(str, kept))})" if any(kept) else "")
 
 
 def _values(candidate: dict) -> str:
