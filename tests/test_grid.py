@@ -314,3 +314,22 @@ def test_settings_table_counts_masks_chosen_and_refreshes_a_gate_kept():
     assert "| 300/250 | 1.00 % | 1/2 (gate kept 2/1) |" in rows[2]
     assert "| 300 | 1.00 % | 1/1 |" in rows[3] and "gate kept" not in rows[3]
     assert "| - |" in rows[4]
+
+
+def test_curve_pairs_pair_the_focus_with_each_method_at_every_scheduled_epoch():
+    from fishdip.reports.grid import Group, curve_pairs
+
+    def episode(points):
+        return {"train": {"curve": [{"epoch": e, "metrics": {"relation_f1": v}} for e, v in points]}}
+
+    group = Group("conll04", "fraction-0.01", runs={
+        # episode 2 of fish-dip stopped at epoch 150: its last score counts at 200
+        "fish-dip": {1: episode([(100, 0.30), (200, 0.20)]), 2: episode([(100, 0.20), (150, 0.10)])},
+        "full": {1: episode([(100, 0.10), (200, 0.10)]), 2: episode([(100, 0.10), (200, 0.20)])},
+        "fish-dip-static": {1: episode([(100, 0.30), (200, 0.30)])}})
+    text = curve_pairs(group, "relation_f1", "fish-dip")
+    assert "| epoch | vs full | vs fish-dip-static |" in text
+    assert "| 100 | +15.0 [-48.5, +78.5] 2/2 | +0.0 (1 episode) 0/1 (1 tied) |" in text
+    assert "| 200 | +0.0 [-127.1, +127.1] 1/2 | -10.0 (1 episode) 0/1 |" in text
+    assert "| 150 |" not in text  # one episode's early stop is no scheduled epoch
+    assert curve_pairs(group, "relation_f1", "lora") == ""

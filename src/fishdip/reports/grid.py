@@ -159,6 +159,9 @@ def group_tables(group: Group, metric: str, baseline: str, focus: str | None) ->
     curve = curve_table(group, metric)
     if curve:
         lines += [curve, ""]
+    pairs = curve_pairs(group, metric, focus) if focus else ""
+    if pairs:
+        lines += [pairs, ""]
     for reference, title in ((baseline, f"each method against `{baseline}`"),
                              (focus, f"`{focus}` against each method")):
         if reference not in group.runs:
@@ -204,6 +207,51 @@ def curve_table(group: Group, metric: str) -> str:
              "| epoch | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
     for epoch in sorted(rows):
         lines.append(f"| {epoch} | " + " | ".join(_mean_std(rows[epoch].get(m, [])) for m in methods) + " |")
+    return "\n".join(lines)
+
+
+def _curves(group: Group, method: str, metric: str) -> dict[int, dict[int, float]]:
+    """Episode -> its curve points (epoch -> score) of ``method``."""
+    return {ep: {c["epoch"]: c["metrics"][metric] for c in e["train"].get("curve", [])
+                 if metric in c.get("metrics", {})}
+            for ep, e in group.runs.get(method, {}).items()}
+
+
+def _at(points: dict[int, float], epoch: int) -> float | None:
+    """An episode's score at ``epoch``: its point there, or its last one once its training has ended."""
+    if epoch in points:
+        return points[epoch]
+    return points[max(points)] if points and epoch > max(points) else None
+
+
+def curve_pairs(group: Group, metric: str, focus: str) -> str:
+    """The focus method minus each other method on the curve split, paired by episode at each scheduled
+    curve epoch: where a lead opens and where it closes (a final score alone cannot say). Epochs that
+    only some episodes have (an early stop's last point) are left out."""
+    curves = {m: _curves(group, m, metric) for m in group.runs}
+    if not any(curves.get(focus, {}).values()):
+        return ""
+    counts: dict[int, int] = {}
+    for per_method in curves.values():
+        for points in per_method.values():
+            for epoch in points:
+                counts[epoch] = counts.get(epoch, 0) + 1
+    episodes = sum(len(per_method) for per_method in curves.values())
+    epochs = sorted(e for e, n in counts.items() if 2 * n >= episodes)
+    others = [m for m in group.runs if m != focus and any(curves[m].values())]
+    if not others or not epochs:
+        return ""
+    lines = [f"{metric} on the curve split, `{focus}` minus each method, paired by episode at each curve epoch "
+             "(x100 points, 95 % t interval, wins; an episode that stopped keeps its last score):\n",
+             "| epoch | " + " | ".join(f"vs {m}" for m in others) + " |", "|---|" + "---|" * len(others)]
+    for epoch in epochs:
+        cells = []
+        for m in others:
+            a = {ep: v for ep, pts in curves[focus].items() if (v := _at(pts, epoch)) is not None}
+            b = {ep: v for ep, pts in curves[m].items() if (v := _at(pts, epoch)) is not None}
+            interval, wins, _ = _paired_text(paired(a, b))
+            cells.append(f"{interval} {wins}" if wins != "-" else "-")
+        lines.append(f"| {epoch} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
