@@ -1,6 +1,8 @@
 """A running episode's training state survives a stop: continuing gives what an uninterrupted run gives."""
 
 import json
+import os
+import signal
 from dataclasses import dataclass
 
 import pytest
@@ -24,6 +26,21 @@ class KilledAt(Checkpoint):
         super().save(state)
         if state["where"]["step"] == self.kill:
             raise KeyboardInterrupt
+
+
+@dataclass
+class SignalledAt(Checkpoint):
+    """A checkpoint whose process is sent SIGTERM (as ``kill`` or a session's end sends it) while the
+    trainer asks, after step ``at``, whether a save is due."""
+
+    at: int = 0
+    asked: int = 0
+
+    def due(self) -> bool:
+        self.asked += 1
+        if self.asked == self.at:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return super().due()
 
 
 def _train(cfg, checkpoint=None, curve_every=None):
@@ -68,6 +85,31 @@ def test_a_killed_run_continued_from_its_checkpoint_equals_an_uninterrupted_one(
     assert continued.touched_entries == whole.touched_entries
     for name, value in whole_weights.items():
         assert torch.equal(weights[name], value), name
+
+
+@pytest.mark.integration
+def test_a_signal_stops_training_after_the_step_in_progress_with_its_state_saved(tmp_path):
+    cfg = _cfg(epochs=3, batch_size=2, grad_accum_steps=2, recipe="paper", lr=None, refresh_steps=2)
+    _, whole, whole_weights = _train(cfg)
+    path, handler = tmp_path / "episode-1.pt", signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):  # the CLI's "interrupted: ... run the same command again"
+        _train(cfg, SignalledAt(path, every_seconds=1e9, at=5))  # no timed save: the signal's alone
+    assert signal.getsignal(signal.SIGTERM) is handler  # the handlers are given back
+    _, continued, weights = _train(cfg, Checkpoint(path, every_seconds=1e9))
+    assert continued.resumed_at == [5]  # nothing of the 5 steps is lost
+    assert [x["loss"] for x in continued.losses] == [x["loss"] for x in whole.losses]
+    for name, value in whole_weights.items():
+        assert torch.equal(weights[name], value), name
+
+
+def test_a_second_sigint_interrupts_at_once(tmp_path):
+    checkpoint = Checkpoint(tmp_path / "episode-1.pt")
+    with checkpoint.stop_on_signal():
+        os.kill(os.getpid(), signal.SIGINT)  # the first: noted, the step goes on
+        assert checkpoint.stop_signal == signal.SIGINT and checkpoint.due()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 @pytest.mark.integration

@@ -9,6 +9,10 @@ model's), the optimizer and schedule state, the mask and touched entries, the st
 drives dropout, and the record so far (losses, refreshes, curve). Continuing from it gives the same
 losses, masks and weights as a run that was never stopped (tests/test_checkpoint.py).
 
+A stop asked for by a signal loses nothing: while an episode trains with a checkpoint, the first
+SIGINT (Ctrl-C) or SIGTERM lets the current optimizer step finish, saves the state and then stops
+the run as an interrupt does (``stop_on_signal``); a second SIGINT interrupts at once.
+
 The file is written atomically (a temporary file, then a rename): a kill while saving leaves the
 previous checkpoint. It lies in ``<output_dir>/checkpoint/episode-<i>.pt``, or, where
 ``$FISHDIP_CHECKPOINT_DIR`` is set, in a folder there named after the run folder's absolute path
@@ -21,9 +25,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,9 +60,32 @@ class Checkpoint:
     identity: dict = field(default_factory=dict)
     same_run: Callable[[dict, dict], bool] = lambda saved, identity: saved == identity
     last_saved: float = field(default_factory=time.perf_counter)
+    stop_signal: int | None = None  # set by stop_on_signal: save at the end of this step, then stop
 
     def due(self) -> bool:
-        return time.perf_counter() - self.last_saved >= self.every_seconds
+        return time.perf_counter() - self.last_saved >= self.every_seconds or self.stop_signal is not None
+
+    @contextmanager
+    def stop_on_signal(self) -> Iterator[None]:
+        """While the block runs (a training loop that saves when ``due``), the first SIGINT or SIGTERM
+        only sets ``stop_signal``; a second SIGINT raises KeyboardInterrupt at once. The previous
+        handlers come back afterwards. Only the main thread can install handlers: elsewhere, nothing
+        changes."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def ask(signum, _frame) -> None:
+            if self.stop_signal is not None and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self.stop_signal = signum
+
+        previous = {s: signal.signal(s, ask) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
 
     def save(self, state: dict) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

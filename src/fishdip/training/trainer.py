@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import signal
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -176,6 +177,17 @@ class Trainer:
 
     # -- loop ---------------------------------------------------------------
     def train(self) -> TrainRecord:
+        """Train to the last step or the early stop. With a checkpoint, a SIGINT or SIGTERM stops the
+        run after the step in progress, its state saved (checkpoint.py), as an interrupt does."""
+        if self.checkpoint is None:
+            return self._train()
+        with self.checkpoint.stop_on_signal():
+            result = self._train()
+        if self.checkpoint.stop_signal is not None:  # asked after the last save: that state continues
+            raise KeyboardInterrupt
+        return result
+
+    def _train(self) -> TrainRecord:
         cfg, model = self.cfg, self.loaded.model
         torch.manual_seed(cfg.seed)
         started = time.perf_counter()
@@ -253,6 +265,11 @@ class Trainer:
                     self.result.seconds = round(time.perf_counter() - started, 3)
                     here = {"step": step, "epoch": epoch, "group": g + 1, "below": below, "epoch_rng": epoch_rng}
                     self.checkpoint.save(self.state(here, optimizer, scheduler, scaler))
+                    if self.checkpoint.stop_signal is not None:
+                        self.log(f"\nstopped after step {step} ({signal.Signals(self.checkpoint.stop_signal).name}): "
+                                 f"its training state is saved in {self.checkpoint.path}; the same command "
+                                 "continues from it")
+                        raise KeyboardInterrupt
                 if self.result.stopped_early:
                     break
         bar.close()
