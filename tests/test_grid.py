@@ -319,12 +319,13 @@ def test_settings_table_counts_masks_chosen_and_refreshes_a_gate_kept():
 def test_curve_pairs_pair_the_focus_with_each_method_at_every_scheduled_epoch():
     from fishdip.reports.grid import Group, curve_pairs
 
-    def episode(points):
-        return {"train": {"curve": [{"epoch": e, "metrics": {"relation_f1": v}} for e, v in points]}}
+    def episode(points, stopped=None):  # one step an epoch
+        return {"train": {"curve": [{"epoch": e, "step": e, "metrics": {"relation_f1": v}} for e, v in points],
+                          "stopped_early": stopped}}
 
     group = Group("conll04", "fraction-0.01", runs={
         # episode 2 of fish-dip stopped at epoch 150: its last score counts at 200
-        "fish-dip": {1: episode([(100, 0.30), (200, 0.20)]), 2: episode([(100, 0.20), (150, 0.10)])},
+        "fish-dip": {1: episode([(100, 0.30), (200, 0.20)]), 2: episode([(100, 0.20), (150, 0.10)], 150)},
         "full": {1: episode([(100, 0.10), (200, 0.10)]), 2: episode([(100, 0.10), (200, 0.20)])},
         "fish-dip-static": {1: episode([(100, 0.30), (200, 0.30)])}})
     text = curve_pairs(group, "relation_f1", "fish-dip")

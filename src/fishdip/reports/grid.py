@@ -226,18 +226,14 @@ def _at(points: dict[int, float], epoch: int) -> float | None:
 
 def curve_pairs(group: Group, metric: str, focus: str) -> str:
     """The focus method minus each other method on the curve split, paired by episode at each scheduled
-    curve epoch: where a lead opens and where it closes (a final score alone cannot say). Epochs that
-    only some episodes have (an early stop's last point) are left out."""
+    curve epoch: where a lead opens and where it closes (a final score alone cannot say). The point an
+    early stop adds (off the schedule) is no row of its own; it is the score that episode keeps."""
     curves = {m: _curves(group, m, metric) for m in group.runs}
     if not any(curves.get(focus, {}).values()):
         return ""
-    counts: dict[int, int] = {}
-    for per_method in curves.values():
-        for points in per_method.values():
-            for epoch in points:
-                counts[epoch] = counts.get(epoch, 0) + 1
-    episodes = sum(len(per_method) for per_method in curves.values())
-    epochs = sorted(e for e, n in counts.items() if 2 * n >= episodes)
+    epochs = sorted({c["epoch"] for eps in group.runs.values() for e in eps.values()
+                     for c in e["train"].get("curve", [])
+                     if metric in c.get("metrics", {}) and c.get("step") != e["train"].get("stopped_early")})
     others = [m for m in group.runs if m != focus and any(curves[m].values())]
     if not others or not epochs:
         return ""
