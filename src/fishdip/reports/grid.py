@@ -33,6 +33,7 @@ from fishdip.reports.plots import (
     plot_mask_overlap,
     plot_samples,
     plot_score_vs_size,
+    score_at,
 )
 from fishdip.tasks import METRICS
 
@@ -217,13 +218,6 @@ def _curves(group: Group, method: str, metric: str) -> dict[int, dict[int, float
             for ep, e in group.runs.get(method, {}).items()}
 
 
-def _at(points: dict[int, float], epoch: int) -> float | None:
-    """An episode's score at ``epoch``: its point there, or its last one once its training has ended."""
-    if epoch in points:
-        return points[epoch]
-    return points[max(points)] if points and epoch > max(points) else None
-
-
 def curve_pairs(group: Group, metric: str, focus: str) -> str:
     """The focus method minus each other method on the curve split, paired by episode at each scheduled
     curve epoch: where a lead opens and where it closes (a final score alone cannot say). The point an
@@ -243,8 +237,8 @@ def curve_pairs(group: Group, metric: str, focus: str) -> str:
     for epoch in epochs:
         cells = []
         for m in others:
-            a = {ep: v for ep, pts in curves[focus].items() if (v := _at(pts, epoch)) is not None}
-            b = {ep: v for ep, pts in curves[m].items() if (v := _at(pts, epoch)) is not None}
+            a = {ep: v for ep, pts in curves[focus].items() if (v := score_at(pts, epoch)) is not None}
+            b = {ep: v for ep, pts in curves[m].items() if (v := score_at(pts, epoch)) is not None}
             interval, wins, _ = _paired_text(paired(a, b))
             cells.append(f"{interval} {wins}" if wins != "-" else "-")
         lines.append(f"| {epoch} | " + " | ".join(cells) + " |")

@@ -112,10 +112,18 @@ def aligned_curve(series: list[list[tuple[int, float]]], also_at: Iterable[int] 
     epochs = sorted({e for s in series for e in s} | set(also_at))
     rows = []
     for epoch in epochs:
-        values = [s[epoch] if epoch in s else s[max(s)] if epoch > max(s) else None for s in series]
+        values = [score_at(s, epoch) for s in series]
         if None not in values:
             rows.append((epoch, values))
     return rows
+
+
+def score_at(points: dict[int, float], epoch: int) -> float | None:
+    """An episode's score at ``epoch`` (its curve points, epoch -> score): its point there, or its last
+    one once its training has ended; None where it trained on unscored."""
+    if epoch in points:
+        return points[epoch]
+    return points[max(points)] if points and epoch > max(points) else None
 
 
 def plot_curves(runs: dict[str, list[dict]], path: Path, metric: str, title: str) -> None:
