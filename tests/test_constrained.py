@@ -259,3 +259,25 @@ def test_a_constrained_run_records_its_decoding_and_writes_valid_outputs(tmp_pat
 
     row = fishdip.load(out).predict("Aspirin caused a rash .", decoding="constrained")[0]
     assert " ".join(parse(row["generated"]).plain.split()) == "Aspirin caused a rash ."
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("family", ["ade", "ace2005event"])
+def test_copy_ahead_option_reaches_generation_and_changes_no_output(family, monkeypatch):
+    """``GenerationOptions.copy_ahead`` (--copy-ahead) runs copy-ahead, events' two passes included,
+    and the outputs are those of one token a pass."""
+    import fishdip.models.generation as generation
+
+    loaded = make_tiny_llama()
+    task = load_task(family, FIXTURES)
+    examples = task.read("test")[:3]
+    widths = []
+    real = generation.copy_ahead_rows
+    monkeypatch.setattr(generation, "copy_ahead_rows", lambda *a, **k: widths.append(a[6]) or real(*a, **k))
+    for decoding in ("free", "own-brackets"):
+        plain = task.predict(loaded, examples, GenerationOptions(max_length=64, decoding=decoding), progress=False)
+        assert widths == []
+        ahead = task.predict(loaded, examples, GenerationOptions(max_length=64, decoding=decoding, copy_ahead=3),
+                             progress=False)
+        assert widths and set(widths) == {3} and ahead[0] == plain[0]
+        widths.clear()

@@ -112,3 +112,68 @@ def test_lookup_proposes_what_follows_the_last_tokens_in_the_prompt():
     assert lookup(prompt, [1, 6], 2) == [9, 10]  # the last place 6 occurs
     assert lookup(prompt, [5, 6], 3) == [7, 8, 6]  # two tokens pin it down
     assert lookup(prompt, [42], 3) == [] and lookup(prompt, [], 3) == []
+    assert lookup(prompt, [1, 6], 3, end=6) == [9]  # nothing from the end on
+
+
+class Oracle:
+    """Copy-ahead guesses that are greedy search's own next tokens, wrong from the ``wrong``-th on."""
+
+    def __init__(self, rows: list[list[int]], wrong: int):
+        self.rows, self.wrong, self.written = rows, wrong, [[] for _ in rows]
+
+    def observe(self, row: int, tokens: list[int]) -> None:
+        self.written[row] += tokens
+
+    def guess(self, row: int, width: int) -> list[int]:
+        right = self.rows[row][len(self.written[row]):][:width]
+        return [t if i < self.wrong else (t + 1) % 100 for i, t in enumerate(right)]
+
+
+@pytest.mark.parametrize("wrong", [99, 3, 0])
+def test_copy_ahead_keeps_agreeing_guesses_and_writes_what_greedy_search_writes(wrong):
+    """Whole guesses taken at once (and rejected tails masked out of the cache) give greedy search's rows."""
+    from fishdip.models.copy_ahead import copy_ahead_rows
+
+    loaded = make_tiny_llama(seed=3)
+    model = loaded.model.eval()
+    ids, mask = left_padded(loaded, SOURCES)
+    limits = [12, 30, 5, 25, 18]
+    eos = loaded.tokenizer.eos_token_id
+    expected = greedy_rows(model, ids, mask, limits, eos_token_id=eos)
+    assert sum(map(len, expected)) > 40  # long enough for whole guesses to be taken
+    assert copy_ahead_rows(model, ids, mask, limits, eos, Oracle(expected, wrong), width=6) == expected
+
+
+def test_drafts_guess_the_sentence_after_a_copy_and_the_batch_s_annotations_after_an_annotation():
+    from fishdip.models.copy_ahead import Drafts
+
+    # prompt: cue 1 2, sentence 10..15, cue 3; tokens: 50 "[", 51 "|", 52 "type", 53 "]", 54 "rel", 55 "="
+    prompt = [1, 2, 10, 11, 12, 13, 14, 15, 3]
+    drafts = Drafts([prompt, prompt], [(1, 8), (1, 8)], eos=0, closes=[53], tails=[55])
+    assert drafts.guess(0, 4) == []  # nothing written: no copy position yet
+    drafts.observe(0, [10, 11])
+    assert drafts.guess(0, 3) == [12, 13, 14]  # copying: the sentence's next tokens
+    drafts.observe(0, [50, 12, 51, 52, 53])  # [ 12 | type ]
+    assert drafts.guess(0, 9) == [13, 14, 15, 0]  # the copy position stayed; the sentence, then EOS
+    drafts.observe(1, [10, 50, 11, 51])  # row 1 opens a group on 11 and writes "|"
+    assert drafts.guess(1, 4) == [52, 53, 12, 13]  # what row 0 wrote after "|", then the sentence
+    drafts.observe(1, [52, 51, 54, 55])  # type | rel =
+    assert drafts.guess(1, 3) == [12, 13, 14]  # no history after "rel =": after the copy position
+    drafts.observe(1, [13])  # a tail from further on in the sentence
+    assert drafts.guess(1, 3) == [14, 15]  # a longer tail: what follows it in the sentence
+    drafts.observe(1, [53])
+    assert drafts.guess(1, 2) == [12, 13]  # after the group: copying goes on where it stopped
+
+
+@pytest.mark.parametrize("prefix", ["", "Sentence: Ann runs .\nAnnotated: [ Ann | person ] runs .\n"])
+def test_source_span_is_where_the_sentence_lies_in_the_prompt(prefix):
+    from fishdip.models.encoding import PROMPT, prompt_ids, source_span
+    from fishdip.models.generation import _with_prefix
+
+    loaded = make_tiny_llama()  # one token per byte: the span is exact up to the token it may start early
+    source = "Bob lives in Oslo ."
+    prompt = prompt_ids(loaded, source, 256)
+    prompt = _with_prefix(loaded, prefix, prompt) if prefix else prompt
+    start, end = source_span(loaded, prompt, source)
+    assert loaded.tokenizer.decode(prompt[start:end]).strip() == source
+    assert loaded.tokenizer.decode(prompt[end:]) == PROMPT.split("{source}")[1]  # the cue after it

@@ -128,15 +128,16 @@ class Predictor:
     def __init__(self, loaded: LoadedModel, task: Task, max_length: int = 256):
         self.loaded, self.task, self.max_length = loaded, task, max_length
 
-    def predict(self, texts, batch_size: int = 64, decoding: str = "free") -> list[dict]:
+    def predict(self, texts, batch_size: int = 64, decoding: str = "free", copy_ahead: int = 0) -> list[dict]:
         """Annotate raw sentences (a string or a list of strings, tokenized the way the training
         corpora are) or pre-tokenized ones (a list of token lists). Each result has the tokens,
         the generated text, and every entity (and relation) with its token span and, for raw
         text, its character offsets in the input. ``decoding="constrained"``: every output is a
-        valid annotation of its sentence (the options' ``--decoding``)."""
+        valid annotation of its sentence (the options' ``--decoding``; ``copy_ahead``: ``--copy-ahead``)."""
         from fishdip.evaluation.predict import predict
 
-        GenerationOptions(batch_size=batch_size, decoding=decoding)  # one clear line, not an error from range()
+        # one clear line, not an error from range()
+        GenerationOptions(batch_size=batch_size, decoding=decoding, copy_ahead=copy_ahead)
         if self.task.family not in ("joint_er", "ner"):
             raise FishdipError(f"predict annotates sentences for entity tasks (joint_er, ner); this model was "
                                f"trained for {self.task.family}: use evaluate()")
@@ -151,7 +152,7 @@ class Predictor:
                 inputs.append((None, [str(t) for t in item], None))
         examples = [er.Example(tokens) for _, tokens, _ in inputs]
         generated, decoded = predict(self.loaded, self.task, examples, batch_size, self.max_length, progress=False,
-                                     decoding=decoding)
+                                     decoding=decoding, copy_ahead=copy_ahead)
         out = []
         for (text, tokens, offsets), gen, pred in zip(inputs, generated, decoded):
             structures = self.task.to_json(tokens, pred.entities, pred.relations)
@@ -168,7 +169,7 @@ class Predictor:
     def evaluate(self, split: str = "test", data_dir: str | None = None, examples: list | None = None,
                  limit: int | None = None, batch_size: int = 64, num_beams: int = 1, fold: int = 0,
                  progress: bool = False, eval_file: str | Path | None = None, data_format: str = "auto",
-                 decoding: str = "free") -> dict:
+                 decoding: str = "free", copy_ahead: int = 0) -> dict:
         """Metrics on a split of the task's dataset (``fold``: of a dataset that ships folds), on
         in-memory ``examples``, or on an annotated file (``eval_file``: a doccano / Label Studio export
         or fishdip JSONL, data/annotations.py); the first ``limit`` only, if given."""
@@ -177,7 +178,7 @@ class Predictor:
 
         data = DataOptions(data_dir=data_dir, fold=fold, eval_split=split, eval_limit=limit)  # checks the values
         gen = GenerationOptions(batch_size=batch_size, max_length=self.max_length, num_beams=num_beams,
-                                decoding=decoding)
+                                decoding=decoding, copy_ahead=copy_ahead)
         if examples is not None:
             gold = [_example(x, f"examples[{i}]") for i, x in enumerate(examples)]
         elif eval_file is not None:

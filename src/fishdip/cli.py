@@ -138,6 +138,7 @@ def evaluate(
                                                       "split (docs/YOUR-DATA.md)")] = None,
     data_format: Annotated[str, typer.Option(help=_help(ExperimentConfig, "data_format"))] = "auto",
     decoding: Annotated[str, typer.Option(help=_help(ExperimentConfig, "decoding"))] = "free",
+    copy_ahead: Annotated[int, typer.Option(help=_help(ExperimentConfig, "copy_ahead"))] = 0,
 ) -> None:
     """Score a trained model on a split (or an annotated file); prints metrics as JSON."""
     import fishdip
@@ -145,7 +146,7 @@ def evaluate(
 
     try:  # every option before the model is loaded (option dataclasses check themselves): no time lost
         DataOptions(data_dir=data_dir, fold=fold, eval_split=eval_split, eval_limit=eval_limit)
-        GenerationOptions(batch_size=batch_size, num_beams=num_beams, decoding=decoding)
+        GenerationOptions(batch_size=batch_size, num_beams=num_beams, decoding=decoding, copy_ahead=copy_ahead)
         if decoder is not None:
             check_value(ExperimentConfig.__dataclass_fields__["decoder"], decoder)
         if data_dir is not None and not Path(data_dir).expanduser().is_dir():
@@ -161,7 +162,7 @@ def evaluate(
         predictor = fishdip.load(model, decoder=decoder, task=task, data_dir=data_dir, device=device)
         metrics = predictor.evaluate(eval_split, data_dir, limit=eval_limit, batch_size=batch_size,
                                      num_beams=num_beams, fold=fold, progress=True, eval_file=eval_file,
-                                     data_format=data_format, decoding=decoding)
+                                     data_format=data_format, decoding=decoding, copy_ahead=copy_ahead)
         if output:
             write_json_atomic(output, metrics)
     except (FishdipError, ValueError) as exc:
@@ -240,6 +241,7 @@ def predict_cmd(
     batch_size: Annotated[int, typer.Option(help="sentences per generation batch", min=1)] = 16,
     device: Annotated[str, typer.Option(help=_help(ExperimentConfig, "device"))] = "auto",
     decoding: Annotated[str, typer.Option(help=_help(ExperimentConfig, "decoding"))] = "free",
+    copy_ahead: Annotated[int, typer.Option(help=_help(ExperimentConfig, "copy_ahead"))] = 0,
 ) -> None:
     """Annotate raw sentences; prints one JSON object per sentence, with token spans and character offsets."""
     import fishdip
@@ -259,10 +261,10 @@ def predict_cmd(
         check_device("--device", device)
         model = _model_of_run(model)
         check_model("--model", model)
-        check_value(ExperimentConfig.__dataclass_fields__["decoding"], decoding)
+        GenerationOptions(batch_size=batch_size, decoding=decoding, copy_ahead=copy_ahead)  # checks the values
         predictor = fishdip.load(model, device=device)
         results = predictor.predict([line.split() if pretokenized else line for line in lines], batch_size,
-                                    decoding)
+                                    decoding, copy_ahead)
     except (FishdipError, ValueError) as exc:
         _fail(exc)
     for row in results:

@@ -16,12 +16,13 @@ LIMIT_ERROR = "generation_limit"  # counted per example whose generation ran out
 
 def predict(loaded: LoadedModel, task, examples: list, batch_size: int = 64, max_length: int = 256,
             num_beams: int = 1, progress: bool = True, demonstrations: Demonstrations | None = None,
-            decoding: str = "free") -> tuple[list[str], list]:
+            decoding: str = "free", copy_ahead: int = 0) -> tuple[list[str], list]:
     """Generated texts and the structures decoded from them, in example order (``decoding``:
-    ``constrained`` and ``own-brackets`` write only what ``task.grammar`` allows for each example)."""
+    ``constrained`` and ``own-brackets`` write only what ``task.grammar`` allows for each example;
+    ``copy_ahead``: models/generation.py)."""
     grammars = [task.grammar(ex, loaded.budget) for ex in examples] if decoding != "free" else None
     out = generate_sorted(loaded, [task.source(ex) for ex in examples], batch_size, max_length, num_beams,
-                          progress, "generate", demonstrations, grammars, own_brackets=decoding == "own-brackets")
+                          progress, "generate", demonstrations, grammars, copy_ahead, decoding == "own-brackets")
     decoded = [task.decode(text, ex) for text, ex in zip(out.texts, examples)]
     for pred, hit in zip(decoded, out.hit_limit):
         if hit:

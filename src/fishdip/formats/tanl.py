@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-OPEN, CLOSE, SEP = "[", "]", "|"
+OPEN, CLOSE, SEP, EQUALS = "[", "]", "|", "="
 
 
 @dataclass

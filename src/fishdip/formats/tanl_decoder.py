@@ -31,9 +31,8 @@ from collections import Counter
 from itertools import groupby
 
 from fishdip.formats.entity_relation import Decoded, Entity, Relation, Schema, escape
-from fishdip.formats.tanl import CLOSE, OPEN, SEP
+from fishdip.formats.tanl import CLOSE, EQUALS, OPEN, SEP
 
-EQUALS = "="
 _ORDINAL = re.compile(r"^(.*\S)\s+#(\d+)$")
 
 

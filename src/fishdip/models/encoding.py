@@ -149,3 +149,15 @@ def collate(loaded: LoadedModel, pairs: list[tuple[str, str]], max_length: int) 
 def prompt_ids(loaded: LoadedModel, source: str, max_length: int) -> list[int]:
     """What a decoder-only model reads before it writes the annotation of ``source``."""
     return _causal_pieces(loaded, source, None, max_length)[0]
+
+
+def source_span(loaded: LoadedModel, prompt: list[int], source: str) -> tuple[int, int]:
+    """Where ``source``'s tokens lie in a decoder-only ``prompt`` (``prompt_ids``, demonstrations in
+    front allowed): ends before the cue, starts a token early where tokenizing in context merges the
+    first word with what precedes it (copy-ahead's guesses need no more)."""
+    tok = loaded.tokenizer
+    head, tail = PROMPT.split("{source}")
+    cue = len(tok(head + "x" + tail, add_special_tokens=False)["input_ids"]) - \
+        len(tok(head + "x", add_special_tokens=False)["input_ids"])
+    end = max(0, len(prompt) - cue)
+    return max(0, end - len(tok(source, add_special_tokens=False)["input_ids"]) - 1), end

@@ -13,9 +13,10 @@ from transformers import GenerationConfig
 
 from fishdip.errors import FishdipError
 from fishdip.formats.grammar import Grammar
+from fishdip.formats.tanl import CLOSE, EQUALS
 from fishdip.models.constrained import GrammarRows
-from fishdip.models.copy_ahead import copy_ahead_rows
-from fishdip.models.encoding import encode_sources, prompt_ids
+from fishdip.models.copy_ahead import Drafts, copy_ahead_rows
+from fishdip.models.encoding import encode_sources, prompt_ids, source_span
 from fishdip.models.loading import GenerationBudget, LoadedModel
 from fishdip.models.steps import DecoderOnlySteps, EncoderDecoderSteps
 
@@ -94,7 +95,8 @@ def generate(
         width = input_ids.shape[1]
         if own_loop and copy_ahead:
             new_tokens = copy_ahead_rows(model, input_ids.to(device), attention.to(device), limits, tok.eos_token_id,
-                                         prompts, copy_ahead, rows if grammars is not None else None)
+                                         _drafts(loaded, prompts, sources), copy_ahead,
+                                         rows if grammars is not None else None)
         elif own_loop:
             new_tokens = greedy_rows(model, input_ids.to(device), attention.to(device), limits, tok.eos_token_id,
                                      choose)
@@ -162,6 +164,15 @@ def greedy_rows(model, input_ids: torch.Tensor, attention: torch.Tensor, limits:
             steps.select(index)
             live, tokens = [live[i] for i in keep], tokens[index]
         steps.feed(tokens)
+
+
+def _drafts(loaded: LoadedModel, prompts: list[list[int]], sources: list[str]) -> Drafts:
+    """Copy-ahead's guesses for a batch: the annotations end at a group's close (copying goes on)
+    or at a relation's ``=`` (a tail comes), as the model writes them after a word."""
+    tok = loaded.tokenizer
+    close, equals = (tok(f"x {mark}", add_special_tokens=False)["input_ids"][-1] for mark in (CLOSE, EQUALS))
+    return Drafts(prompts, [source_span(loaded, p, s) for p, s in zip(prompts, sources)], tok.eos_token_id,
+                  closes=[close], tails=[equals])
 
 
 def _with_prefix(loaded: LoadedModel, prefix: str, prompt: list[int]) -> list[int]:

@@ -62,6 +62,7 @@ class ExperimentConfig(DataOptions):
     eval_batch_size: int = option_of(GenerationOptions, "batch_size")
     num_beams: int = option_of(GenerationOptions, "num_beams")
     decoding: str = option_of(GenerationOptions, "decoding")
+    copy_ahead: int = option_of(GenerationOptions, "copy_ahead")
     output_dir: str = option("runs/run", "where config, results, predictions and models go (the CLI's default: "
                              "a new folder runs/<task>-<methods>-<date>-<time> per run); a rerun into the same "
                              "folder resumes it")
@@ -108,7 +109,7 @@ class ExperimentConfig(DataOptions):
     def generation(self) -> GenerationOptions:
         """How this run generates its evaluation outputs."""
         return GenerationOptions(self.eval_batch_size, self.train.max_length, self.num_beams, self.decoding,
-                                 self.rc_score)
+                                 self.rc_score, self.copy_ahead)
 
     @property
     def save_mode(self) -> str:

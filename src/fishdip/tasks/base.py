@@ -133,7 +133,7 @@ class Task(ABC):
         from fishdip.evaluation.predict import predict
 
         return predict(loaded, self, examples, gen.batch_size, gen.max_length, gen.num_beams, progress,
-                       demonstrations, gen.decoding)
+                       demonstrations, gen.decoding, gen.copy_ahead)
 
     def grammar(self, example, budget) -> Grammar | None:
         """What constrained decoding lets the model write for ``example`` (formats/grammar.py), within

@@ -91,7 +91,7 @@ class EventTask(Task):
         def generate_texts(sources: list[str], desc: str, grammars: list | None):
             return generate_sorted(loaded, sources, gen.batch_size, gen.max_length, gen.num_beams, progress, desc,
                                    demonstrations, grammars if constrained else None,
-                                   own_brackets=gen.decoding == "own-brackets")
+                                   copy_ahead=gen.copy_ahead, own_brackets=gen.decoding == "own-brackets")
 
         sources = [self.source(ex) for ex in examples]
         trigger_out = generate_texts(sources, "triggers", [self.grammar(ex, loaded.budget) for ex in examples])

@@ -106,6 +106,11 @@ class GenerationOptions:
                            "on rather than open a bracket group; greedy only", choices=DECODINGS)
     rc_score: str = option("sum", "few-shot relation classification: rank candidate relations by the summed "
                            "(TANL) or the mean token loss of their output", choices=RC_SCORES, family=FEW_SHOT)
+    copy_ahead: int = option(0, "decoder-only greedy search: check up to this many guessed tokens (the sentence's "
+                             "next words, annotations written before) in each forward pass; the same outputs up to "
+                             "floating-point near-ties, faster where a pass of a few tokens costs about what a "
+                             "pass of one does (a GPU, a CPU at batch 1), slower on a CPU at large batches "
+                             "(docs/BENCHMARKS.md); 0: one token a pass", min=0, max=64)
 
     def __post_init__(self) -> None:
         check_fields(self)
