@@ -3,6 +3,7 @@
 # too small to fill the card). On the device machine, in the repository root:
 #   bash scripts/device-grid.sh                     # only stage the .device/part-<n> this call carries
 #   bash scripts/device-grid.sh GRID PATTERN ...    # stage, then run every cell matching a pattern
+#   COPY_AHEAD=1 bash scripts/device-grid.sh [GRID PATTERN ...]   # copy-ahead's speed first (below)
 # (scripts/device-prepare.sh, run here first, makes the parts and says how.) Results go to
 # /tmp/res/grid (the grid's layout: copy the cell folders into docs/results/<grid>/ here); a tarball
 # of them and of the logs, $OUT/res.tgz, is refreshed every 20 s, so a call cut short still returns
@@ -13,6 +14,9 @@
 #   MAX_PROCS   cells at a time (default: all of them)
 #   CUDA_TESTS  1: run the test suite's CUDA tests first (pytest -m cuda), log in $OUT
 #   CACHE_MODEL the offline model the grid names (embedded; gemma3-270m needs device-prepare.sh --gemma)
+#   COPY_AHEAD  1: train the README quick start's fish-dip model (QS_ARGS: its options) and time
+#               copy-ahead on it (benchmarks/generation.py --trained, batch 64 on 96 test sentences and
+#               batch 1 on 16), JSON in /tmp/res/bench; DEVICE: where (cuda)
 #   STAGE, PYTHON  where parts are staged (/tmp/fishdip-stage) and which Python runs (python3)
 set -u
 out=${OUT:-/tmp/out}; stage=${STAGE:-/tmp/fishdip-stage}; python=${PYTHON:-python3}
@@ -36,9 +40,9 @@ if [ ! -e "$stage/ready" ] && [ -f "$stage/chunks/manifest" ]; then
     echo "waiting for more parts: $(ls "$stage/chunks" | grep -c chunk-) of $(wc -l < "$stage/chunks/manifest") staged"
   fi
 fi
-[ $# -gt 0 ] || exit 0
+[ $# -gt 0 ] || [ "${COPY_AHEAD:-0}" = 1 ] || exit 0
 [ -e "$stage/ready" ] || { echo "not every part has been staged: nothing to run" >&2; exit 1; }
-grid=$1; shift
+grid=${1:-}; shift $(( $# > 0 ))
 
 export PYTHONPATH=$PWD/src:$stage/site${PYTHONPATH:+:$PYTHONPATH} FISHDIP_DATA_DIR=$stage/data \
   FISHDIP_CACHE_DIR=/tmp/fishdip-cache FISHDIP_CHECKPOINT_DIR=/tmp/checkpoints \
@@ -46,8 +50,8 @@ export PYTHONPATH=$PWD/src:$stage/site${PYTHONPATH:+:$PYTHONPATH} FISHDIP_DATA_D
 
 # Evaluation batch 64 instead of 16: generation is latency-bound on a GPU (each sentence keeps its
 # own token budget, padding is on the left). No checkpoint saves: a cell here takes minutes.
-sed -e 's/^\[options\]$/[options]\neval_batch_size = 64\ncheckpoint_every = 1e9/' -e "${GRID_EDIT:-}" \
-  "$grid" > /tmp/grid.toml
+[ -z "$grid" ] || sed -e 's/^\[options\]$/[options]\neval_batch_size = 64\ncheckpoint_every = 1e9/' \
+  -e "${GRID_EDIT:-}" "$grid" > /tmp/grid.toml
 "$python" - <<'EOF' | tee "$logs/machine.txt"
 import torch, transformers
 print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu", "| torch", torch.__version__,
@@ -64,6 +68,24 @@ ticker=$!
 if [ "${CUDA_TESTS:-0}" = 1 ]; then
   "$python" -m pytest -m cuda -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tee "$out/cuda-tests.log" | tail -n 3
 fi
+
+if [ "${COPY_AHEAD:-0}" = 1 ]; then  # issue 36: copy-ahead's tokens/s where a pass of a few tokens is cheap
+  mkdir -p "$res/bench"
+  # shellcheck disable=SC2086  # QS_ARGS is a list of options
+  if "$python" -m fishdip train --task conll04 --method fish-dip --device "${DEVICE:-cuda}" --output-dir /tmp/qs \
+      ${QS_ARGS:---train-size 48 --epochs 8 --refresh-steps 10 --eval-limit 100} > "$logs/qs-train.log" 2>&1; then
+    for b in 64 1; do
+      "$python" benchmarks/generation.py --trained /tmp/qs --device "${DEVICE:-cuda}" --batch-sizes $b \
+        --sentences "$([ $b = 1 ] && echo "${BENCH_B1:-16}" || echo "${BENCH_B64:-96}")" --widths 8,16 \
+        --output "$res/bench/generation-trained-b$b-${DEVICE:-cuda}.json" > "$logs/bench-b$b.log" 2>&1
+      grep '^|' "$logs/bench-b$b.log"
+    done
+  else
+    tail -n 5 "$logs/qs-train.log"
+  fi
+  snapshot
+fi
+[ -n "$grid" ] || { kill $ticker; exit 0; }
 
 mapfile -t cells < <("$python" - /tmp/grid.toml "$@" <<'EOF'
 import sys
