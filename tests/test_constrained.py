@@ -184,6 +184,44 @@ def test_beams_and_families_without_a_grammar_are_refused_with_one_line(tmp_path
         configs_from_options({"task": "fewrel", "decoding": "constrained", "output_dir": str(tmp_path)})
 
 
+def test_auto_decodes_with_own_brackets_where_there_is_a_grammar_and_records_what_ran(tmp_path):
+    from fishdip.runs.config import ExperimentConfig, configs_from_options
+
+    def decoding(**options):
+        return configs_from_options({"output_dir": str(tmp_path), **options})[0].decoding
+
+    assert GenerationOptions().decoding == "auto"
+    assert decoding(task="conll04") == "own-brackets"
+    assert decoding(task="conll04", num_beams=3) == "free"  # beams run free decoding
+    assert decoding(task="conll04", decoding="constrained") == "constrained"
+    assert decoding(task="fewrel") == "free"  # scored by candidate losses: no grammar
+    assert decoding(task="conll05") == "own-brackets"
+    # a run recorded before the option existed decoded freely, whatever today's default
+    cfg = configs_from_options({"task": "conll04", "output_dir": str(tmp_path)})[0]
+    recorded = {k: v for k, v in cfg.to_dict().items() if k != "decoding"}
+    assert ExperimentConfig.from_dict(recorded).decoding == "free"
+    assert ExperimentConfig.from_dict(cfg.to_dict()).decoding == "own-brackets"
+
+
+def test_a_task_resolves_auto_when_it_generates(monkeypatch):
+    from fishdip.evaluation import predict as predict_module
+
+    seen = []
+
+    def generate_sorted(loaded, sources, *args):  # records (constrained, own-brackets)
+        grammars, _, own_brackets = args[-3:]
+        seen.append((grammars is not None, own_brackets))
+        return predict_module.Generated(["a ."], [False])
+
+    monkeypatch.setattr(predict_module, "generate_sorted", generate_sorted)
+    task, loaded = load_task("ade", FIXTURES), make_tiny_llama()
+    example = er.Example(["a", "."])
+    for decoding, expected in (("auto", (True, True)), ("free", (False, False)), ("constrained", (True, False))):
+        seen.clear()
+        task.predict(loaded, [example], GenerationOptions(max_length=32, decoding=decoding), progress=False)
+        assert seen == [expected], decoding
+
+
 # -- dialogue state tracking: slot names from the schema, in the order dst.encode writes them ------
 def test_every_gold_belief_state_of_the_fixture_is_in_the_dst_grammar():
     from fishdip.data.multiwoz import read_multiwoz

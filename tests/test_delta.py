@@ -92,7 +92,7 @@ def test_adapter_methods_train_only_adapters_and_reload_merged(tiny_model_dir, t
     variant = ["--method", "lora", "--lora-variant", method] if method in ("dora", "pissa") else ["--method", method]
     _ok(["train", "--task", "conll03", "--data-dir", str(FIXTURES), "--model", str(tiny_model_dir),
          *variant, "--train-size", "6", "--epochs", "2", "--batch-size", "1", "--eval-limit", "2",
-         "--max-length", "64", "--lr", "0.05", "--quiet", "--output-dir", str(out)])
+         "--max-length", "64", "--lr", "0.05", "--decoding", "free", "--quiet", "--output-dir", str(out)])
     results = json.loads((out / "results.json").read_text())
     train = results["episodes"][0]["train"]
     assert 0 < train["trainable_params"] < train["total_params"] / 5  # adapters only (a tiny model: ~10 %)

@@ -107,7 +107,7 @@ BAD = [
     (["--dev-fraction", "1.5"], "--dev-fraction 1.5: must be > 0 and <= 0.9"),
     (["--split-seed", "-1"], "--split-seed -1: must be >= 0"),
     (["--types-file", "types.json"], "--types-file: only with --train-file"),
-    (["--decoding", "fancy"], "--decoding 'fancy': must be one of free, constrained"),
+    (["--decoding", "fancy"], "--decoding 'fancy': must be one of auto, free, constrained"),
     (["--copy-ahead", "-1"], "--copy-ahead -1: must be >= 0"),
     (["--decoding", "constrained", "--num-beams", "3"], "--num-beams 3: --decoding constrained runs greedy search"),
     (["--refresh-gate", "sometimes"], "--refresh-gate 'sometimes': must be one of none, regressing, never"),

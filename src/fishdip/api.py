@@ -25,7 +25,7 @@ from fishdip.runs.config import configs_from_options
 from fishdip.runs.experiment import Comparison, run_comparison
 from fishdip.runs.rundir import model_folder
 from fishdip.tasks import JointERTask, Task, load_task, task_from_metadata
-from fishdip.tasks.options import DataOptions, GenerationOptions
+from fishdip.tasks.options import DataOptions, GenerationOptions, resolve_decoding
 from fishdip.text import tokenize
 
 
@@ -128,12 +128,13 @@ class Predictor:
     def __init__(self, loaded: LoadedModel, task: Task, max_length: int = 256):
         self.loaded, self.task, self.max_length = loaded, task, max_length
 
-    def predict(self, texts, batch_size: int = 64, decoding: str = "free", copy_ahead: int = 0) -> list[dict]:
+    def predict(self, texts, batch_size: int = 64, decoding: str = "auto", copy_ahead: int = 0) -> list[dict]:
         """Annotate raw sentences (a string or a list of strings, tokenized the way the training
         corpora are) or pre-tokenized ones (a list of token lists). Each result has the tokens,
         the generated text, and every entity (and relation) with its token span and, for raw
-        text, its character offsets in the input. ``decoding="constrained"``: every output is a
-        valid annotation of its sentence (the options' ``--decoding``; ``copy_ahead``: ``--copy-ahead``)."""
+        text, its character offsets in the input. ``decoding``: the options' ``--decoding`` (``auto``, the
+        default: own-brackets, every output a valid annotation of its sentence; ``free``: TANL's);
+        ``copy_ahead``: ``--copy-ahead``."""
         from fishdip.evaluation.predict import predict
 
         # one clear line, not an error from range()
@@ -152,7 +153,8 @@ class Predictor:
                 inputs.append((None, [str(t) for t in item], None))
         examples = [er.Example(tokens) for _, tokens, _ in inputs]
         generated, decoded = predict(self.loaded, self.task, examples, batch_size, self.max_length, progress=False,
-                                     decoding=decoding, copy_ahead=copy_ahead)
+                                     decoding=resolve_decoding(decoding, self.task.constrains, 1),
+                                     copy_ahead=copy_ahead)
         out = []
         for (text, tokens, offsets), gen, pred in zip(inputs, generated, decoded):
             structures = self.task.to_json(tokens, pred.entities, pred.relations)
@@ -169,7 +171,7 @@ class Predictor:
     def evaluate(self, split: str = "test", data_dir: str | None = None, examples: list | None = None,
                  limit: int | None = None, batch_size: int = 64, num_beams: int = 1, fold: int = 0,
                  progress: bool = False, eval_file: str | Path | None = None, data_format: str = "auto",
-                 decoding: str = "free", copy_ahead: int = 0) -> dict:
+                 decoding: str = "auto", copy_ahead: int = 0) -> dict:
         """Metrics on a split of the task's dataset (``fold``: of a dataset that ships folds), on
         in-memory ``examples``, or on an annotated file (``eval_file``: a doccano / Label Studio export
         or fishdip JSONL, data/annotations.py); the first ``limit`` only, if given."""

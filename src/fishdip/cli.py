@@ -137,7 +137,7 @@ def evaluate(
     eval_file: Annotated[Optional[Path], typer.Option(help="score on your own annotated sentences instead of a "
                                                       "split (docs/YOUR-DATA.md)")] = None,
     data_format: Annotated[str, typer.Option(help=_help(ExperimentConfig, "data_format"))] = "auto",
-    decoding: Annotated[str, typer.Option(help=_help(ExperimentConfig, "decoding"))] = "free",
+    decoding: Annotated[str, typer.Option(help=_help(ExperimentConfig, "decoding"))] = "auto",
     copy_ahead: Annotated[int, typer.Option(help=_help(ExperimentConfig, "copy_ahead"))] = 0,
 ) -> None:
     """Score a trained model on a split (or an annotated file); prints metrics as JSON."""
@@ -240,7 +240,7 @@ def predict_cmd(
                                                "only")] = False,
     batch_size: Annotated[int, typer.Option(help="sentences per generation batch", min=1)] = 16,
     device: Annotated[str, typer.Option(help=_help(ExperimentConfig, "device"))] = "auto",
-    decoding: Annotated[str, typer.Option(help=_help(ExperimentConfig, "decoding"))] = "free",
+    decoding: Annotated[str, typer.Option(help=_help(ExperimentConfig, "decoding"))] = "auto",
     copy_ahead: Annotated[int, typer.Option(help=_help(ExperimentConfig, "copy_ahead"))] = 0,
 ) -> None:
     """Annotate raw sentences; prints one JSON object per sentence, with token spans and character offsets."""

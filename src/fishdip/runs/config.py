@@ -16,7 +16,7 @@ from fishdip.formats.decoders import DECODERS
 from fishdip.models.offline import OFFLINE_MODELS
 from fishdip.options import ConfigError, check_fields, older_value, option, option_name, option_of, readers
 from fishdip.tasks import FAMILIES, Task
-from fishdip.tasks.options import FEW_SHOT, DataOptions, GenerationOptions, check_beams
+from fishdip.tasks.options import FEW_SHOT, DataOptions, GenerationOptions, check_beams, resolve_decoding
 from fishdip.training.config import TrainConfig
 
 SAVE_MODES = ("auto", "delta", "adapter", "full", "none")
@@ -74,6 +74,9 @@ class ExperimentConfig(DataOptions):
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
+        # config.json records the decoding that ran, not "auto"
+        if self.task in DATASETS or self.task in (FILE_TASK, IN_MEMORY):  # else validate names the task
+            self.decoding = resolve_decoding(self.decoding, task_class(self.task).constrains, self.num_beams)
         self.validate()  # a config that exists is valid: nothing downstream checks it again
 
     def validate(self) -> None:
@@ -134,7 +137,10 @@ class ExperimentConfig(DataOptions):
         train_known = {f.name for f in fields(TrainConfig)}
         train_data = {RENAMED_OPTIONS.get(k, k): v for k, v in data.get("train", {}).items()}
         train = TrainConfig(**{k: v for k, v in train_data.items() if k in train_known})
-        return cls(**{k: v for k, v in data.items() if k in known}, train=train)
+        # an option the run predates had its older value in effect (a decoding recorded before the
+        # option existed was free decoding, not today's default)
+        older = {f.name: older_value(f) for f in fields(cls) if f.name in known and f.name not in data}
+        return cls(**older, **{k: v for k, v in data.items() if k in known}, train=train)
 
 
 # what a recorded run that lacks an option had in effect (options.older_value), by its config.json key

@@ -22,7 +22,7 @@ from fishdip.formats import entity_relation as er
 from fishdip.formats.decoders import get_decoder
 from fishdip.formats.grammar import Grammar
 from fishdip.options import ConfigError
-from fishdip.tasks.options import DataOptions, GenerationOptions
+from fishdip.tasks.options import DataOptions, GenerationOptions, resolve_decoding
 
 
 @dataclass
@@ -133,7 +133,11 @@ class Task(ABC):
         from fishdip.evaluation.predict import predict
 
         return predict(loaded, self, examples, gen.batch_size, gen.max_length, gen.num_beams, progress,
-                       demonstrations, gen.decoding, gen.copy_ahead)
+                       demonstrations, self.decoding(gen), gen.copy_ahead)
+
+    def decoding(self, gen: GenerationOptions) -> str:
+        """The decoding ``gen`` asks of this task, ``auto`` resolved (tasks/options.resolve_decoding)."""
+        return resolve_decoding(gen.decoding, self.constrains, gen.num_beams)
 
     def grammar(self, example, budget) -> Grammar | None:
         """What constrained decoding lets the model write for ``example`` (formats/grammar.py), within

@@ -86,12 +86,13 @@ class EventTask(Task):
                 progress: bool = True, demonstrations=None) -> tuple[list[str], list]:
         from fishdip.evaluation.predict import LIMIT_ERROR, generate_sorted
 
-        constrained = gen.decoding != "free"
+        decoding = self.decoding(gen)
+        constrained = decoding != "free"
 
         def generate_texts(sources: list[str], desc: str, grammars: list | None):
             return generate_sorted(loaded, sources, gen.batch_size, gen.max_length, gen.num_beams, progress, desc,
                                    demonstrations, grammars if constrained else None,
-                                   copy_ahead=gen.copy_ahead, own_brackets=gen.decoding == "own-brackets")
+                                   copy_ahead=gen.copy_ahead, own_brackets=decoding == "own-brackets")
 
         sources = [self.source(ex) for ex in examples]
         trigger_out = generate_texts(sources, "triggers", [self.grammar(ex, loaded.budget) for ex in examples])

@@ -21,6 +21,8 @@ RC_SCORES = ("sum", "mean")  # a candidate relation's output scored by its summe
 # what a generated output may be (formats/grammar.py, models/constrained.py); "own-brackets": constrained,
 # and a bracket group opens only where the model's own top token opens one (models/constrained.py)
 DECODINGS = ("free", "constrained", "own-brackets")
+# the default, "auto", is resolved to one of them where the task is known (``resolve_decoding``)
+DECODING_CHOICES = ("auto", *DECODINGS)
 
 
 @dataclass
@@ -83,8 +85,17 @@ class DataOptions:
                                       "sentences)")
 
 
+def resolve_decoding(decoding: str, constrains: bool, num_beams: int) -> str:
+    """What ``auto`` decodes with: own-brackets where the family has a grammar and search is greedy (it
+    scored at least free decoding's F1 on CoNLL04 dev over eight models, docs/RESULTS.md), free decoding
+    otherwise (beams; a family with no grammar). Any other value is itself."""
+    if decoding != "auto":
+        return decoding
+    return "own-brackets" if constrains and num_beams == 1 else "free"
+
+
 def check_beams(decoding: str, num_beams: int) -> None:
-    if decoding != "free" and num_beams != 1:
+    if decoding not in ("free", "auto") and num_beams != 1:
         raise ConfigError(f"--num-beams {num_beams}: --decoding {decoding} runs greedy search; use --num-beams 1, "
                           "or --decoding free for beams")
 
@@ -98,12 +109,14 @@ class GenerationOptions:
     batch_size: int = option(64, "sentences per generation batch", min=1)
     max_length: int = option(256, "maximum tokens of a source and of a target", min=8, max=100_000)
     num_beams: int = option(1, "1 = greedy decoding", min=1, max=64)
-    decoding: str = option("free", "free: the model writes what it likes, decoded by alignment afterwards; "
+    decoding: str = option("auto", "auto: own-brackets where the task has a grammar and search is greedy, else "
+                           "free (a run records which ran); "
+                           "free: the model writes what it likes, decoded by alignment afterwards; "
                            "constrained: it may write only a valid annotation of its input (the input's words "
                            "in order, each once; bracket groups of the schema's types and relations; relation "
                            "tails that are runs of input words), within a budget that such an output fits; "
                            "own-brackets: constrained, and where the model's own choice is not allowed it copies "
-                           "on rather than open a bracket group; greedy only", choices=DECODINGS)
+                           "on rather than open a bracket group; greedy only", choices=DECODING_CHOICES, older="free")
     rc_score: str = option("sum", "few-shot relation classification: rank candidate relations by the summed "
                            "(TANL) or the mean token loss of their output", choices=RC_SCORES, family=FEW_SHOT)
     copy_ahead: int = option(0, "decoder-only greedy search: check up to this many guessed tokens (the sentence's "
