@@ -1,4 +1,5 @@
-"""Atomic writes: a file is either the old version or the complete new one, never half."""
+"""Files: atomic writes (a file is either the old version or the complete new one, never half),
+reading JSON data files with errors that name the line, removing temporary files."""
 
 from __future__ import annotations
 
@@ -31,6 +32,14 @@ def write_text_atomic(path: Path | str, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_file(path: Path | str) -> None:
+    """Remove a temporary file (a checkpoint, a journal) and its folder once that is empty."""
+    path = Path(path)
+    path.unlink(missing_ok=True)
+    if path.parent.is_dir() and not any(path.parent.iterdir()):
+        path.parent.rmdir()
 
 
 def write_json_atomic(path: Path | str, data: Any) -> None:

@@ -6,6 +6,7 @@ import torch
 from tqdm.auto import tqdm
 
 from fishdip.evaluation.icl import Demonstrations
+from fishdip.evaluation.journal import Journal, batch_key
 from fishdip.models.encoding import collate
 from fishdip.models.generation import Generated, generate
 from fishdip.models.loading import LoadedModel
@@ -16,13 +17,14 @@ LIMIT_ERROR = "generation_limit"  # counted per example whose generation ran out
 
 def predict(loaded: LoadedModel, task, examples: list, batch_size: int = 64, max_length: int = 256,
             num_beams: int = 1, progress: bool = True, demonstrations: Demonstrations | None = None,
-            decoding: str = "free", copy_ahead: int = 0) -> tuple[list[str], list]:
+            decoding: str = "free", copy_ahead: int = 0, journal: Journal | None = None) -> tuple[list[str], list]:
     """Generated texts and the structures decoded from them, in example order (``decoding``:
     ``constrained`` and ``own-brackets`` write only what ``task.grammar`` allows for each example;
-    ``copy_ahead``: models/generation.py)."""
+    ``copy_ahead``: models/generation.py; ``journal``: batches generated before a stop, journal.py)."""
     grammars = [task.grammar(ex, loaded.budget) for ex in examples] if decoding != "free" else None
     out = generate_sorted(loaded, [task.source(ex) for ex in examples], batch_size, max_length, num_beams,
-                          progress, "generate", demonstrations, grammars, copy_ahead, decoding == "own-brackets")
+                          progress, "generate", demonstrations, grammars, copy_ahead, decoding == "own-brackets",
+                          journal)
     decoded = [task.decode(text, ex) for text, ex in zip(out.texts, examples)]
     for pred, hit in zip(decoded, out.hit_limit):
         if hit:
@@ -32,22 +34,29 @@ def predict(loaded: LoadedModel, task, examples: list, batch_size: int = 64, max
 
 def generate_sorted(loaded, sources, batch_size, max_length, num_beams, progress=True, desc="generate",
                     demonstrations: Demonstrations | None = None, grammars: list | None = None,
-                    copy_ahead: int = 0, own_brackets: bool = False) -> Generated:
+                    copy_ahead: int = 0, own_brackets: bool = False, journal: Journal | None = None) -> Generated:
     """Generation for any number of sources, in length-sorted batches (little padding), in order;
     ``demonstrations`` give each source its in-context prefix, ``grammars`` (one per source, or
     None for a source the grammar does not cover) constrain what each writes (``own_brackets``:
-    models/generation.py)."""
+    models/generation.py); a batch the ``journal`` holds is taken from it, a new one added to it."""
     order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
     texts, hits = [""] * len(sources), [False] * len(sources)
     bar = tqdm(total=len(sources), desc=desc, disable=not progress)
     for start in range(0, len(order), batch_size):
         ids = order[start : start + batch_size]
         batch = [sources[i] for i in ids]
-        prefixes = [demonstrations.prefix(s) for s in batch] if demonstrations is not None else None
-        out = generate(loaded, batch, max_length, num_beams, prefixes=prefixes,
-                       context_tokens=demonstrations.context_tokens if demonstrations is not None else 0,
-                       grammars=[grammars[i] for i in ids] if grammars is not None else None,
-                       copy_ahead=copy_ahead, own_brackets=own_brackets)
+        key = batch_key(desc, batch)
+        kept = journal.get(key) if journal is not None else None
+        if kept is not None:  # generated before a stop
+            out = Generated(kept["texts"], kept["hit_limit"])
+        else:
+            prefixes = [demonstrations.prefix(s) for s in batch] if demonstrations is not None else None
+            out = generate(loaded, batch, max_length, num_beams, prefixes=prefixes,
+                           context_tokens=demonstrations.context_tokens if demonstrations is not None else 0,
+                           grammars=[grammars[i] for i in ids] if grammars is not None else None,
+                           copy_ahead=copy_ahead, own_brackets=own_brackets)
+            if journal is not None:
+                journal.add(key, out.texts, out.hit_limit)
         for i, text, hit in zip(ids, out.texts, out.hit_limit):
             texts[i], hits[i] = text, hit
         bar.update(len(ids))

@@ -23,6 +23,7 @@ from fishdip.data.datasets import DATASETS
 from fishdip.data.fetch import sha256
 from fishdip.errors import FishdipError
 from fishdip.evaluation.icl import Demonstrations
+from fishdip.evaluation.journal import Journal
 from fishdip.evaluation.metrics import aggregate
 from fishdip.io import write_json_atomic, write_jsonl_atomic
 from fishdip.models.delta import weights_checksum
@@ -185,9 +186,15 @@ def _run_experiment(cfg: ExperimentConfig, progress: bool, log, meta_dir: Path |
                                             seed=cfg.train.seed + episode)
             result = TrainRecord(total_params=sum(p.numel() for p in loaded.model.parameters()),
                                  precision=amp.resolve(cfg.train.precision, device), machines=[amp.machine(device)])
+        journal = None
+        if not dist.active:  # a stop during evaluation keeps the batches written (evaluation/journal.py)
+            journal = Journal.open(checkpoint_path(out, episode).with_suffix(".generations.jsonl"),
+                                   {**identity(config), "episode": episode, "weights": weights_checksum(loaded.model)},
+                                   log)
         with amp.autocast(result.precision, device):  # each process generates for its share
             texts, decoded = task.predict(loaded, dist.share(eval_examples), cfg.generation(), context,
-                                          progress=progress and dist.main, demonstrations=demonstrations)
+                                          progress=progress and dist.main, demonstrations=demonstrations,
+                                          journal=journal)
         if dist.active:
             shards = dist.gather((texts, decoded))
             texts, decoded = dist.unshard([t for t, _ in shards]), dist.unshard([d for _, d in shards])
@@ -222,7 +229,9 @@ def _run_experiment(cfg: ExperimentConfig, progress: bool, log, meta_dir: Path |
             except OSError as exc:
                 log(f"warning: episode {episode}: the model could not be saved ({exc}); its metrics and "
                     f"predictions are kept in {out}")
-        if checkpoint is not None:  # the episode's results are written: nothing left to continue
+        if journal is not None:  # the episode's results are written: nothing left to continue
+            journal.remove()
+        if checkpoint is not None:
             checkpoint.remove()
         del loaded
     return results

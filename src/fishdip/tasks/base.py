@@ -127,13 +127,14 @@ class Task(ABC):
         return [(self.source(ex), self.target(ex)) for ex in examples]
 
     def predict(self, loaded, examples: list, gen: GenerationOptions, context: dict | None = None,
-                progress: bool = True, demonstrations=None) -> tuple[list[str], list]:
+                progress: bool = True, demonstrations=None, journal=None) -> tuple[list[str], list]:
         """Generated texts and decoded structures; ``context`` is what episode_data recorded;
-        ``demonstrations`` (evaluation/icl.py): in-context learning's prefix for each source."""
+        ``demonstrations`` (evaluation/icl.py): in-context learning's prefix for each source;
+        ``journal`` (evaluation/journal.py): batches generated before a stop, and where new ones go."""
         from fishdip.evaluation.predict import predict
 
         return predict(loaded, self, examples, gen.batch_size, gen.max_length, gen.num_beams, progress,
-                       demonstrations, self.decoding(gen), gen.copy_ahead)
+                       demonstrations, self.decoding(gen), gen.copy_ahead, journal)
 
     def decoding(self, gen: GenerationOptions) -> str:
         """The decoding ``gen`` asks of this task, ``auto`` resolved (tasks/options.resolve_decoding)."""

@@ -83,7 +83,7 @@ class EventTask(Task):
                             longest_tail=budget.longest_span)
 
     def predict(self, loaded, examples: list, gen: GenerationOptions, context: dict | None = None,
-                progress: bool = True, demonstrations=None) -> tuple[list[str], list]:
+                progress: bool = True, demonstrations=None, journal=None) -> tuple[list[str], list]:
         from fishdip.evaluation.predict import LIMIT_ERROR, generate_sorted
 
         decoding = self.decoding(gen)
@@ -92,7 +92,8 @@ class EventTask(Task):
         def generate_texts(sources: list[str], desc: str, grammars: list | None):
             return generate_sorted(loaded, sources, gen.batch_size, gen.max_length, gen.num_beams, progress, desc,
                                    demonstrations, grammars if constrained else None,
-                                   copy_ahead=gen.copy_ahead, own_brackets=decoding == "own-brackets")
+                                   copy_ahead=gen.copy_ahead, own_brackets=decoding == "own-brackets",
+                                   journal=journal)
 
         sources = [self.source(ex) for ex in examples]
         trigger_out = generate_texts(sources, "triggers", [self.grammar(ex, loaded.budget) for ex in examples])

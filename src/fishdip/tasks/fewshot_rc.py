@@ -122,9 +122,10 @@ class FewShotRCTask(Task):
         return rc.decode(text, self.names)
 
     def predict(self, loaded, examples: list, gen: GenerationOptions, context: dict | None = None,
-                progress: bool = True, demonstrations=None) -> tuple[list[str], list]:
+                progress: bool = True, demonstrations=None, journal=None) -> tuple[list[str], list]:
         from fishdip.evaluation.predict import candidate_losses, lowest
 
+        # scored by loss, not generated: nothing for a journal to keep (a pass takes seconds)
         # the episode's N relations are the candidates; without an episode, those in the examples
         candidates = (context or {}).get("relations") or sorted({ex.relation for ex in examples})
         losses = candidate_losses(loaded, [self.source(ex) for ex in examples],

@@ -18,7 +18,8 @@ previous checkpoint. It lies in ``<output_dir>/checkpoint/episode-<i>.pt``, or, 
 ``$FISHDIP_CHECKPOINT_DIR`` is set, in a folder there named after the run folder's absolute path
 (a place that outlives the run folder, e.g. a work tree that is laid anew). It records the run's
 config; one that does not match the run about to start (``same_run``, the runner's comparison of
-run configs) is ignored. The runner removes it once the episode's results are written.
+run configs) is ignored. The runner removes it once the episode's results are written, with the
+evaluation's journal beside it (evaluation/journal.py).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+
+from fishdip.io import remove_file
 
 CHECKPOINT_DIR_ENV = "FISHDIP_CHECKPOINT_DIR"
 
@@ -116,6 +119,4 @@ class Checkpoint:
         return state
 
     def remove(self) -> None:
-        self.path.unlink(missing_ok=True)
-        if self.path.parent.is_dir() and not any(self.path.parent.iterdir()):
-            self.path.parent.rmdir()
+        remove_file(self.path)
