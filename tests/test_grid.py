@@ -172,6 +172,10 @@ def test_only_runs_a_slice_and_dry_run_runs_nothing(tmp_path, tiny_model_dir):
     # the grid file changes an option of finished cells: they are not silently kept, they are refused
     path = tmp_path / "grid.toml"
     path.write_text(path.read_text() + "\n[method.full]\nmax_grad_norm = 0.5\n")
+    lines = []  # a dry run says so, cell by cell
+    run_grid(load_grid(path), only=["*/full/episode-2"], progress=False, log=lines.append, dry_run=True)
+    assert "0 finished, 2 to run" in lines[0] and "2 of them finished with other settings" in lines[0]
+    assert lines[1].endswith("finished with other settings, recorded -> grid file: max-grad-norm: 1.0 -> 0.5)")
     status = run_grid(load_grid(path), only=["*/full/episode-2"], progress=False, log=lines.append)
     assert all(v.startswith("failed") and "holds a different run (max-grad-norm: 1.0 -> 0.5)" in v
                for v in status.values()), status

@@ -295,16 +295,16 @@ def _finished_seconds(folder: Path) -> float | None:
     return sum(e.get("seconds", 0.0) for e in results.get("episodes", []))
 
 
-def _changed(grid: Grid, cell: Cell) -> bool:
-    """A finished cell whose recorded options differ from what the grid file now says (or whose
-    sweep must run again to tell)."""
+def _changes(grid: Grid, cell: Cell) -> list[str]:
+    """How a finished cell's recorded options differ from what the grid file now says (as
+    ``name: recorded -> grid file``; or that its sweep must run again to tell); empty: they agree."""
     chosen = recorded_choice(grid, cell) if cell.swept else {}
     if chosen is None:
-        return True
+        return ["its learning-rate sweep is not recorded"]
     old = read_json(grid.output_dir / cell.path / "config.json")
     new = {**cell_config(grid, cell, chosen).to_dict(), "data_files": old.get("data_files", {}),
            "fishdip_version": old.get("fishdip_version")}  # the version is checked when a cell runs
-    return bool(differences(old, new))
+    return differences(old, new)
 
 
 def estimate(cell: Cell, seconds: dict[tuple[str, str], list[float]],
@@ -372,10 +372,11 @@ def run_grid(grid: Grid, only: list[str] | None = None, progress: bool = True, l
     seconds: dict[tuple[str, str], list[float]] = {}
     sweep_seconds = _finished_sweep_seconds(grid, cells)
     status: dict[str, str] = {}
-    todo = []
+    todo, changes = [], {}
     for cell in cells:
         took = _finished_seconds(grid.output_dir / cell.path)
-        if took is None or _changed(grid, cell):  # a changed cell is run, which refuses it by name
+        changes[cell.path] = _changes(grid, cell) if took is not None else []
+        if took is None or changes[cell.path]:  # a changed cell is run, which refuses it by name
             todo.append(cell)
         else:
             seconds.setdefault((cell.size, cell.method), []).append(took)
@@ -388,12 +389,16 @@ def run_grid(grid: Grid, only: list[str] | None = None, progress: bool = True, l
 
     for note in grid.warnings:
         log(f"warning: {note}")
+    other = sum(bool(c) for c in changes.values())
     log(f"grid {grid.source}: {len(cells)} cells selected, {len(cells) - len(todo)} finished, {len(todo)} to run "
-        f"(estimated {left(todo)}) into {grid.output_dir}/")
+        f"(estimated {left(todo)}) into {grid.output_dir}/"
+        + (f"; {other} of them finished with other settings (running one is refused by name)" if other else ""))
     for i, cell in enumerate(todo, 1):
         if dry_run:
             status[cell.path] = "pending"
             sweep_note = f", a {sweeps[cell.path]}-run dev sweep included" if cell.path in sweeps else ""
+            if changes[cell.path]:  # e.g. a protocol file run with --model embedded, read without it
+                sweep_note += f"; finished with other settings, recorded -> grid file: {'; '.join(changes[cell.path])}"
             log(f"  {cell.path}  (~{left([cell])}{sweep_note})")
             continue
         log(f"[{i}/{len(todo)}] {cell.path}  (left, this one included: ~{left(todo[i - 1:])})")
