@@ -208,8 +208,8 @@ def test_a_task_resolves_auto_when_it_generates(monkeypatch):
 
     seen = []
 
-    def generate_sorted(loaded, sources, *args):  # records (constrained, own-brackets)
-        grammars, _, own_brackets = args[-3:]
+    def generate_sorted(loaded, sources, batch_size, max_length, num_beams, progress, desc, demonstrations,
+                        grammars, copy_ahead, own_brackets, journal=None):  # records (constrained, own-brackets)
         seen.append((grammars is not None, own_brackets))
         return predict_module.Generated(["a ."], [False])
 
