@@ -138,7 +138,7 @@ class Predictor:
         from fishdip.evaluation.predict import predict
 
         # one clear line, not an error from range()
-        gen = GenerationOptions(batch_size=batch_size, decoding=decoding, copy_ahead=copy_ahead)
+        options = GenerationOptions(batch_size=batch_size, decoding=decoding, copy_ahead=copy_ahead)
         if self.task.family not in ("joint_er", "ner"):
             raise FishdipError(f"predict annotates sentences for entity tasks (joint_er, ner); this model was "
                                f"trained for {self.task.family}: use evaluate()")
@@ -153,7 +153,7 @@ class Predictor:
                 inputs.append((None, [str(t) for t in item], None))
         examples = [er.Example(tokens) for _, tokens, _ in inputs]
         generated, decoded = predict(self.loaded, self.task, examples, batch_size, self.max_length, progress=False,
-                                     decoding=self.task.decoding(gen), copy_ahead=copy_ahead)
+                                     decoding=self.task.decoding(options), copy_ahead=copy_ahead)
         out = []
         for (text, tokens, offsets), gen, pred in zip(inputs, generated, decoded):
             structures = self.task.to_json(tokens, pred.entities, pred.relations)

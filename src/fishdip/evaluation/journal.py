@@ -83,11 +83,9 @@ class Journal:
     def add(self, key: str, texts: list[str], hit_limit: list[bool]) -> None:
         """Append one finished batch, on disk before generation goes on (a kill loses at most the
         batch in progress)."""
-        self.batches[key] = {"texts": list(texts), "hit_limit": list(hit_limit)}
-        line = json.dumps({"key": key, "texts": list(texts), "hit_limit": [bool(h) for h in hit_limit]},
-                          ensure_ascii=False)
+        self.batches[key] = batch = {"texts": list(texts), "hit_limit": [bool(h) for h in hit_limit]}
         with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(line + "\n")
+            handle.write(json.dumps({"key": key, **batch}, ensure_ascii=False) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
 

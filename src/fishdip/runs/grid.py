@@ -396,10 +396,10 @@ def run_grid(grid: Grid, only: list[str] | None = None, progress: bool = True, l
     for i, cell in enumerate(todo, 1):
         if dry_run:
             status[cell.path] = "pending"
-            sweep_note = f", a {sweeps[cell.path]}-run dev sweep included" if cell.path in sweeps else ""
+            note = f", a {sweeps[cell.path]}-run dev sweep included" if cell.path in sweeps else ""
             if changes[cell.path]:  # e.g. a protocol file run with --model embedded, read without it
-                sweep_note += f"; finished with other settings, recorded -> grid file: {'; '.join(changes[cell.path])}"
-            log(f"  {cell.path}  (~{left([cell])}{sweep_note})")
+                note += f"; finished with other settings, recorded -> grid file: {'; '.join(changes[cell.path])}"
+            log(f"  {cell.path}  (~{left([cell])}{note})")
             continue
         log(f"[{i}/{len(todo)}] {cell.path}  (left, this one included: ~{left(todo[i - 1:])})")
 
