@@ -44,6 +44,33 @@ def test_a_line_cut_by_a_kill_is_dropped_and_new_batches_follow_the_good_ones(tm
                                                                                       "hit_limit": [False]}
 
 
+def test_a_continued_evaluation_generates_only_the_new_batches_and_its_bar_starts_at_the_kept_ones(tmp_path,
+                                                                                                 monkeypatch):
+    journal = Journal.open(tmp_path / "episode-1.generations.jsonl", {"episode": 1})
+    journal.add(batch_key("generate", ["a", "b"]), ["[ a | x ]", "b"], [False, False])  # sorted by length: first
+    generated, bars = [], []
+
+    def generate(loaded, batch, *args, **kwargs):
+        generated.append(batch)
+        return predict_module.Generated([s.upper() for s in batch], [False] * len(batch))
+
+    class Bar:
+        def __init__(self, **kwargs):
+            bars.append(kwargs)
+
+        def update(self, n):
+            bars.append(n)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(predict_module, "generate", generate)
+    monkeypatch.setattr(predict_module, "tqdm", Bar)
+    out = predict_module.generate_sorted(None, ["ccc", "a", "b", "dd"], 2, 16, 1, journal=journal)
+    assert out.texts == ["CCC", "[ a | x ]", "b", "DD"] and generated == [["dd", "ccc"]]
+    assert bars[0]["total"] == 4 and bars[0]["initial"] == 2 and bars[1:] == [2]
+
+
 @pytest.mark.integration
 def test_a_run_stopped_during_evaluation_continues_with_the_batches_it_wrote(tmp_path, tiny_model_dir,
                                                                             monkeypatch):

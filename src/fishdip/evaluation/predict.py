@@ -40,15 +40,17 @@ def generate_sorted(loaded, sources, batch_size, max_length, num_beams, progress
     None for a source the grammar does not cover) constrain what each writes (``own_brackets``:
     models/generation.py); a batch the ``journal`` holds is taken from it, a new one added to it."""
     order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
+    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    keys = [batch_key(desc, [sources[i] for i in ids]) for ids in batches]
+    kept = [journal.get(key) if journal is not None else None for key in keys]
     texts, hits = [""] * len(sources), [False] * len(sources)
-    bar = tqdm(total=len(sources), desc=desc, disable=not progress)
-    for start in range(0, len(order), batch_size):
-        ids = order[start : start + batch_size]
+    # batches generated before a stop start the bar, so its rate and time left are the new batches'
+    done = sum(len(ids) for ids, record in zip(batches, kept) if record is not None)
+    bar = tqdm(total=len(sources), initial=done, desc=desc, disable=not progress)
+    for ids, key, record in zip(batches, keys, kept):
         batch = [sources[i] for i in ids]
-        key = batch_key(desc, batch)
-        kept = journal.get(key) if journal is not None else None
-        if kept is not None:  # generated before a stop
-            out = Generated(kept["texts"], kept["hit_limit"])
+        if record is not None:  # generated before a stop
+            out = Generated(record["texts"], record["hit_limit"])
         else:
             prefixes = [demonstrations.prefix(s) for s in batch] if demonstrations is not None else None
             out = generate(loaded, batch, max_length, num_beams, prefixes=prefixes,
@@ -57,9 +59,9 @@ def generate_sorted(loaded, sources, batch_size, max_length, num_beams, progress
                            copy_ahead=copy_ahead, own_brackets=own_brackets)
             if journal is not None:
                 journal.add(key, out.texts, out.hit_limit)
+            bar.update(len(ids))
         for i, text, hit in zip(ids, out.texts, out.hit_limit):
             texts[i], hits[i] = text, hit
-        bar.update(len(ids))
     bar.close()
     return Generated(texts, hits)
 
