@@ -209,14 +209,15 @@ def test_a_task_resolves_auto_when_it_generates(monkeypatch):
     seen = []
 
     def generate_sorted(loaded, sources, batch_size, max_length, num_beams, progress, desc, demonstrations,
-                        grammars, copy_ahead, own_brackets, journal=None):  # records (constrained, own-brackets)
-        seen.append((grammars is not None, own_brackets))
+                        grammars, copy_ahead, rules, journal=None):  # records (constrained, its rules)
+        seen.append((grammars is not None, rules.own_brackets, rules.annotated_tails))
         return predict_module.Generated(["a ."], [False])
 
     monkeypatch.setattr(predict_module, "generate_sorted", generate_sorted)
     task, loaded = load_task("ade", FIXTURES), make_tiny_llama()
     example = er.Example(["a", "."])
-    for decoding, expected in (("auto", (True, True)), ("free", (False, False)), ("constrained", (True, False))):
+    for decoding, expected in (("auto", (True, True, False)), ("free", (False, False, False)),
+                               ("constrained", (True, False, False)), ("annotated-tails", (True, True, True))):
         seen.clear()
         task.predict(loaded, [example], GenerationOptions(max_length=32, decoding=decoding), progress=False)
         assert seen == [expected], decoding

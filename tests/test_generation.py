@@ -89,19 +89,19 @@ def test_encoder_decoder_rows_that_stop_leave_the_batch_and_the_rest_write_what_
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("decoding", ["free", "constrained", "own-brackets"])
+@pytest.mark.parametrize("decoding", ["free", "constrained", "own-brackets", "annotated-tails"])
 def test_copy_ahead_writes_what_greedy_search_writes(decoding):
     """Guesses copied from the prompt, checked in one pass: the rows are greedy search's rows (the
     rejected guesses stay in the cache, masked, and positions continue from the last kept token)."""
-    from fishdip.formats.grammar import copy_grammar
+    from fishdip.formats.grammar import DECODING_RULES, Rules, copy_grammar
 
     loaded = make_tiny_llama(seed=3)
     sources = ["Ann lives in Rome .", "Bob works for IBM in New York City .", "a b a b a b a b a b ."]
     grammars = [copy_grammar(s.split(), ["person", "place"], ["live in"], 1, 3) for s in sources] \
         if decoding != "free" else None
-    own = decoding == "own-brackets"
-    plain = generate(loaded, sources, 96, grammars=grammars, own_brackets=own)
-    ahead = generate(loaded, sources, 96, grammars=grammars, copy_ahead=4, own_brackets=own)
+    rules = DECODING_RULES.get(decoding, Rules())
+    plain = generate(loaded, sources, 96, grammars=grammars, rules=rules)
+    ahead = generate(loaded, sources, 96, grammars=grammars, copy_ahead=4, rules=rules)
     assert ahead.texts == plain.texts and ahead.hit_limit == plain.hit_limit
 
 

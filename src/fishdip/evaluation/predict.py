@@ -7,6 +7,7 @@ from tqdm.auto import tqdm
 
 from fishdip.evaluation.icl import Demonstrations
 from fishdip.evaluation.journal import Journal, batch_key
+from fishdip.formats.grammar import DECODING_RULES, Rules
 from fishdip.models.encoding import collate
 from fishdip.models.generation import Generated, generate
 from fishdip.models.loading import LoadedModel
@@ -19,12 +20,13 @@ def predict(loaded: LoadedModel, task, examples: list, batch_size: int = 64, max
             num_beams: int = 1, progress: bool = True, demonstrations: Demonstrations | None = None,
             decoding: str = "free", copy_ahead: int = 0, journal: Journal | None = None) -> tuple[list[str], list]:
     """Generated texts and the structures decoded from them, in example order (``decoding``:
-    ``constrained`` and ``own-brackets`` write only what ``task.grammar`` allows for each example;
+    every one but ``free`` writes only what ``task.grammar`` allows for each example, with its rules:
+    models/constrained.DECODING_RULES;
     ``copy_ahead``: models/generation.py; ``journal``: batches generated before a stop, journal.py)."""
     grammars = [task.grammar(ex, loaded.budget) for ex in examples] if decoding != "free" else None
     out = generate_sorted(loaded, [task.source(ex) for ex in examples], batch_size, max_length, num_beams,
-                          progress, "generate", demonstrations, grammars, copy_ahead, decoding == "own-brackets",
-                          journal)
+                          progress, "generate", demonstrations, grammars, copy_ahead,
+                          DECODING_RULES.get(decoding, Rules()), journal)
     decoded = [task.decode(text, ex) for text, ex in zip(out.texts, examples)]
     for pred, hit in zip(decoded, out.hit_limit):
         if hit:
@@ -34,10 +36,10 @@ def predict(loaded: LoadedModel, task, examples: list, batch_size: int = 64, max
 
 def generate_sorted(loaded, sources, batch_size, max_length, num_beams, progress=True, desc="generate",
                     demonstrations: Demonstrations | None = None, grammars: list | None = None,
-                    copy_ahead: int = 0, own_brackets: bool = False, journal: Journal | None = None) -> Generated:
+                    copy_ahead: int = 0, rules: Rules = Rules(), journal: Journal | None = None) -> Generated:
     """Generation for any number of sources, in length-sorted batches (little padding), in order;
     ``demonstrations`` give each source its in-context prefix, ``grammars`` (one per source, or
-    None for a source the grammar does not cover) constrain what each writes (``own_brackets``:
+    None for a source the grammar does not cover) constrain what each writes (``rules``:
     models/generation.py); a batch the ``journal`` holds is taken from it, a new one added to it."""
     order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
     batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
@@ -56,7 +58,7 @@ def generate_sorted(loaded, sources, batch_size, max_length, num_beams, progress
             out = generate(loaded, batch, max_length, num_beams, prefixes=prefixes,
                            context_tokens=demonstrations.context_tokens if demonstrations is not None else 0,
                            grammars=[grammars[i] for i in ids] if grammars is not None else None,
-                           copy_ahead=copy_ahead, own_brackets=own_brackets)
+                           copy_ahead=copy_ahead, rules=rules)
             if journal is not None:
                 journal.add(key, out.texts, out.hit_limit)
             bar.update(len(ids))

@@ -33,7 +33,8 @@ def sentence(tokens: list[str]) -> str:
     return " ".join(escape(t) for t in tokens)
 
 
-def _key(text: str) -> str:
+def name_key(text: str) -> str:
+    """How a relation tail's written name is matched to an entity's text: case and spacing aside."""
     return "".join(text.lower().split())
 
 
@@ -44,7 +45,7 @@ def _nearest(candidates: list[Entity], head: Entity) -> Entity:
 def _tail_text(example: Example, relation: Relation) -> str:
     name = sentence(example.tokens[relation.tail.start : relation.tail.end])
     same = sorted(
-        {e for e in example.entities if _key(sentence(example.tokens[e.start : e.end])) == _key(name)}
+        {e for e in example.entities if name_key(sentence(example.tokens[e.start : e.end])) == name_key(name)}
     )
     if len(same) > 1 and _nearest(same, relation.head) != relation.tail:
         return f"{name} #{same.index(relation.tail) + 1}"
@@ -104,10 +105,10 @@ def decode(text: str, tokens: list[str], schema: Schema) -> Decoded:
     ordered = sorted(entities)
     names: dict[str, list[Entity]] = {}
     for entity in ordered:
-        names.setdefault(_key(sentence(tokens[entity.start : entity.end])), []).append(entity)
+        names.setdefault(name_key(sentence(tokens[entity.start : entity.end])), []).append(entity)
     for entity, written, _ in placed:  # a misspelled copy is still findable by what was written
-        if entity not in names.get(_key(written), []):
-            names.setdefault(_key(written), []).append(entity)
+        if entity not in names.get(name_key(written), []):
+            names.setdefault(name_key(written), []).append(entity)
 
     relations: set[Relation] = set()
     for head, _, fields in placed:
@@ -122,9 +123,9 @@ def decode(text: str, tokens: list[str], schema: Schema) -> Decoded:
                 continue
             ordinal = None
             match = _ORDINAL.match(tail_name)
-            if match and _key(match.group(1)) in names:
+            if match and name_key(match.group(1)) in names:
                 tail_name, ordinal = match.group(1), int(match.group(2))
-            candidates = sorted(names.get(_key(tail_name), []))
+            candidates = sorted(names.get(name_key(tail_name), []))
             if not candidates:
                 errors["missing_tail"] += 1
                 continue

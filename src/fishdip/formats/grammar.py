@@ -23,6 +23,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass
 
+from fishdip.formats.tails import AnnotatedTails
 from fishdip.formats.tanl import CLOSE, OPEN, SEP
 
 MAX_ORDINAL = 9  # "#n" after a tail: the n-th of several spans with the same text
@@ -33,6 +34,20 @@ class Grammar:
     lark: str  # llguidance Lark: every output allowed (before the end-of-sequence token)
     max_bytes: int  # an upper bound of the longest allowed output, in UTF-8 bytes
     groups: bool = True  # outputs open bracket groups on input words (decoding own-brackets applies)
+    tails: AnnotatedTails | None = None  # outputs with relations: the rule that their tails name groups
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What a constrained decoding adds to its grammars (models/constrained.py applies them)."""
+
+    own_brackets: bool = False  # a refused top token: the best allowed one that opens no group
+    annotated_tails: bool = False  # a relation's tail names one of the output's groups (formats/tails.py)
+
+
+# the constrained decodings (--decoding, beside "free") and what each adds to the grammars
+DECODING_RULES = {"constrained": Rules(), "own-brackets": Rules(own_brackets=True),
+                  "annotated-tails": Rules(own_brackets=True, annotated_tails=True)}
 
 
 def literal(text: str) -> str:
@@ -80,7 +95,8 @@ def copy_grammar(words: list[str], types: list[str], relations: list[str] = (), 
                     rules.append(f"w{i}_{m}: {literal(words[i + m - 1])}{more}")
     else:
         rules.append('rels: ""')
-    return Grammar("\n".join(rules) + "\n", _max_bytes(words, types, relations, max_relations, longest_tail))
+    return Grammar("\n".join(rules) + "\n", _max_bytes(words, types, relations, max_relations, longest_tail),
+                   tails=AnnotatedTails(tuple(words), longest_tail) if max_relations else None)
 
 
 def _max_bytes(words: list[str], types: list[str], relations: list[str], max_relations: int,

@@ -12,6 +12,11 @@ With ``opens`` (decoding ``own-brackets``), a row whose top token the grammar re
 allowed token that opens no bracket group, where there is one: a group opens only where the model
 itself opens one. Plain constrained decoding takes the best allowed token, and a model that wanted
 to skip or reword a word then often opens a group on it instead, which is a wrong entity.
+
+With ``annotated_tails``, a row also takes only tokens after which every relation tail it has
+written can still name one of its bracket groups (formats/tails.py: a rule beside the grammar, as
+it is not context-free): the chosen token is checked, and where the rule refuses it the next best
+is, as if the grammar had refused it.
 """
 
 from __future__ import annotations
@@ -62,9 +67,10 @@ def opening_tokens(lltokenizer, vocab_size: int) -> torch.Tensor:
 
 class GrammarRows:
     """One grammar matcher per row of a generation batch (``opens``: ``opening_tokens``, for the
-    ``own-brackets`` rule)."""
+    ``own-brackets`` rule; ``tails``: each row's tail rule, or None where it has none)."""
 
-    def __init__(self, lltokenizer, grammars: list[str], opens: torch.Tensor | None = None):
+    def __init__(self, lltokenizer, grammars: list[str], opens: torch.Tensor | None = None,
+                 tails: list | None = None):
         import llguidance
         import llguidance.torch
 
@@ -72,10 +78,13 @@ class GrammarRows:
         for matcher in self.matchers:
             if matcher.is_error():
                 raise FishdipError(f"a decoding grammar does not compile: {matcher.get_error()}")
-        self.eos = lltokenizer.eos_token
+        self.lltokenizer, self.eos = lltokenizer, lltokenizer.eos_token
         self.bitmask = llguidance.torch.allocate_token_bitmask(len(grammars), lltokenizer.vocab_size)
         self.failed: set[int] = set()  # rows whose grammar allowed no token (none should)
         self.opens = opens
+        self.tails = tails if tails is not None and any(t is not None for t in tails) else None
+        self.written = [b""] * len(grammars)  # with tails: each row's output so far
+        self.unmet: set[int] = set()  # rows where the tail rule refused every allowed token (none should)
 
     def choose(self, logits: torch.Tensor, live: list[int]) -> torch.Tensor:
         """The argmax over the tokens each live row's grammar allows, and the matchers advanced by it."""
@@ -87,17 +96,48 @@ class GrammarRows:
         logits = logits.float()
         own = logits.argmax(-1) if self.opens is not None else None
         lt.apply_token_bitmask_inplace(logits, mask)
-        tokens = logits.argmax(-1)
-        if own is not None:  # refused top token: the best allowed one that opens no group, if any
-            refused = ~torch.isfinite(logits.gather(1, own[:, None])[:, 0])
-            copying = logits.masked_fill(self.opens.to(logits.device), float("-inf"))
-            tokens = torch.where(refused & torch.isfinite(copying.max(-1).values), copying.argmax(-1), tokens)
+        tokens = self._pick(logits, own)
         allowed = torch.isfinite(logits.max(-1).values).tolist()
+        if self.tails is not None:
+            for slot, row in enumerate(live):
+                if allowed[slot]:
+                    tokens[slot] = self._tail_rule(row, logits[slot: slot + 1],
+                                                   own[slot: slot + 1] if own is not None else None, int(tokens[slot]))
         for slot, (row, token) in enumerate(zip(live, tokens.tolist())):
             if not allowed[slot] or not self.matchers[row].consume_token(token):
                 self.failed.add(row)  # the engine could not continue this row: end it
                 tokens[slot] = self.eos
+            elif self.tails is not None:
+                self.written[row] += self._bytes(token)
         return tokens
+
+    def _pick(self, logits: torch.Tensor, own: torch.Tensor | None) -> torch.Tensor:
+        """The best allowed token of each row (``logits`` masked); with ``own``, the model's top
+        tokens, a row whose top token is refused takes the best allowed one that opens no group, if any."""
+        tokens = logits.argmax(-1)
+        if own is not None:
+            refused = ~torch.isfinite(logits.gather(1, own[:, None])[:, 0])
+            copying = logits.masked_fill(self.opens.to(logits.device), float("-inf"))
+            tokens = torch.where(refused & torch.isfinite(copying.max(-1).values), copying.argmax(-1), tokens)
+        return tokens
+
+    def _tail_rule(self, row: int, logits: torch.Tensor, own: torch.Tensor | None, token: int) -> int:
+        """``token``, or where the tail rule refuses it, the choice among the tokens left."""
+        first = token
+        while not self._accepts(row, self.written[row], token):
+            logits[0, token] = float("-inf")  # refused, as if by the grammar
+            if not torch.isfinite(logits.max()):
+                self.unmet.add(row)
+                return first
+            token = int(self._pick(logits, own)[0])
+        return token
+
+    def _accepts(self, row: int, written: bytes, token: int) -> bool:
+        rule = self.tails[row] if self.tails is not None else None
+        return rule is None or token == self.eos or rule.accepts(written + self._bytes(token))
+
+    def _bytes(self, token: int) -> bytes:
+        return b"" if token == self.eos else self.lltokenizer.decode_bytes([token])
 
     def agreeing(self, row: int, guess: list[int], top: list[int]) -> int:
         """How many leading tokens of ``guess`` equal the model's top tokens ``top`` and are allowed;
@@ -107,6 +147,14 @@ class GrammarRows:
         while n < len(guess) and guess[n] == top[n]:
             n += 1
         n = self.matchers[row].validate_tokens(guess[:n]) if n else 0
+        if self.tails is not None:
+            written = self.written[row]
+            for i, token in enumerate(guess[:n]):
+                if not self._accepts(row, written, token):
+                    n = i
+                    break
+                written += self._bytes(token)
+            self.written[row] = b"".join([self.written[row], *map(self._bytes, guess[:n])])
         if n and not self.matchers[row].consume_tokens(guess[:n]):
             raise FishdipError("the grammar engine refused tokens it had just validated")
         return n

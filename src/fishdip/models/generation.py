@@ -12,7 +12,7 @@ import torch
 from transformers import GenerationConfig
 
 from fishdip.errors import FishdipError
-from fishdip.formats.grammar import Grammar
+from fishdip.formats.grammar import Grammar, Rules
 from fishdip.formats.tanl import CLOSE, EQUALS
 from fishdip.models.constrained import GrammarRows
 from fishdip.models.copy_ahead import Drafts, copy_ahead_rows
@@ -38,7 +38,7 @@ def generate(
     context_tokens: int = 0,
     grammars: list[Grammar] | None = None,
     copy_ahead: int = 0,
-    own_brackets: bool = False,
+    rules: Rules = Rules(),
 ) -> Generated:
     """Greedy (or beam) generation for one batch of sources.
 
@@ -47,9 +47,9 @@ def generate(
     front of each source (in-context learning's demonstrations, at most ``context_tokens`` tokens;
     an annotation then ends at its line's end). ``grammars``: constrained decoding, each row writes
     only what its grammar allows (models/constrained.py), within a budget its longest output fits;
-    ``own_brackets``: where the model's top token is not allowed, it copies on rather than open a
-    bracket group (a group opens only where the model itself opens one; grammars without groups,
-    DST's, decode as plain constrained).
+    ``rules``: what the constrained decoding adds to the grammars (models/constrained.py: a group
+    opens only where the model's top token opens one; relation tails name groups; grammars without
+    groups, DST's, decode as plain constrained).
     ``copy_ahead``: a decoder-only model checks that many tokens copied from its prompt in one
     forward pass (models/copy_ahead.py; 0: one token a step).
     Greedy search runs ``greedy_rows`` (a row that is done leaves the batch); beams, and free
@@ -67,7 +67,8 @@ def generate(
                                "for beams")
         limits = [g.max_bytes + 1 for g in grammars]  # every token is a byte or more; + EOS
         rows = GrammarRows(loaded.grammar_tokenizer(), [g.lark for g in grammars],
-                           loaded.opening_tokens() if own_brackets and grammars[0].groups else None)
+                           loaded.opening_tokens() if rules.own_brackets and grammars[0].groups else None,
+                           [g.tails for g in grammars] if rules.annotated_tails else None)
         choose = rows.choose
     else:
         limits = [budget.tokens(len(tok(s, add_special_tokens=False)["input_ids"]), max_length) for s in sources]

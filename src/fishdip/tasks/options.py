@@ -12,15 +12,15 @@ from dataclasses import dataclass
 
 from fishdip.data.annotations import DATA_FORMATS
 from fishdip.data.sampling import SUBSET_RULES
+from fishdip.formats.grammar import DECODING_RULES
 from fishdip.options import ConfigError, check_fields, option
 
 FEW_SHOT = ("fewshot_rc",)  # the families that read the few-shot options (field metadata ``family``)
 # what a run on a user's files reads besides --train-file, with the values that mean "not given"
 FILE_OPTIONS = {"eval_file": None, "data_format": "auto", "dev_fraction": 0.2, "split_seed": 0, "types_file": None}
 RC_SCORES = ("sum", "mean")  # a candidate relation's output scored by its summed (TANL) or mean token loss
-# what a generated output may be (formats/grammar.py, models/constrained.py); "own-brackets": constrained,
-# and a bracket group opens only where the model's own top token opens one (models/constrained.py)
-DECODINGS = ("free", "constrained", "own-brackets")
+# what a generated output may be: free, or a grammar with its rules (formats/grammar.DECODING_RULES)
+DECODINGS = ("free", *DECODING_RULES)
 # the default, "auto", is resolved to one of them where the task is known (``resolve_decoding``)
 DECODING_CHOICES = ("auto", *DECODINGS)
 
@@ -116,7 +116,9 @@ class GenerationOptions:
                            "in order, each once; bracket groups of the schema's types and relations; relation "
                            "tails that are runs of input words), within a budget that such an output fits; "
                            "own-brackets: constrained, and where the model's own choice is not allowed it copies "
-                           "on rather than open a bracket group; greedy only", choices=DECODING_CHOICES, older="free")
+                           "on rather than open a bracket group; annotated-tails: own-brackets, and every relation "
+                           "tail names a span the output annotates, before or after it; greedy only",
+                           choices=DECODING_CHOICES, older="free")
     rc_score: str = option("sum", "few-shot relation classification: rank candidate relations by the summed "
                            "(TANL) or the mean token loss of their output", choices=RC_SCORES, family=FEW_SHOT)
     copy_ahead: int = option(0, "decoder-only greedy search: check up to this many guessed tokens (the sentence's "
