@@ -184,23 +184,23 @@ def test_beams_and_families_without_a_grammar_are_refused_with_one_line(tmp_path
         configs_from_options({"task": "fewrel", "decoding": "constrained", "output_dir": str(tmp_path)})
 
 
-def test_auto_decodes_with_own_brackets_where_there_is_a_grammar_and_records_what_ran(tmp_path):
+def test_auto_decodes_with_annotated_tails_where_there_is_a_grammar_and_records_what_ran(tmp_path):
     from fishdip.runs.config import ExperimentConfig, configs_from_options
 
     def decoding(**options):
         return configs_from_options({"output_dir": str(tmp_path), **options})[0].decoding
 
     assert GenerationOptions().decoding == "auto"
-    assert decoding(task="conll04") == "own-brackets"
+    assert decoding(task="conll04") == "annotated-tails"
     assert decoding(task="conll04", num_beams=3) == "free"  # beams run free decoding
     assert decoding(task="conll04", decoding="constrained") == "constrained"
     assert decoding(task="fewrel") == "free"  # scored by candidate losses: no grammar
-    assert decoding(task="conll05") == "own-brackets"
+    assert decoding(task="conll05") == "annotated-tails"
     # a run recorded before the option existed decoded freely, whatever today's default
     cfg = configs_from_options({"task": "conll04", "output_dir": str(tmp_path)})[0]
     recorded = {k: v for k, v in cfg.to_dict().items() if k != "decoding"}
     assert ExperimentConfig.from_dict(recorded).decoding == "free"
-    assert ExperimentConfig.from_dict(cfg.to_dict()).decoding == "own-brackets"
+    assert ExperimentConfig.from_dict(cfg.to_dict()).decoding == "annotated-tails"
 
 
 def test_a_task_resolves_auto_when_it_generates(monkeypatch):
@@ -216,7 +216,7 @@ def test_a_task_resolves_auto_when_it_generates(monkeypatch):
     monkeypatch.setattr(predict_module, "generate_sorted", generate_sorted)
     task, loaded = load_task("ade", FIXTURES), make_tiny_llama()
     example = er.Example(["a", "."])
-    for decoding, expected in (("auto", (True, True, False)), ("free", (False, False, False)),
+    for decoding, expected in (("auto", (True, True, True)), ("free", (False, False, False)),
                                ("constrained", (True, False, False)), ("annotated-tails", (True, True, True))):
         seen.clear()
         task.predict(loaded, [example], GenerationOptions(max_length=32, decoding=decoding), progress=False)
@@ -259,7 +259,7 @@ def test_the_dst_grammar_admits_belief_states_of_the_schema_only(text, valid):
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("decoding", ["constrained", "own-brackets"])
+@pytest.mark.parametrize("decoding", ["constrained", "own-brackets", "annotated-tails"])
 def test_a_random_model_constrained_writes_only_belief_states_of_the_schema(decoding):
     loaded = make_tiny_llama()
     task = load_task("multiwoz21", FIXTURES)
@@ -313,7 +313,7 @@ def test_copy_ahead_option_reaches_generation_and_changes_no_output(family, monk
     widths = []
     real = generation.copy_ahead_rows
     monkeypatch.setattr(generation, "copy_ahead_rows", lambda *a, **k: widths.append(a[6]) or real(*a, **k))
-    for decoding in ("free", "own-brackets"):
+    for decoding in ("free", "own-brackets", "annotated-tails"):
         plain = task.predict(loaded, examples, GenerationOptions(max_length=64, decoding=decoding), progress=False)
         assert widths == []
         ahead = task.predict(loaded, examples, GenerationOptions(max_length=64, decoding=decoding, copy_ahead=3),

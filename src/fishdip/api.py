@@ -133,7 +133,8 @@ class Predictor:
         corpora are) or pre-tokenized ones (a list of token lists). Each result has the tokens,
         the generated text, and every entity (and relation) with its token span and, for raw
         text, its character offsets in the input. ``decoding``: the options' ``--decoding`` (``auto``, the
-        default: own-brackets, every output a valid annotation of its sentence; ``free``: TANL's);
+        default: annotated-tails, every output a valid annotation of its sentence whose relations all find
+        their tails; ``free``: TANL's);
         ``copy_ahead``: ``--copy-ahead``."""
         from fishdip.evaluation.predict import predict
 

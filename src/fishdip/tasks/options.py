@@ -86,12 +86,13 @@ class DataOptions:
 
 
 def resolve_decoding(decoding: str, constrains: bool, num_beams: int) -> str:
-    """What ``auto`` decodes with: own-brackets where the family has a grammar and search is greedy (it
-    scored at least free decoding's F1 on CoNLL04 dev over eight models, docs/RESULTS.md), free decoding
-    otherwise (beams; a family with no grammar). Any other value is itself."""
+    """What ``auto`` decodes with: annotated-tails where the family has a grammar and search is greedy
+    (on CoNLL04 dev over eight models it scored at least own-brackets' F1, which scored at least free
+    decoding's, with no unusable output: docs/RESULTS.md; a family without relations decodes it as
+    own-brackets), free decoding otherwise (beams; a family with no grammar). Any other value is itself."""
     if decoding != "auto":
         return decoding
-    return "own-brackets" if constrains and num_beams == 1 else "free"
+    return "annotated-tails" if constrains and num_beams == 1 else "free"
 
 
 def check_beams(decoding: str, num_beams: int) -> None:
@@ -109,7 +110,7 @@ class GenerationOptions:
     batch_size: int = option(64, "sentences per generation batch", min=1)
     max_length: int = option(256, "maximum tokens of a source and of a target", min=8, max=100_000)
     num_beams: int = option(1, "1 = greedy decoding", min=1, max=64)
-    decoding: str = option("auto", "auto: own-brackets where the task has a grammar and search is greedy, else "
+    decoding: str = option("auto", "auto: annotated-tails where the task has a grammar and search is greedy, else "
                            "free (a run records which ran); "
                            "free: the model writes what it likes, decoded by alignment afterwards; "
                            "constrained: it may write only a valid annotation of its input (the input's words "
@@ -117,7 +118,8 @@ class GenerationOptions:
                            "tails that are runs of input words), within a budget that such an output fits; "
                            "own-brackets: constrained, and where the model's own choice is not allowed it copies "
                            "on rather than open a bracket group; annotated-tails: own-brackets, and every relation "
-                           "tail names a span the output annotates, before or after it; greedy only",
+                           "tail names a span the output annotates, before or after it (without relations: "
+                           "own-brackets); greedy only",
                            choices=DECODING_CHOICES, older="free")
     rc_score: str = option("sum", "few-shot relation classification: rank candidate relations by the summed "
                            "(TANL) or the mean token loss of their output", choices=RC_SCORES, family=FEW_SHOT)
