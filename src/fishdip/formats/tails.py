@@ -42,25 +42,20 @@ class _Prefix:
     partial: bytes | None = None  # a tail being written
 
 
-@dataclass(frozen=True)
 class AnnotatedTails:
     """The tail rule for one sentence: ``words`` as the grammar copies them (escaped), tails of at
     most ``longest_tail`` words."""
 
-    words: tuple[str, ...]
-    longest_tail: int
-
-    def __post_init__(self) -> None:
-        spans: dict[str, list[tuple[int, int]]] = {}
-        texts: dict[bytes, str] = {}
-        for a in range(len(self.words)):
-            for b in range(a + 1, min(a + self.longest_tail, len(self.words)) + 1):
-                text = " ".join(self.words[a:b])
-                spans.setdefault(name_key(text), []).append((a, b))
-                texts[text.encode()] = name_key(text)
-        object.__setattr__(self, "_spans", spans)  # a tail's text -> where it occurs
-        object.__setattr__(self, "_texts", texts)  # every tail the grammar allows, unnumbered -> its text
-        object.__setattr__(self, "_encoded", [w.encode() for w in self.words])
+    def __init__(self, words: tuple[str, ...], longest_tail: int):
+        self.words, self.longest_tail = words, longest_tail
+        self._encoded = [w.encode() for w in words]
+        self._spans: dict[str, list[tuple[int, int]]] = {}  # a tail's text -> where it occurs
+        self._texts: dict[bytes, str] = {}  # every tail the grammar allows, unnumbered -> its text
+        for a in range(len(words)):
+            for b in range(a + 1, min(a + longest_tail, len(words)) + 1):
+                text = " ".join(words[a:b])
+                self._spans.setdefault(name_key(text), []).append((a, b))
+                self._texts[text.encode()] = name_key(text)
 
     def accepts(self, prefix: bytes) -> bool:
         """Whether ``prefix`` (an output prefix the grammar allows) can still be completed with every
