@@ -154,7 +154,7 @@ class GrammarRows:
                     n = i
                     break
                 written += self._bytes(token)
-            self.written[row] = b"".join([self.written[row], *map(self._bytes, guess[:n])])
+            self.written[row] = written  # the tokens kept
         if n and not self.matchers[row].consume_tokens(guess[:n]):
             raise FishdipError("the grammar engine refused tokens it had just validated")
         return n
