@@ -21,7 +21,7 @@ def predict(loaded: LoadedModel, task, examples: list, batch_size: int = 64, max
             decoding: str = "free", copy_ahead: int = 0, journal: Journal | None = None) -> tuple[list[str], list]:
     """Generated texts and the structures decoded from them, in example order (``decoding``:
     every one but ``free`` writes only what ``task.grammar`` allows for each example, with its rules:
-    models/constrained.DECODING_RULES;
+    formats/grammar.DECODING_RULES;
     ``copy_ahead``: models/generation.py; ``journal``: batches generated before a stop, journal.py)."""
     grammars = [task.grammar(ex, loaded.budget) for ex in examples] if decoding != "free" else None
     out = generate_sorted(loaded, [task.source(ex) for ex in examples], batch_size, max_length, num_beams,

@@ -26,8 +26,8 @@ from fishdip.formats.tanl import CLOSE, EQUALS, OPEN, SEP
 
 _OPEN, _SEP, _CLOSE, _EQUALS = (f"{OPEN} ".encode(), f" {SEP} ".encode(), f" {CLOSE}".encode(),
                                 f" {EQUALS} ".encode())
-_ORDINAL = re.compile(rb" #\d+")  # TANL's "#n" after a tail (grammar.copy_grammar)
-_AFTER = re.compile(rb"( #?| #\d+ ?)?")  # what a tail still being written may hold after its words
+_FINISHED = re.compile(rb"( #\d+)?")  # what a finished tail holds after its words: TANL's "#n", if any
+_BEGUN = re.compile(rb"( #?| #\d+ ?)?")  # what a tail still being written may hold after its words
 
 
 @dataclass
@@ -64,16 +64,15 @@ class AnnotatedTails:
         if state.partial is None:
             return self._completable(state, state.tails)
         return any(self._completable(state, [*state.tails, frozenset({text})])
-                   for text in self._could_be(state.partial))
+                   for text in self._names(state.partial, finished=False))
 
-    def _could_be(self, partial: bytes) -> set[str]:
-        """The texts a tail that begins with ``partial`` can end as."""
-        out = set()
-        for written, text in self._texts.items():
-            rest = partial[len(written):]
-            if written.startswith(partial) or (partial.startswith(written) and _AFTER.fullmatch(rest)):
-                out.add(text)
-        return out
+    def _names(self, tail: bytes, finished: bool) -> set[str]:
+        """The texts a tail names: a ``finished`` one its words (less its ``#n``); one still being
+        written, any text it can still become."""
+        after = _FINISHED if finished else _BEGUN
+        return {text for written, text in self._texts.items()
+                if (not finished and written.startswith(tail))
+                or (tail.startswith(written) and after.fullmatch(tail[len(written):]))}
 
     def _completable(self, state: _Prefix, tails: list[frozenset[str]]) -> bool:
         """Whether groups still to come can satisfy every tail: the open group, while its words may
@@ -128,7 +127,7 @@ class AnnotatedTails:
                     fields += b" "  # a relation begins
                 parts = fields.split(_SEP)[2:]  # the relations, after the type
                 done = parts if end >= 0 else parts[:-1]  # the last one may still be written
-                state.tails += [frozenset(self._could_be_whole(part.split(_EQUALS, 1)[1])) for part in done]
+                state.tails += [frozenset(self._names(part.split(_EQUALS, 1)[1], finished=True)) for part in done]
                 if end < 0:
                     if parts:  # a relation begun needs a tail it can name: "" until its tail begins
                         state.partial = parts[-1].split(_EQUALS, 1)[1] if _EQUALS in parts[-1] else b""
@@ -136,8 +135,3 @@ class AnnotatedTails:
                 state.group, state.fixed = None, False
                 pos = end + len(_CLOSE) + 1  # and the space before the next word
         return state
-
-    def _could_be_whole(self, tail: bytes) -> set[str]:
-        """The texts a finished tail names: itself, or itself less its ``#n``."""
-        return {text for written, text in self._texts.items()
-                if tail == written or (tail.startswith(written) and _ORDINAL.fullmatch(tail[len(written):]))}
