@@ -105,7 +105,7 @@ def trained(path: str, sentences: int, batch_size: int, widths: list[int], outpu
     copy-ahead; the rows must be the same."""
     import fishdip
     from fishdip.evaluation.predict import generate_sorted
-    from fishdip.formats.grammar import DECODING_RULES, Rules
+    from fishdip.formats.grammar import decoding_rules
     from fishdip.tasks.options import DECODINGS
 
     predictor = fishdip.load(path, device=device)
@@ -125,7 +125,7 @@ def trained(path: str, sentences: int, batch_size: int, widths: list[int], outpu
             started, passes[0] = time.perf_counter(), 0
             out = generate_sorted(loaded, sources, batch_size, 256, 1, progress=False,
                                   grammars=grammars if decoding != "free" else None, copy_ahead=width,
-                                  rules=DECODING_RULES.get(decoding, Rules()))
+                                  rules=decoding_rules(decoding))
             seconds = time.perf_counter() - started
             reference = reference or out.texts
             tokens = sum(len(loaded.tokenizer(" " + t, add_special_tokens=False)["input_ids"]) + 1 for t in out.texts)

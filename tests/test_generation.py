@@ -47,6 +47,8 @@ def test_rows_that_stop_leave_the_batch_and_the_rest_write_what_generate_writes(
     lengths = {len(row) for row in expected}
     assert len(lengths) >= 3 and any(row[-1] == eos for row in expected)
     assert greedy_rows(model, ids, mask, limits, eos_token_id=eos) == expected
+    # a stop token (in-context learning's line breaks) ends a row as EOS does
+    assert greedy_rows(model, ids, mask, limits, eos_token_id=-1, stops=frozenset({eos})) == expected
 
 
 def test_unpadded_batch_and_single_row():
@@ -93,13 +95,13 @@ def test_encoder_decoder_rows_that_stop_leave_the_batch_and_the_rest_write_what_
 def test_copy_ahead_writes_what_greedy_search_writes(decoding):
     """Guesses copied from the prompt, checked in one pass: the rows are greedy search's rows (the
     rejected guesses stay in the cache, masked, and positions continue from the last kept token)."""
-    from fishdip.formats.grammar import DECODING_RULES, Rules, copy_grammar
+    from fishdip.formats.grammar import copy_grammar, decoding_rules
 
     loaded = make_tiny_llama(seed=3)
     sources = ["Ann lives in Rome .", "Bob works for IBM in New York City .", "a b a b a b a b a b ."]
     grammars = [copy_grammar(s.split(), ["person", "place"], ["live in"], 1, 3) for s in sources] \
         if decoding != "free" else None
-    rules = DECODING_RULES.get(decoding, Rules())
+    rules = decoding_rules(decoding)
     plain = generate(loaded, sources, 96, grammars=grammars, rules=rules)
     ahead = generate(loaded, sources, 96, grammars=grammars, copy_ahead=4, rules=rules)
     assert ahead.texts == plain.texts and ahead.hit_limit == plain.hit_limit
@@ -142,6 +144,11 @@ def test_copy_ahead_keeps_agreeing_guesses_and_writes_what_greedy_search_writes(
     expected = greedy_rows(model, ids, mask, limits, eos_token_id=eos)
     assert sum(map(len, expected)) > 40  # long enough for whole guesses to be taken
     assert copy_ahead_rows(model, ids, mask, limits, eos, Oracle(expected, wrong), width=6) == expected
+    # a stop token ends a row as EOS does, also inside a block of guesses
+    stop = Counter(t for row in expected for t in row[2:-1]).most_common(1)[0][0]
+    stopped = greedy_rows(model, ids, mask, limits, eos, stops={stop})
+    assert stopped != expected
+    assert copy_ahead_rows(model, ids, mask, limits, eos, Oracle(stopped, wrong), 6, stops={stop}) == stopped
 
 
 def test_drafts_guess_the_sentence_after_a_copy_and_the_batch_s_annotations_after_an_annotation():

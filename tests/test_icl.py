@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from fishdip.cli import main
 from fishdip.evaluation.icl import Demonstrations
@@ -28,22 +29,46 @@ def test_most_similar_demonstration_is_nearest_and_the_budget_holds():
 
 @pytest.mark.integration
 def test_generation_prompt_holds_the_demonstrations_and_stops_at_the_line(monkeypatch):
+    import fishdip.models.generation as generation
+
     loaded = make_tiny_llama()
     demos = Demonstrations(loaded, PAIRS, context_tokens=10_000)
     seen = {}
-    original = loaded.model.generate
+    original = generation.greedy_rows
 
-    def spy(**kwargs):
-        seen.update(kwargs)
-        return original(**kwargs)
+    def spy(model, input_ids, attention, limits, eos, choose=None, stops=()):
+        seen.update(input_ids=input_ids, stops=stops)
+        return original(model, input_ids, attention, limits, eos, choose, stops)
 
-    monkeypatch.setattr(loaded.model, "generate", spy)
+    monkeypatch.setattr(generation, "greedy_rows", spy)
     # demonstrations reach generation as data: one prefix per source
     generate(loaded, ["Bob lives in Oslo ."], 64, prefixes=[demos.prefix("Bob lives in Oslo .")],
              context_tokens=demos.context_tokens)
     prompt = loaded.tokenizer.decode(seen["input_ids"][0], skip_special_tokens=True)
     assert prompt == demos.prefix("Bob lives in Oslo .") + "Sentence: Bob lives in Oslo .\nAnnotated:"
-    assert seen["stop_strings"] == ["\n"]
+    newline = loaded.tokenizer("\n", add_special_tokens=False)["input_ids"][0]
+    assert newline in seen["stops"] and seen["stops"] == loaded.line_ends()
+
+
+@pytest.mark.integration
+def test_rows_that_end_their_line_leave_the_batch_and_write_what_generate_writes(monkeypatch):
+    """Free decoding with demonstrations runs greedy_rows, where a row that wrote a line break
+    leaves the batch; model.generate (its stop string) writes the same texts."""
+    import fishdip.models.generation as generation
+
+    loaded = make_tiny_llama()
+    newline = loaded.tokenizer("\n", add_special_tokens=False)["input_ids"][0]
+    with torch.no_grad():  # the random model writes a line break in some rows, in others never
+        loaded.model.get_output_embeddings().weight[newline] *= 2
+    sources = ["John met Mary .", "A much longer sentence about Paris and its people .", "Hi",
+               "Lee Harvey Oswald shot John F. Kennedy in Dallas .", "Short one ."]
+    demos = Demonstrations(loaded, PAIRS, context_tokens=10_000)
+    prefixes = [demos.prefix(s) for s in sources]
+    own = generate(loaded, sources, 64, prefixes=prefixes, context_tokens=demos.context_tokens)
+    monkeypatch.setattr(generation, "plain_greedy", lambda model: False)  # model.generate's path
+    reference = generate(loaded, sources, 64, prefixes=prefixes, context_tokens=demos.context_tokens)
+    assert own == reference
+    assert True in own.hit_limit and False in own.hit_limit
 
 
 @pytest.mark.integration

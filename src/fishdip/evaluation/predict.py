@@ -7,7 +7,7 @@ from tqdm.auto import tqdm
 
 from fishdip.evaluation.icl import Demonstrations
 from fishdip.evaluation.journal import Journal, batch_key
-from fishdip.formats.grammar import DECODING_RULES, Rules
+from fishdip.formats.grammar import Rules, decoding_rules
 from fishdip.models.encoding import collate
 from fishdip.models.generation import Generated, generate
 from fishdip.models.loading import LoadedModel
@@ -26,7 +26,7 @@ def predict(loaded: LoadedModel, task, examples: list, batch_size: int = 64, max
     grammars = [task.grammar(ex, loaded.budget) for ex in examples] if decoding != "free" else None
     out = generate_sorted(loaded, [task.source(ex) for ex in examples], batch_size, max_length, num_beams,
                           progress, "generate", demonstrations, grammars, copy_ahead,
-                          DECODING_RULES.get(decoding, Rules()), journal)
+                          decoding_rules(decoding), journal)
     decoded = [task.decode(text, ex) for text, ex in zip(out.texts, examples)]
     for pred, hit in zip(decoded, out.hit_limit):
         if hit:

@@ -50,6 +50,11 @@ DECODING_RULES = {"constrained": Rules(), "own-brackets": Rules(own_brackets=Tru
                   "annotated-tails": Rules(own_brackets=True, annotated_tails=True)}
 
 
+def decoding_rules(decoding: str) -> Rules:
+    """The rules of a ``--decoding`` (free decoding has no grammar: no rules)."""
+    return DECODING_RULES.get(decoding, Rules())
+
+
 def literal(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)  # a Lark string literal (quotes, backslashes escaped)
 

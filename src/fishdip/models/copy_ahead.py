@@ -113,11 +113,11 @@ class Drafts:
 
 @torch.no_grad()
 def copy_ahead_rows(model, input_ids: torch.Tensor, attention: torch.Tensor, limits: list[int], eos_token_id: int,
-                    drafts: Drafts, width: int = 8, grammar=None) -> list[list[int]]:
+                    drafts: Drafts, width: int = 8, grammar=None, stops: Collection[int] = ()) -> list[list[int]]:
     """Greedy decoding of a batch of left-padded prompts with copy-ahead (``drafts``: the rows'
-    guesses, fed every token they keep); rows stop at EOS (kept) or after ``limits[i]`` tokens, as
-    in ``greedy_rows``. ``grammar``: a ``GrammarRows`` (constrained decoding) whose matchers advance
-    with every token a row keeps."""
+    guesses, fed every token they keep); rows stop at EOS or a token of ``stops`` (kept) or after
+    ``limits[i]`` tokens, as in ``greedy_rows``. ``grammar``: a ``GrammarRows`` (constrained
+    decoding) whose matchers advance with every token a row keeps."""
     steps = DecoderOnlySteps(model, input_ids, attention)
     live = list(range(len(limits)))
     rows: list[list[int]] = [[] for _ in limits]
@@ -130,7 +130,7 @@ def copy_ahead_rows(model, input_ids: torch.Tensor, attention: torch.Tensor, lim
         for slot, row in enumerate(live):
             for token in new[row]:
                 rows[row].append(token)
-                if token == eos_token_id or len(rows[row]) >= limits[row]:
+                if token == eos_token_id or token in stops or len(rows[row]) >= limits[row]:
                     break
             else:
                 keep.append(slot)

@@ -6,6 +6,7 @@ its output does not depend on its batch.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import torch
@@ -52,9 +53,9 @@ def generate(
     groups, DST's, decode as plain constrained).
     ``copy_ahead``: a decoder-only model checks that many tokens copied from its prompt in one
     forward pass (models/copy_ahead.py; 0: one token a step).
-    Greedy search runs ``greedy_rows`` (a row that is done leaves the batch); beams, and free
-    decoding with demonstrations or a generation config that changes the logits, run
-    ``model.generate`` to the batch's largest budget and cut each row to its own.
+    Greedy search runs ``greedy_rows`` (a row that is done leaves the batch; with demonstrations a
+    row is done at a token that holds a line break); beams, and a generation config that changes the
+    logits, run ``model.generate`` to the batch's largest budget and cut each row to its own.
     """
     tok, model = loaded.tokenizer, loaded.model
     budget = budget or loaded.budget
@@ -75,15 +76,18 @@ def generate(
         choose = None
     kwargs = dict(max_new_tokens=max(limits), num_beams=num_beams, do_sample=False,
                   pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    stops: frozenset[int] = frozenset()
     if prefixes is not None:  # in-context learning: an annotation ends at its line's end
         kwargs.update(stop_strings=["\n"], tokenizer=tok)
-    own_loop = num_beams == 1 and (grammars is not None or (prefixes is None and plain_greedy(model)))
+        stops = loaded.line_ends()
+    own_loop = num_beams == 1 and (grammars is not None or plain_greedy(model))
     if loaded.is_encoder_decoder:
         if prefixes is not None:
             sources, max_length = [p + s for p, s in zip(prefixes, sources)], max_length + context_tokens
         enc = {k: v.to(device) for k, v in encode_sources(loaded, sources, max_length).items()}
         if own_loop:
-            new_tokens = greedy_rows(model, enc["input_ids"], enc["attention_mask"], limits, tok.eos_token_id, choose)
+            new_tokens = greedy_rows(model, enc["input_ids"], enc["attention_mask"], limits, tok.eos_token_id, choose,
+                                     stops)
         else:
             new_tokens = model.generate(**enc, **kwargs)[:, 1:].tolist()  # after the decoder start token
     else:
@@ -97,10 +101,10 @@ def generate(
         if own_loop and copy_ahead:
             new_tokens = copy_ahead_rows(model, input_ids.to(device), attention.to(device), limits, tok.eos_token_id,
                                          _drafts(loaded, prompts, sources), copy_ahead,
-                                         rows if grammars is not None else None)
+                                         rows if grammars is not None else None, stops)
         elif own_loop:
             new_tokens = greedy_rows(model, input_ids.to(device), attention.to(device), limits, tok.eos_token_id,
-                                     choose)
+                                     choose, stops)
         else:
             out = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device), **kwargs)
             new_tokens = out[:, width:].tolist()
@@ -134,8 +138,9 @@ def plain_greedy(model) -> bool:
 
 @torch.no_grad()
 def greedy_rows(model, input_ids: torch.Tensor, attention: torch.Tensor, limits: list[int],
-                eos_token_id: int, choose=None) -> list[list[int]]:
-    """Greedy decoding of a batch; each row stops at EOS (kept) or after ``limits[i]`` tokens.
+                eos_token_id: int, choose=None, stops: Collection[int] = ()) -> list[list[int]]:
+    """Greedy decoding of a batch; each row stops at EOS or a token of ``stops`` (kept) or after
+    ``limits[i]`` tokens.
     ``choose(logits, live rows)``: the next token of each live row (default: the argmax; constrained
     decoding: the argmax over the tokens the row's grammar allows, models/constrained.py).
 
@@ -156,7 +161,7 @@ def greedy_rows(model, input_ids: torch.Tensor, attention: torch.Tensor, limits:
         keep = []
         for slot, (row, token) in enumerate(zip(live, tokens.tolist())):
             rows[row].append(token)
-            if token != eos_token_id and len(rows[row]) < limits[row]:
+            if token != eos_token_id and token not in stops and len(rows[row]) < limits[row]:
                 keep.append(slot)
         if not keep:
             return rows

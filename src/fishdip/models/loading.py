@@ -72,6 +72,7 @@ class LoadedModel:
     # constrained decoding's view of the tokenizer (models/constrained.py), built on first use
     _grammar_tokenizer: object | None = field(default=None, repr=False)
     _opening_tokens: object | None = field(default=None, repr=False)
+    _line_ends: frozenset[int] | None = field(default=None, repr=False)
 
     def grammar_tokenizer(self):
         if self._grammar_tokenizer is None:
@@ -89,6 +90,14 @@ class LoadedModel:
             self._opening_tokens = opening_tokens(self.grammar_tokenizer(), self.model.get_output_embeddings()
                                                   .weight.shape[0])
         return self._opening_tokens
+
+    def line_ends(self) -> frozenset[int]:
+        """The tokens whose text holds a line break (in-context learning's annotation ends there),
+        computed on first use."""
+        if self._line_ends is None:
+            texts = self.tokenizer.batch_decode([[i] for i in range(len(self.tokenizer))])
+            self._line_ends = frozenset(i for i, text in enumerate(texts) if "\n" in text)
+        return self._line_ends
 
     @property
     def is_encoder_decoder(self) -> bool:

@@ -10,7 +10,7 @@ from fishdip.data.datasets import event_schemas
 from fishdip.evaluation.metrics import set_scores
 from fishdip.formats import entity_relation as er
 from fishdip.formats import events as ev
-from fishdip.formats.grammar import DECODING_RULES, Grammar, Rules, copy_grammar
+from fishdip.formats.grammar import Grammar, copy_grammar, decoding_rules
 from fishdip.structures import EventDecoded
 from fishdip.tasks.base import Task
 from fishdip.tasks.options import GenerationOptions
@@ -92,7 +92,7 @@ class EventTask(Task):
         def generate_texts(sources: list[str], desc: str, grammars: list | None):
             return generate_sorted(loaded, sources, gen.batch_size, gen.max_length, gen.num_beams, progress, desc,
                                    demonstrations, grammars if constrained else None,
-                                   copy_ahead=gen.copy_ahead, rules=DECODING_RULES.get(decoding, Rules()),
+                                   copy_ahead=gen.copy_ahead, rules=decoding_rules(decoding),
                                    journal=journal)
 
         sources = [self.source(ex) for ex in examples]
