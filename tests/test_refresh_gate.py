@@ -1,5 +1,8 @@
 """--refresh-gate: the static-mask control (never) and the sample-gated refresh (regressing)."""
 
+import importlib.util
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -62,6 +65,33 @@ def test_the_gate_compares_mean_per_token_losses_when_ranking_by_sum():
     history = [[3.0, 2.0], [1e-4, 0.05], [1e-4, 0.09], [1e-4, 0.2]]
     records = _run(_scripted_engine(history, tokens=[10, 100]), [0, 1, 2, 3])
     assert [bool(r.get("kept")) for r in records] == [False, True, True, False]
+
+
+def _gate_reading():
+    """scripts/gate_reading.py (a script, not a package module)."""
+    spec = importlib.util.spec_from_file_location("gate_reading",
+                                                  Path(__file__).parents[1] / "scripts" / "gate_reading.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_reading_records_by_the_gate_rule_agrees_with_the_gate():
+    # summed losses (tokens 10, 100, 1): the ungated run's records, read by the rule, find the samples
+    # the gated run's own gate found; and a gated run's reading agrees with its recorded decisions
+    low, high = GATE_MIN_LOSS / 10, GATE_MIN_LOSS * 10
+    tokens = [10, 100, 1]
+    means = [[3.0, 2.0, 1.0], [low, low, low], [low * 5, low, low], [low * 5, high, low], [low, high, low / 2],
+             [low, high * 2, low]]
+    history = [[m * t for m, t in zip(row, tokens)] for row in means]
+    steps = [0, 10, 20, 30, 40, 50]
+    gated = _run(_scripted_engine(history, tokens=tokens), steps)
+    ungated = _run(_scripted_engine(history, tokens=tokens, gate="none"), steps)
+    read = _gate_reading().read_rankings(ungated, tokens)
+    assert [r["regressed"] for r in read[1:]] == [r["regressed"] for r in gated[1:]] == [[], [], [1], [], [1]]
+    assert [len(r["rose"]) for r in read[1:]] == [0, 1, 1, 0, 2]  # the last: sample 2 rose, under the threshold
+    assert all(r["recorded"] == r["regressed"] for r in _gate_reading().read_rankings(gated, tokens)[1:])
+    assert read[0]["max_per_token"] == pytest.approx(3.0)
 
 
 def test_no_gate_and_never():

@@ -37,12 +37,11 @@ import torch
 from torch import nn
 
 from fishdip.models.delta import apply_delta, save_delta
-from fishdip.sparse.choices import GATE_MIN_LOSS
 from fishdip.sparse.fisher import fisher_scores, gradient_sums
 from fishdip.sparse.masks import SparseMask, flat_view, num_to_keep, random_mask, top_k_mask
 from fishdip.sparse.methods import SPARSE_METHODS, SparseConfig
 from fishdip.sparse.optimizers import MaskedDenseAdafactor, SparseAdafactor, SparseAdamW, SparseOptimizer
-from fishdip.sparse.selection import default_num_regressing, most_regressing, sample_losses
+from fishdip.sparse.selection import default_num_regressing, most_regressing, regressed_samples, sample_losses
 
 __all__ = ["SPARSE_METHODS", "SparseConfig", "SparseEngine", "sparse_optimizer"]
 
@@ -165,12 +164,13 @@ class SparseEngine:
     def gate_open(self, losses: torch.Tensor, info: dict) -> bool:
         """Whether the ranking ``losses`` lead to a new mask (``refresh_gate``): always for
         the first mask and without a gate; with ``regressing`` only if some sample's mean per-token loss
-        is above ``GATE_MIN_LOSS`` and higher than at the previous ranking. Records the decision in ``info``."""
+        is above ``GATE_MIN_LOSS`` and higher than at the previous ranking (selection.py). Records the
+        decision in ``info``."""
         per_token = losses / self.tokens if self.tokens is not None else losses.clone()
         previous, self.last_ranking = self.last_ranking, per_token
         if self.config.refresh_gate != "regressing" or previous is None or self.mask is None:
             return True
-        regressed = ((per_token > GATE_MIN_LOSS) & (per_token > previous)).nonzero().flatten().tolist()
+        regressed = regressed_samples(per_token, previous)
         info["regressed"] = regressed
         return bool(regressed)
 

@@ -6,6 +6,8 @@ from collections.abc import Callable
 
 import torch
 
+from fishdip.sparse.choices import GATE_MIN_LOSS
+
 
 def default_num_regressing(num_batches: int) -> int:
     """The paper's default: 10 % of the batches in an epoch, clamped to 3..25."""
@@ -30,3 +32,9 @@ def most_regressing(losses: torch.Tensor, n: int) -> list[int]:
     n = min(n, losses.numel())
     order = sorted(range(losses.numel()), key=lambda i: (-float(losses[i]), i))
     return order[:n]
+
+
+def regressed_samples(per_token: torch.Tensor, previous: torch.Tensor, min_loss: float = GATE_MIN_LOSS) -> list[int]:
+    """``--refresh-gate regressing``'s rule: the samples whose mean per-token loss is above ``min_loss``
+    and higher than at the previous ranking (ascending indices)."""
+    return ((per_token > min_loss) & (per_token > previous)).nonzero().flatten().tolist()
