@@ -8,7 +8,7 @@ fishdip's own Trainer on 48 training pairs, batch 8:
   - peak memory while training (resident set on CPU, allocated on CUDA) and its rise over the
     loaded model; optimizer state bytes and their ratio to dense AdamW (8 bytes per entry);
   - checkpoint bytes (full model folder, fish-dip delta, LoRA adapter) and their ratio to the full model;
-  - tokens/s (padding included) and the share of this machine's measured matrix-product rate
+  - tokens/s (the samples' own tokens, padding not counted) and the share of this machine's measured matrix-product rate
     reached (6 x parameters x tokens per step);
   - the share of a step's time spent in matrix products (torch.profiler on one step): what is not
     matrix work (elementwise ops, optimizer update, gradient gathering, Python);

@@ -137,6 +137,6 @@ def test_every_train_option_is_in_the_table():
     from fishdip.training.config import TrainConfig
 
     tested = {a for args, _ in BAD for a in args if a.startswith("--")}
-    no_bad_value = {"--strict-tags", "--lora-targets"}  # a flag; module names that peft checks when it wraps
+    no_bad_value = {"--strict-tags", "--group-by-length", "--lora-targets"}  # flags; module names peft checks
     options = {option_name(f) for cls in (ExperimentConfig, TrainConfig) for f in fields(cls) if f.name != "train"}
     assert options - tested - no_bad_value == set()

@@ -159,6 +159,32 @@ def test_refresh_steps_count_optimizer_steps_not_micro_batches():
     assert [r["step"] for r in res.refreshes] == [0, 2, 4]
 
 
+@pytest.mark.parametrize("make", [make_tiny_llama, make_tiny_t5], ids=["llama", "t5"])
+def test_group_by_length_trains_the_same_samples_with_less_padding(make):
+    # sentences of very different lengths, 2 per micro-batch, 5 micro-batches a step
+    pairs = [(s + " and so on" * (5 * (i % 3)), t) for i, (s, t) in enumerate(PAIRS)]
+
+    def run(grouped: bool):
+        loaded = make()
+        for module in loaded.model.modules():  # dropout's draws depend on the batch's shape: none
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
+            if isinstance(getattr(module, "dropout", None), float):  # T5's attention dropout
+                module.dropout = 0.0
+        return Trainer(loaded, pairs, _cfg(method="full", batch_size=2, grad_accum_steps=5, epochs=3, lr=1e-3,
+                                           group_by_length=grouped), progress=False)
+
+    plain, grouped = run(False), run(True)
+    step = [[0, 9], [4, 2], [7]]
+    cut = grouped.by_length(step)
+    assert [len(b) for b in cut] == [2, 2, 1] and sorted(sum(cut, [])) == [0, 2, 4, 7, 9]
+    costs = [grouped.encoded[i].cost for i in sum(cut, [])]
+    assert costs == sorted(costs)
+    a, b = plain.train(), grouped.train()
+    assert b.train_tokens == a.train_tokens and b.padded_tokens < a.padded_tokens
+    assert [x["loss"] for x in b.losses] == pytest.approx([x["loss"] for x in a.losses], rel=1e-4)
+
+
 @pytest.mark.integration
 def test_full_training_lowers_loss_on_tiny_data():
     loaded = make_tiny_t5()

@@ -125,6 +125,15 @@ def pad_batch(loaded: LoadedModel, rows: list[Encoded]) -> dict[str, torch.Tenso
     return {"input_ids": input_ids, "attention_mask": attention, "labels": stack([r.labels for r in rows], IGNORE)}
 
 
+def padded_positions(rows: list[Encoded]) -> int:
+    """Positions a batch of ``rows`` runs over once padded (what ``pad_batch`` builds): the longest
+    row times the rows, for the inputs and, encoder-decoders, for the labels apart."""
+    positions = len(rows) * max(len(r.input_ids) for r in rows)
+    if any(len(r.labels) != len(r.input_ids) for r in rows):  # encoder-decoder: the decoder's own length
+        positions += len(rows) * max(len(r.labels) for r in rows)
+    return positions
+
+
 def pad_labels_to(loaded: LoadedModel, batch: dict[str, torch.Tensor], length: int) -> dict[str, torch.Tensor]:
     """Encoder-decoder labels padded to ``length`` with the pad token itself, as TANL pads them (never
     IGNORE): every position then counts in the loss, pad predictions after the target included,

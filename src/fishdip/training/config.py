@@ -60,6 +60,10 @@ class TrainConfig:
                                      "(the reference uses 1e-6); off by default", above=0)
     batch_size: int = option(8, "sentences per micro-batch", min=1)
     grad_accum_steps: int = option(1, "micro-batches per optimizer step", min=1)
+    group_by_length: bool = option(False, "cut each optimizer step's sentences into micro-batches of similar length "
+                                   "(less padding; the same sentences and micro-batch sizes per step, so the same "
+                                   "loss up to float summation order and dropout's draws); helps with "
+                                   "--grad-accum-steps above 1")
     lr: float | None = option(None, "peak learning rate, linear decay to 0 (default: 1e-2 under --recipe paper, "
                               "which fish-dip runs by default; else 1e-4 for full, 1e-3 for the other masks, 5e-4 "
                               "for lora, 3e-3 for ia3)", above=0, max=10)

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 from transformers.optimization import Adafactor
 
-from fishdip.models.encoding import encode_pair, pad_batch, pad_labels_to
+from fishdip.models.encoding import encode_pair, pad_batch, pad_labels_to, padded_positions
 from fishdip.models.loading import LoadedModel
 from fishdip.models.losses import per_sample_loss, token_losses
 from fishdip.options import ConfigError
@@ -46,7 +46,8 @@ class TrainRecord:
     optimizer_state_bytes: int = 0
     precision: str = "fp32"  # what --precision resolved to on this device
     refresh_seconds: float = 0.0  # time spent computing masks (ranking, Fisher scores, top-k)
-    train_tokens: int = 0  # tokens the training forward passes ran over (padding included)
+    train_tokens: int = 0  # tokens of the training samples the forward passes ran over (no padding)
+    padded_tokens: int = 0  # positions those passes ran over, padding included (--group-by-length: fewer)
     touched_entries: int = 0  # entries that any mask let learn (union over refreshes)
     stopped_early: int | None = None  # the step --stop-loss ended training at
     curve: list[dict] = field(default_factory=list)  # --eval-every: {"step", "epoch", "train_loss", "metrics"}
@@ -231,16 +232,12 @@ class Trainer:
                 shuffler.set_state(where["epoch_rng"])
             epoch_rng = shuffler.get_state()
             order = torch.randperm(len(self.pairs), generator=shuffler).tolist()
-            size = self.global_batch
-            batches = [order[i : i + size] for i in range(0, len(order), size)]
-            starts = range(0, len(batches), cfg.grad_accum_steps)
-            for g, group_start in enumerate(starts):
+            for g, group in enumerate(self.step_groups(order)):
                 if g < first_group:
                     continue
                 if step >= self.last_step:
                     break
-                total = self._step(batches[group_start : group_start + cfg.grad_accum_steps], optimizer, scaler,
-                                   gather, gathered)
+                total = self._step(group, optimizer, scaler, gather, gathered)
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
@@ -287,6 +284,20 @@ class Trainer:
         self.result.seconds = round(time.perf_counter() - started, 3)
         return self.result
 
+    def step_groups(self, order: list[int]) -> list[list[list[int]]]:
+        """An epoch's sample order cut into optimizer steps, each a list of micro-batches."""
+        size, accum = self.global_batch, self.cfg.grad_accum_steps
+        batches = [order[i : i + size] for i in range(0, len(order), size)]
+        groups = [batches[i : i + accum] for i in range(0, len(batches), accum)]
+        return [self.by_length(g) for g in groups] if self.cfg.group_by_length else groups
+
+    def by_length(self, group: list[list[int]]) -> list[list[int]]:
+        """``group``'s samples re-cut, shortest first, into micro-batches of the same sizes
+        (--group-by-length): the step sees the same samples with less padding."""
+        ids = sorted((i for batch in group for i in batch), key=lambda i: (self.encoded[i].cost, i))
+        ends = list(itertools.accumulate(len(batch) for batch in group))
+        return [ids[end - len(batch) : end] for batch, end in zip(group, ends)]
+
     def _step(self, group: list[list[int]], optimizer, scaler, gather, gathered: bool) -> float:
         """One optimizer step over the micro-batches of ``group``; returns the step's loss."""
         cfg = self.cfg
@@ -302,6 +313,7 @@ class Trainer:
                 (scaler.scale(loss) if scaler else loss).backward()
             total += float(loss.detach())
             self.result.train_tokens += sum(len(self.encoded[i].input_ids) for i in mine)
+            self.result.padded_tokens += padded_positions([self.encoded[i] for i in mine])
         self._sum_gradients(optimizer, gathered)
         if self.dist.active:
             total = float(self.dist.sum_(torch.tensor([total], dtype=torch.float64)))
