@@ -4,7 +4,7 @@ At every ranking a cell recorded (fish-dip's refreshes, the gated arm's schedule
 samples' mean per-token loss rose since the previous ranking, and which of those were above the
 gate's threshold: the samples that would have opened the gate. The records keep each sample's
 *summed* token loss when the recipe ranks by sums (the paper's); the token counts come from encoding
-the episode's training pairs again, as the trainer does. Recorded losses carry 4 significant digits,
+the episode's training pairs again, by the trainer itself. Recorded losses carry 4 significant digits,
 so a comparison inside that rounding can differ from the run's own: a gated cell's own decisions are
 shown beside the reading, and must agree.
 
@@ -23,12 +23,12 @@ from pathlib import Path
 import torch
 
 from fishdip.io import write_json_atomic
-from fishdip.models.encoding import encode_pair
 from fishdip.models.loading import load_model
 from fishdip.runs.experiment import task_for
 from fishdip.runs.grid import cell_config, load_grid
 from fishdip.sparse.choices import GATE_MIN_LOSS
 from fishdip.sparse.selection import regressed_samples
+from fishdip.training.trainer import Trainer
 
 
 def read_rankings(refreshes: list[dict], tokens: list[int] | None) -> list[dict]:
@@ -53,16 +53,16 @@ def read_rankings(refreshes: list[dict], tokens: list[int] | None) -> list[dict]
 
 
 def _target_tokens(grid, cell, models: dict) -> tuple[list[int] | None, int]:
+    """What the cell's gate divides its ranking losses by: the trainer's own engine, built (not run)
+    on the episode's pairs, holds each sample's target tokens when it ranks by summed losses."""
     cfg = cell_config(grid, cell, {})
     task = task_for(cfg)
     train_examples, _, _ = task.episode_data(cell.episode, cfg)
     pairs = task.pairs(train_examples)
     if cfg.model not in models:
         models[cfg.model] = load_model(cfg.model)
-    encoded = [encode_pair(models[cfg.model], s, t, cfg.train.max_length) for s, t in pairs]
-    train = cfg.train.resolved()  # a recipe's settings, as the trainer runs them
-    sums = train.rank_by == "sum" and not (train.loss_positions == "padded" and models[cfg.model].is_encoder_decoder)
-    return ([e.target_tokens for e in encoded] if sums else None), len(pairs)
+    tokens = Trainer(models[cfg.model], pairs, cfg.train, progress=False).engine.tokens
+    return (None if tokens is None else [int(t) for t in tokens]), len(pairs)
 
 
 def main() -> None:

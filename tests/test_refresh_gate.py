@@ -87,10 +87,11 @@ def test_reading_records_by_the_gate_rule_agrees_with_the_gate():
     steps = [0, 10, 20, 30, 40, 50]
     gated = _run(_scripted_engine(history, tokens=tokens), steps)
     ungated = _run(_scripted_engine(history, tokens=tokens, gate="none"), steps)
-    read = _gate_reading().read_rankings(ungated, tokens)
+    reading = _gate_reading()
+    read = reading.read_rankings(ungated, tokens)
     assert [r["regressed"] for r in read[1:]] == [r["regressed"] for r in gated[1:]] == [[], [], [1], [], [1]]
     assert [len(r["rose"]) for r in read[1:]] == [0, 1, 1, 0, 2]  # the last: sample 2 rose, under the threshold
-    assert all(r["recorded"] == r["regressed"] for r in _gate_reading().read_rankings(gated, tokens)[1:])
+    assert all(r["recorded"] == r["regressed"] for r in reading.read_rankings(gated, tokens)[1:])
     assert read[0]["max_per_token"] == pytest.approx(3.0)
 
 
