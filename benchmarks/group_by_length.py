@@ -28,7 +28,7 @@ import torch
 from fishdip.io import write_json_atomic
 from fishdip.models.encoding import padded_positions
 from fishdip.models.loading import load_model
-from fishdip.runs.experiment import task_for
+from fishdip.runs.experiment import episode_pairs, episode_train_config
 from fishdip.runs.grid import cell_config, load_grid
 from fishdip.training.config import TrainConfig
 from fishdip.training.precision import machine
@@ -40,9 +40,7 @@ GRID = "docs/results/conll04-control/grid.toml"
 def episode_setup(grid, cell) -> tuple[list[tuple[str, str]], TrainConfig]:
     """The cell's training pairs and train config, seeded as the experiment runner seeds an episode."""
     cfg = cell_config(grid, cell, {})
-    task = task_for(cfg)
-    train_examples, _, _ = task.episode_data(cell.episode, cfg)
-    return task.pairs(train_examples), replace(cfg.train, seed=cfg.train.seed + cell.episode)
+    return episode_pairs(cfg, cell.episode), episode_train_config(cfg, cell.episode)
 
 
 def positions_per_step(loaded, pairs, train: TrainConfig, grouped: bool) -> float:

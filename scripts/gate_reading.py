@@ -24,7 +24,7 @@ import torch
 
 from fishdip.io import write_json_atomic
 from fishdip.models.loading import load_model
-from fishdip.runs.experiment import task_for
+from fishdip.runs.experiment import episode_pairs, episode_train_config
 from fishdip.runs.grid import cell_config, load_grid
 from fishdip.sparse.choices import GATE_MIN_LOSS
 from fishdip.sparse.selection import regressed_samples
@@ -56,12 +56,10 @@ def _target_tokens(grid, cell, models: dict) -> tuple[list[int] | None, int]:
     """What the cell's gate divides its ranking losses by: the trainer's own engine, built (not run)
     on the episode's pairs, holds each sample's target tokens when it ranks by summed losses."""
     cfg = cell_config(grid, cell, {})
-    task = task_for(cfg)
-    train_examples, _, _ = task.episode_data(cell.episode, cfg)
-    pairs = task.pairs(train_examples)
+    pairs = episode_pairs(cfg, cell.episode)
     if cfg.model not in models:
         models[cfg.model] = load_model(cfg.model)
-    tokens = Trainer(models[cfg.model], pairs, cfg.train, progress=False).engine.tokens
+    tokens = Trainer(models[cfg.model], pairs, episode_train_config(cfg, cell.episode), progress=False).engine.tokens
     return (None if tokens is None else [int(t) for t in tokens]), len(pairs)
 
 

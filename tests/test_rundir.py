@@ -106,6 +106,33 @@ def test_failed_model_save_keeps_the_metrics(tmp_path, tiny_model_dir, monkeypat
     assert any("episode(s) 1 finished but their model was not saved" in line for line in logged), logged
 
 
+class _Stop(Exception):
+    pass
+
+
+def test_scripts_see_the_pairs_and_seed_the_runner_trains_on(tmp_path, tiny_model_dir, monkeypatch):
+    """gate_reading.py and the group-by-length benchmark look at a cell through episode_pairs and
+    episode_train_config: they must be what the runner hands its trainer, episode by episode."""
+    import fishdip.runs.experiment as experiment
+
+    seen = {}
+
+    def trainer(loaded, pairs, train, **kwargs):
+        seen["pairs"], seen["train"] = pairs, train
+        raise _Stop
+
+    monkeypatch.setattr(experiment, "Trainer", trainer)
+    cfg = ExperimentConfig(task="conll03", model=str(tiny_model_dir), data_dir=str(FIXTURES), eval_split="dev",
+                           train_fraction=0.5, episodes=[3], output_dir=str(tmp_path / "run"),
+                           train=TrainConfig(method="full", epochs=1, max_length=48, seed=7))
+    with pytest.raises(_Stop):
+        run_experiment(cfg, progress=False, log=lambda *_: None)
+    assert seen["pairs"] == experiment.episode_pairs(cfg, 3) and len(seen["pairs"]) > 0
+    assert seen["train"] == experiment.episode_train_config(cfg, 3) and seen["train"].seed == 10
+    # the episode picks the subset (a small fixture: some other episodes draw the same one)
+    assert any(experiment.episode_pairs(cfg, e) != seen["pairs"] for e in range(4, 12))
+
+
 def test_nothing_is_written_when_the_data_cannot_be_read(tmp_path, tiny_model_dir, monkeypatch):
     monkeypatch.delenv("FISHDIP_DATA_DIR", raising=False)  # wnut17 is then nowhere
     monkeypatch.setenv("FISHDIP_CACHE_DIR", str(tmp_path / "cache"))

@@ -44,6 +44,7 @@ from fishdip.runs.rundir import (
 from fishdip.tasks import Task, load_task, task_of
 from fishdip.training import precision as amp
 from fishdip.training.checkpoint import Checkpoint, checkpoint_path
+from fishdip.training.config import TrainConfig
 from fishdip.training.distributed import SINGLE, Dist, pick_device
 from fishdip.training.trainer import Curve, Trainer, TrainRecord
 from fishdip.version import __version__
@@ -65,6 +66,21 @@ def task_for(cfg: ExperimentConfig) -> Task:
                                    cfg.dev_fraction, cfg.split_seed, cfg.types_file and Path(cfg.types_file)),
                        cfg.decoder)
     return load_task(cfg.task, cfg.data_dir, cfg.decoder, cfg.fold, cfg.strict_tags)
+
+
+def episode_train_config(cfg: ExperimentConfig, episode: int) -> TrainConfig:
+    """One episode's training settings: the episode number (plus --seed) seeds shuffling, dropout, random
+    masks and in-context demonstrations, so every method of a grid sees the same stream on an episode;
+    the training subset depends on the episode only."""
+    return replace(cfg.train, seed=cfg.train.seed + episode)
+
+
+def episode_pairs(cfg: ExperimentConfig, episode: int) -> list[tuple[str, str]]:
+    """One episode's training pairs, as the runner trains on them: for scripts and benchmarks that look
+    at a grid cell without running it."""
+    task = task_for(cfg)
+    train_examples, _, _ = task.episode_data(episode, cfg)
+    return task.pairs(train_examples)
 
 
 def _results(cfg: ExperimentConfig, episodes: list[dict]) -> dict:
@@ -165,9 +181,8 @@ def _run_experiment(cfg: ExperimentConfig, progress: bool, log, meta_dir: Path |
         if save in ("delta", "adapter") and base_checksum is None:  # every episode starts from the same base
             base_checksum = weights_checksum(loaded.model)
         loaded.model.to(device)
-        # the episode number (plus --seed) seeds shuffling, dropout and random masks too: every method
-        # sees the same stream; the training subset depends on the episode only
         pairs = task.pairs(train_examples)
+        train = episode_train_config(cfg, episode)
         # a generation budget fixed by the training targets, the same for every batch composition
         loaded.budget = budget_from_pairs(loaded, pairs)
         checkpoint, demonstrations = None, None
@@ -176,14 +191,13 @@ def _run_experiment(cfg: ExperimentConfig, progress: bool, log, meta_dir: Path |
                 checkpoint = Checkpoint(checkpoint_path(out, episode), cfg.checkpoint_every,
                                         {**identity(config), "episode": episode},
                                         same_run=lambda saved, now: not differences(saved, now))
-            trainer = Trainer(loaded, pairs, replace(cfg.train, seed=cfg.train.seed + episode),
+            trainer = Trainer(loaded, pairs, train,
                               progress=progress and dist.main,
                               dist=dist, checkpoint=checkpoint, curve=_curve(cfg, task, loaded, device, context),
                               log=log)
             result = trainer.train()
         else:  # in-context learning: the base model, with demonstrations drawn from the training subset
-            demonstrations = Demonstrations(loaded, pairs, cfg.train.icl_context, cfg.train.icl_selection,
-                                            seed=cfg.train.seed + episode)
+            demonstrations = Demonstrations(loaded, pairs, train.icl_context, train.icl_selection, seed=train.seed)
             result = TrainRecord(total_params=sum(p.numel() for p in loaded.model.parameters()),
                                  precision=amp.resolve(cfg.train.precision, device), machines=[amp.machine(device)])
         journal = None
