@@ -79,11 +79,20 @@ def test_bad_event_file(tmp_path):
           "relations": [{"type": "Target", "head": 2, "tail": 0}]}]))
     with pytest.raises(DataError, match=r"example 0: relation 0 head points at missing entity 2"):
         load_split("ace2005event", "train", _as_dataset_root(tmp_path))
+    entity = {"type": "PER", "start": 1, "end": 2}
+    for relation, problem in (({"type": "Target", "head": 0, "tail": 3}, "tail points at missing trigger 3"),
+                              ({"type": "Nonsense", "head": 0, "tail": 0}, "has unknown role 'Nonsense'"),
+                              ({"type": "Target", "head": 0}, "needs 'type', 'head' and 'tail'")):
+        (tmp_path / "ace2005event_train.json").write_text(json.dumps(
+            [{"tokens": ["a", "b"], "triggers": [{"type": "Conflict:Attack", "start": 0, "end": 1}],
+              "entities": [entity], "relations": [relation]}]))
+        with pytest.raises(DataError, match=rf"example 0: relation 0 {problem}"):
+            load_split("ace2005event", "train", _as_dataset_root(tmp_path))
 
 
 def _as_dataset_root(folder):
     root = folder / "root"
-    (root / "ace2005event").mkdir(parents=True)
+    (root / "ace2005event").mkdir(parents=True, exist_ok=True)
     for f in folder.glob("*.json"):
         (root / "ace2005event" / f.name).write_text(f.read_text())
     return root

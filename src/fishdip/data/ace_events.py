@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fishdip.data.spert import as_index, parse_span
+from fishdip.data.spert import parse_link, parse_span
 from fishdip.errors import DataError
 from fishdip.formats.entity_relation import Entity, Relation, Schema
 from fishdip.io import read_json
@@ -53,18 +53,8 @@ def read_events(path: Path, triggers: Schema, roles: Schema) -> list[EventExampl
                  for j, t in enumerate(raw.get("triggers", []))]
         args = []
         for j, rel in enumerate(raw.get("relations", [])):
-            if not isinstance(rel, dict) or not {"type", "head", "tail"} <= set(rel):
-                raise DataError(f"{where}: relation {j} needs 'type', 'head' and 'tail'")
-            head = as_index(rel["head"], f"{where}: relation {j}", "head")
-            tail = as_index(rel["tail"], f"{where}: relation {j}", "tail")
-            role = rel["type"]
-            if not 0 <= head < len(entities):
-                raise DataError(f"{where}: relation {j} head points at missing entity {head}")
-            if not 0 <= tail < len(trigs):
-                raise DataError(f"{where}: relation {j} tail points at missing trigger {tail}")
-            if role not in roles.entity_types:
-                raise DataError(f"{where}: relation {j} has unknown role {role!r}")
-            a = entities[head]
-            args.append(Relation(role, Entity(a.start, a.end, "argument"), trigs[tail]))
+            role, a, trigger = parse_link(rel, f"{where}: relation {j}", entities, trigs, roles.entity_types,
+                                          ends=("entity", "trigger"), label="role")
+            args.append(Relation(role, Entity(a.start, a.end, "argument"), trigger))
         out.append(EventExample(tokens, trigs, args, id=str(i)))
     return out

@@ -46,6 +46,23 @@ def parse_span(item, where: str, tokens: list[str], known: dict | None) -> Entit
     return Entity(start, end, kind)
 
 
+def parse_link(item, where: str, heads: list, tails: list, known, ends: tuple[str, str] = ("entity", "entity"),
+               label: str = "type") -> tuple[str, Entity, Entity]:
+    """``{"type", "head", "tail"}`` -> (type, head, tail): the indices point into ``heads`` and ``tails``
+    (named ``ends`` in errors), the type is one of ``known`` (a "role" for event arguments)."""
+    if not isinstance(item, dict) or not {"type", "head", "tail"} <= set(item):
+        raise DataError(f"{where} needs 'type', 'head' and 'tail'")
+    chosen = []
+    for role, pool, name in (("head", heads, ends[0]), ("tail", tails, ends[1])):
+        k = as_index(item[role], where, role)
+        if not 0 <= k < len(pool):
+            raise DataError(f"{where} {role} points at missing {name} {k}")
+        chosen.append(pool[k])
+    if item["type"] not in known:
+        raise DataError(f"{where} has unknown {label} {item['type']!r}")
+    return item["type"], chosen[0], chosen[1]
+
+
 def _parse_example(raw: dict, schema: Schema, where: str, index: int) -> Example:
     tokens = raw.get("tokens")
     if not isinstance(tokens, list) or not tokens or not all(isinstance(t, str) for t in tokens):
@@ -58,19 +75,8 @@ def _parse_example(raw: dict, schema: Schema, where: str, index: int) -> Example
             raise DataError(f"{where}: {key!r} must be a list (got {type(raw[key]).__name__})")
     entities = [parse_span(ent, f"{where}: entity {j}", tokens, schema.entity_types)
                 for j, ent in enumerate(raw.get("entities", []))]
-    relations: list[Relation] = []
-    for j, rel in enumerate(raw.get("relations", [])):
-        if not isinstance(rel, dict) or not {"type", "head", "tail"} <= set(rel):
-            raise DataError(f"{where}: relation {j} needs 'type', 'head' and 'tail'")
-        head = as_index(rel["head"], f"{where}: relation {j}", "head")
-        tail = as_index(rel["tail"], f"{where}: relation {j}", "tail")
-        rtype = rel["type"]
-        for role, k in (("head", head), ("tail", tail)):
-            if not 0 <= k < len(entities):
-                raise DataError(f"{where}: relation {j} {role} points at missing entity {k}")
-        if rtype not in schema.relation_types:
-            raise DataError(f"{where}: relation {j} has unknown type {rtype!r}")
-        relations.append(Relation(rtype, entities[head], entities[tail]))
+    relations = [Relation(*parse_link(rel, f"{where}: relation {j}", entities, entities, schema.relation_types))
+                 for j, rel in enumerate(raw.get("relations", []))]
     return Example(tokens, entities, relations, id=str(raw.get("orig_id", index)))
 
 
