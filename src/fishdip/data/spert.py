@@ -46,8 +46,8 @@ def parse_span(item, where: str, tokens: list[str], known: dict | None) -> Entit
     return Entity(start, end, kind)
 
 
-def parse_link(item, where: str, heads: list, tails: list, known, ends: tuple[str, str] = ("entity", "entity"),
-               label: str = "type") -> tuple[str, Entity, Entity]:
+def parse_link(item, where: str, heads: list[Entity], tails: list[Entity], known: dict[str, str],
+               ends: tuple[str, str] = ("entity", "entity"), label: str = "type") -> tuple[str, Entity, Entity]:
     """``{"type", "head", "tail"}`` -> (type, head, tail): the indices point into ``heads`` and ``tails``
     (named ``ends`` in errors), the type is one of ``known`` (a "role" for event arguments)."""
     if not isinstance(item, dict) or not {"type", "head", "tail"} <= set(item):
