@@ -23,6 +23,23 @@ def real_data_dir() -> Path | None:
     return None
 
 
+@pytest.fixture(autouse=True)
+def one_thread_for_tiny_models(request, monkeypatch):
+    """Torch's ops on the tiny models are too small to share among threads. With its default (a
+    thread a core) they are as fast as with one on an idle machine, and 4x slower beside a background
+    run that holds the cores (tests/test_constrained.py and test_generation.py on 2 cores beside two
+    training processes: 161 s, 37 s with one thread). The tests that load the embedded model (marked
+    slow) keep the default; the others' subprocesses get one thread too."""
+    if request.node.get_closest_marker("slow"):
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def data_dir() -> Path:
     found = real_data_dir()

@@ -31,7 +31,8 @@ pytestmark = pytest.mark.skipif(shutil.which("setsid") is None or not (ROOT / ".
 
 
 def chains(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "STATE": str(tmp_path / "state"), "PYTHON": str(tmp_path / "python"),
+    # conftest gives tests one thread (OMP_NUM_THREADS=1): a chain must set its own, so start from another
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "STATE": str(tmp_path / "state"), "PYTHON": str(tmp_path / "python"),
            "LOG": str(tmp_path / "calls.log")}
     return subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=60)
 
