@@ -272,6 +272,20 @@ def test_precision_auto_and_fp16_only_on_cuda(monkeypatch):
         amp.resolve("fp16", cpu)
 
 
+def test_a_cpu_run_records_its_instruction_set_and_thread_count():
+    from fishdip.training import precision as amp
+
+    before = torch.get_num_threads()
+    try:
+        for threads, end in ((1, ", 1 thread"), (2, ", 2 threads")):
+            torch.set_num_threads(threads)
+            machine = amp.machine(torch.device("cpu"))
+            assert machine.startswith(f"torch {torch.__version__}, cpu ") and machine.endswith(end), machine
+            assert torch.backends.cpu.get_cpu_capability() in machine
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("method", ["full", "fish-dip"])
 @pytest.mark.integration
 def test_fp16_loss_scaling_path_trains(method, monkeypatch):

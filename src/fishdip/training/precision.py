@@ -27,14 +27,16 @@ def cpu_has_fast_bf16() -> bool:
 
 
 def machine(device: torch.device) -> str:
-    """What ran the arithmetic, e.g. ``torch 2.13.0+cpu, cpu AVX2``: CPU kernels differ in their last
-    digits between instruction sets (and sparse masks can amplify that), so results record it."""
+    """What ran the arithmetic, e.g. ``torch 2.13.0+cpu, cpu AVX2, 1 thread``: CPU kernels differ in
+    their last digits between instruction sets and thread counts (and sparse masks can amplify that),
+    so results record both."""
     import torch
 
     if device.type == "cuda":
         where = f"cuda {torch.cuda.get_device_name(device)}"
     else:
-        where = f"{device.type} {torch.backends.cpu.get_cpu_capability()}"
+        threads = torch.get_num_threads()
+        where = f"{device.type} {torch.backends.cpu.get_cpu_capability()}, {threads} thread{'s' * (threads > 1)}"
     return f"torch {torch.__version__}, {where}"
 
 
