@@ -214,6 +214,37 @@ def test_paired_interval():
     assert math.isnan(paired({1: 0.5, 2: 0.5}, {1: 0.5, 2: 0.5}).wilcoxon_p)  # all tied: undefined
 
 
+def test_a_comparison_is_decided_only_over_enough_episodes_with_an_interval_that_excludes_zero():
+    three = paired({1: 0.5, 2: 0.52, 3: 0.71}, {1: 0.4, 2: 0.4, 3: 0.6})  # +0.11 [+0.085, +0.135]
+    assert three.low > 0 and three.verdict(3) == "higher" and three.verdict(10) == "undecided at 3 episodes"
+    assert paired({1: 0.4, 2: 0.4, 3: 0.6}, {1: 0.5, 2: 0.52, 3: 0.71}).verdict(3) == "lower"
+    mixed = paired({1: 0.5, 2: 0.3, 3: 0.7}, {1: 0.4, 2: 0.4, 3: 0.6})  # one lost: the interval holds 0
+    assert mixed.low < 0 < mixed.high and mixed.verdict(3) == "undecided at 3 episodes"
+    assert paired({1: 0.9}, {1: 0.1}).verdict(1) == "undecided at 1 episode"  # no interval at all
+
+
+def test_report_states_a_verdict_per_comparison(tmp_path, capsys):
+    for method, scores_ in (("full", [0.40, 0.40, 0.60]), ("fish-dip", [0.50, 0.52, 0.71])):
+        for episode, score in enumerate(scores_, 1):
+            cell = tmp_path / "grid" / "conll" / "size-3" / method / f"episode-{episode}"
+            cell.mkdir(parents=True)
+            train = {"steps": 3, "seconds": 1.0, "total_params": 10, "trainable_params": 10,
+                     "losses": [{"step": 1, "epoch": 0, "loss": 1.0}]}
+            (cell / "results.json").write_text(json.dumps({"episodes": [
+                {"episode": episode, "train_indices": [0, 1, 2], "metrics": {"entity_f1": score}, "train": train}]}))
+            (cell / "config.json").write_text("{}")
+    result = runner.invoke(app, ["report", str(tmp_path / "grid")])
+    assert result.exit_code == 0, result.output
+    assert "| 3/3 | undecided at 3 episodes |" in result.output and "at least 10 episodes" in result.output
+    result = runner.invoke(app, ["report", str(tmp_path / "grid"), "--min-episodes", "3"])
+    assert "| 3/3 | higher |" in result.output
+    csv = (tmp_path / "grid" / "report" / "report.csv").read_text().splitlines()
+    assert csv[0].endswith(",verdict") and any(row.startswith("conll,size-3,3.0,fish-dip,entity_f1,")
+                                                and row.endswith(",higher") for row in csv)
+    result = runner.invoke(app, ["report", str(tmp_path / "grid"), "--min-episodes", "1"])
+    assert result.exit_code == 2 and "--min-episodes 1: a paired interval needs at least 2 episodes" in result.output
+
+
 def test_one_episode_shows_no_spread():
     # a sample std needs two episodes; one episode is shown bare, not as "± 0.0"
     assert _mean_std([0.5]) == "50.0"

@@ -342,12 +342,15 @@ def report(
         help="the method label every other is compared with (default: full, else the grid's first)")] = None,
     focus: Annotated[Optional[str], typer.Option(
         help="the method label compared with every other (default: fish-dip, where the grid has it)")] = None,
+    min_episodes: Annotated[Optional[int], typer.Option(
+        help="episodes a comparison needs before its verdict can be higher or lower (its 95 % interval must "
+             "also exclude 0; default 10); fewer: 'undecided at N episodes'")] = None,
 ) -> None:
     """Tables (markdown, CSV) with paired statistics, and plots, of a grid's finished cells."""
     from fishdip.reports.grid import write_report
 
     try:
-        out = write_report(runs_dir, output, metric, baseline, focus)
+        out = write_report(runs_dir, output, metric, baseline, focus, min_episodes)
     except (FishdipError, ValueError, OSError) as exc:
         _fail(exc if isinstance(exc, FishdipError) else FishdipError(f"{runs_dir}: {exc}"))
     typer.echo((out / "report.md").read_text())

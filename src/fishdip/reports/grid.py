@@ -3,7 +3,8 @@
 Per task and training size: mean ± std of every metric per method; each method against a baseline
 (default ``full``): relative change of the means and the paired difference over the episodes both
 finished (same episode = same training subset), with a 95 % t interval, the Wilcoxon signed-rank
-p-value, the number of episodes and wins; then the focus
+p-value, the number of episodes and wins, and a verdict (higher or lower only when the interval
+excludes zero over at least ``min_episodes`` episodes, else "undecided at N episodes"); then the focus
 method (default ``fish-dip``) against every other method the same way. Writes ``report.md``,
 ``report.csv`` (one row per task, size, method and metric) and PNG plots into ``RUNS_DIR/report/``.
 """
@@ -37,6 +38,10 @@ from fishdip.reports.plots import (
 )
 from fishdip.tasks import METRICS
 
+# Episodes a comparison needs before the report calls it decided (this project's rule, issue 35): with
+# a few episodes an interval can exclude zero because their spread happened to be narrow.
+MIN_EPISODES = 10
+
 
 @dataclass
 class Group:
@@ -63,6 +68,14 @@ class Paired:
     wins: int
     ties: int
     wilcoxon_p: float = math.nan  # two-sided Wilcoxon signed-rank p (exact for small n); nan: undefined
+
+    def verdict(self, min_episodes: int) -> str:
+        """What the comparison decides: "higher" / "lower" (the first against the second) when the 95 %
+        interval excludes zero over at least ``min_episodes`` episodes, else "undecided at N episodes".
+        The episode floor is there because a few episodes can exclude zero by chance of their spread."""
+        if self.n >= min_episodes and self.n > 1 and (self.low > 0 or self.high < 0):
+            return "higher" if self.low > 0 else "lower"
+        return f"undecided at {self.n} episode{'s' if self.n != 1 else ''}"
 
 
 def paired(a: dict[int, float], b: dict[int, float]) -> Paired | None:
@@ -148,7 +161,7 @@ def _mean_std(values: list[float]) -> str:
     return f"{100 * statistics.fmean(values):.1f} ± {100 * statistics.stdev(values):.1f}"
 
 
-def group_tables(group: Group, metric: str, baseline: str, focus: str | None) -> str:
+def group_tables(group: Group, metric: str, baseline: str, focus: str | None, min_episodes: int = MIN_EPISODES) -> str:
     """Markdown for one task and size: scores, against the baseline, and the focus against the others."""
     shown = [m for m in METRICS if any(m in e["metrics"] for eps in group.runs.values() for e in eps.values())]
     lines = [f"### {group.task}, {group.size} ({group.sentences():.0f} training sentences)\n",
@@ -178,14 +191,17 @@ def group_tables(group: Group, metric: str, baseline: str, focus: str | None) ->
                 continue
             ma, mb = statistics.fmean(a[e] for e in common), statistics.fmean(b[e] for e in common)
             relative = f"{100 * (ma - mb) / mb:+.0f} %" if mb else "-"
-            interval, wins, wilcoxon = _paired_text(paired(a, b))
-            rows.append(f"| {first} vs {second} | {len(common)} | {relative} | {interval} | {wilcoxon} | {wins} |")
+            p = paired(a, b)
+            interval, wins, wilcoxon = _paired_text(p)
+            rows.append(f"| {first} vs {second} | {len(common)} | {relative} | {interval} | {wilcoxon} | {wins} | "
+                        f"{p.verdict(min_episodes)} |")
         if rows:  # with only the baseline beside the focus, this table would be a bare header
             lines += [f"{metric}, {title} (x100 points; paired over the episodes both finished, 95 % t interval, "
-                      "two-sided Wilcoxon signed-rank p):\n",
+                      f"two-sided Wilcoxon signed-rank p; decided only where the interval excludes 0 over at least "
+                      f"{min_episodes} episodes):\n",
                       "| comparison | episodes | relative change of the mean | paired difference [95 % CI] | "
-                      "Wilcoxon p | wins |",
-                      "|---|---|---|---|---|---|", *rows, ""]
+                      "Wilcoxon p | wins | verdict |",
+                      "|---|---|---|---|---|---|---|", *rows, ""]
     return "\n".join(lines)
 
 
@@ -280,11 +296,11 @@ def _values(candidate: dict) -> str:
     return ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in candidate.items())
 
 
-def csv_rows(groups: list[Group], baseline: str) -> str:
+def csv_rows(groups: list[Group], baseline: str, min_episodes: int = MIN_EPISODES) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["task", "size", "train_sentences", "method", "metric", "episodes", "mean", "std",
-                     f"diff_vs_{baseline}", "ci_low", "ci_high", "wins", "paired_episodes", "wilcoxon_p"])
+                     f"diff_vs_{baseline}", "ci_low", "ci_high", "wins", "paired_episodes", "wilcoxon_p", "verdict"])
     for g in groups:
         for method in g.runs:
             for metric in METRICS:
@@ -295,9 +311,10 @@ def csv_rows(groups: list[Group], baseline: str) -> str:
                 p = paired(values, scores(g, baseline, metric)) if method != baseline else None
                 writer.writerow([g.task, g.size, f"{g.sentences():.1f}", method, metric, len(v),
                                  f"{statistics.fmean(v):.6f}", f"{statistics.stdev(v):.6f}" if len(v) > 1 else "",
-                                 *(["", "", "", "", "", ""] if p is None else
+                                 *(["", "", "", "", "", "", ""] if p is None else
                                    [f"{p.mean:.6f}", f"{p.low:.6f}", f"{p.high:.6f}", p.wins, p.n,
-                                    "" if math.isnan(p.wilcoxon_p) else f"{p.wilcoxon_p:.6f}"])])
+                                    "" if math.isnan(p.wilcoxon_p) else f"{p.wilcoxon_p:.6f}",
+                                    p.verdict(min_episodes)])])
     return out.getvalue()
 
 
@@ -309,11 +326,14 @@ def _learning(train: dict) -> int:
 
 
 def write_report(root: str | Path, output: str | Path | None = None, metric: str | None = None,
-                 baseline: str | None = None, focus: str | None = None) -> Path:
+                 baseline: str | None = None, focus: str | None = None, min_episodes: int | None = None) -> Path:
     """Tables (report.md, report.csv) and plots of the grid in ``root``; returns the report folder.
     ``baseline`` (default ``full``, else the first method) is compared with every other method,
     ``focus`` (default ``fish-dip`` where the grid has it) with every other; a name given that is no
-    method of the grid is refused."""
+    method of the grid is refused. A comparison is decided over at least ``min_episodes`` episodes."""
+    min_episodes = MIN_EPISODES if min_episodes is None else min_episodes
+    if min_episodes < 2:
+        raise FishdipError(f"--min-episodes {min_episodes}: a paired interval needs at least 2 episodes")
     root = Path(root)
     groups, grid = collect(root)
     methods = list(dict.fromkeys(m for g in groups for m in g.runs))
@@ -336,9 +356,9 @@ def write_report(root: str | Path, output: str | Path | None = None, metric: str
     text = [f"# Grid report: {root}\n",
             f"Scores x100, mean ± sample std over episodes. Headline metric: {metric}. Episode i trains every "
             "method on the same subset (seed i), so differences are paired by episode. Plots beside this file.\n"]
-    text += [group_tables(g, metric, baseline, focus) for g in groups]
+    text += [group_tables(g, metric, baseline, focus, min_episodes) for g in groups]
     write_text_atomic(out / "report.md", "\n".join(text))
-    write_text_atomic(out / "report.csv", csv_rows(groups, baseline))
+    write_text_atomic(out / "report.csv", csv_rows(groups, baseline, min_episodes))
     _plots(groups, out, metric)
     return out
 
