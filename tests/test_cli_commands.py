@@ -85,7 +85,13 @@ def test_report_on_results_of_the_wrong_shape_or_an_unknown_metric_is_one_line(t
     err = _one_line_exit_2(["report", str(tmp_path / "grid")], capsys)
     assert "results.json: not a fishdip results file" in err
     (cell / "results.json").write_text(json.dumps({"episodes": [{"episode": 1, "metrics": {"entity_f1": 0.5},
-                                                                 "train": {"steps": 1}}]}))
+                                                                 "train": {"steps": 1, "seconds": 2.0,
+                                                                           "losses": [0.7]}}]}))
+    err = _one_line_exit_2(["report", str(tmp_path / "grid")], capsys)
+    assert "episode-1/results.json: episode 1: its training record's 'losses' is not a list of objects" in err
+    (cell / "results.json").write_text(json.dumps({"episodes": [{"episode": 1, "metrics": {"entity_f1": 0.5},
+                                                                 "train": {"steps": 1, "seconds": 2.0,
+                                                                           "losses": [{"loss": 0.7}]}}]}))
     (cell / "config.json").write_text("{}")
     err = _one_line_exit_2(["report", str(tmp_path / "grid"), "--metric", "entity_f2"], capsys)
     assert "--metric 'entity_f2': not a metric fishdip reports" in err

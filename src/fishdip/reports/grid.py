@@ -128,13 +128,23 @@ def collect(root: Path) -> tuple[list[Group], dict]:
 
 
 def _check_results(path: Path, results) -> None:
-    """A cell's results.json as fishdip writes it: episodes with a number, metrics and a training record."""
+    """A cell's results.json as fishdip writes it: episodes with a number, metrics and a training record
+    whose fields the tables and plots read (steps, seconds, the loss of each step)."""
     episodes = results.get("episodes") if isinstance(results, dict) else None
     if not isinstance(episodes, list) or not all(
             isinstance(e, dict) and isinstance(e.get("episode"), int) and isinstance(e.get("metrics"), dict)
             and isinstance(e.get("train"), dict) for e in episodes):
         raise FishdipError(f"{path}: not a fishdip results file (expected 'episodes': a list of objects with "
                            "'episode', 'metrics' and 'train')")
+    for e in episodes:
+        train, number = e["train"], (int, float)
+        losses = train.get("losses")
+        problem = ("'steps' is not a whole number" if not isinstance(train.get("steps"), int) else
+                   "'seconds' is not a number" if not isinstance(train.get("seconds"), number) else
+                   "'losses' is not a list of objects with a 'loss' number" if not isinstance(losses, list) or not all(
+                       isinstance(x, dict) and isinstance(x.get("loss"), number) for x in losses) else None)
+        if problem:
+            raise FishdipError(f"{path}: episode {e['episode']}: its training record's {problem}")
 
 
 def scores(group: Group, method: str, metric: str) -> dict[int, float]:
