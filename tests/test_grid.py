@@ -223,7 +223,7 @@ def test_a_comparison_is_decided_only_over_enough_episodes_with_an_interval_that
     assert paired({1: 0.9}, {1: 0.1}).verdict(1) == "undecided at 1 episode"  # no interval at all
 
 
-def test_report_states_a_verdict_per_comparison(tmp_path, capsys):
+def test_report_states_a_verdict_per_comparison(tmp_path):
     for method, scores_ in (("full", [0.40, 0.40, 0.60]), ("fish-dip", [0.50, 0.52, 0.71])):
         for episode, score in enumerate(scores_, 1):
             cell = tmp_path / "grid" / "conll" / "size-3" / method / f"episode-{episode}"

@@ -137,14 +137,22 @@ def _check_results(path: Path, results) -> None:
         raise FishdipError(f"{path}: not a fishdip results file (expected 'episodes': a list of objects with "
                            "'episode', 'metrics' and 'train')")
     for e in episodes:
-        train, number = e["train"], (int, float)
-        losses = train.get("losses")
-        problem = ("'steps' is not a whole number" if not isinstance(train.get("steps"), int) else
-                   "'seconds' is not a number" if not isinstance(train.get("seconds"), number) else
-                   "'losses' is not a list of objects with a 'loss' number" if not isinstance(losses, list) or not all(
-                       isinstance(x, dict) and isinstance(x.get("loss"), number) for x in losses) else None)
+        problem = _train_problem(e["train"])
         if problem:
             raise FishdipError(f"{path}: episode {e['episode']}: its training record's {problem}")
+
+
+def _train_problem(train: dict) -> str | None:
+    """What is wrong with the training-record fields the tables and plots read, or None."""
+    if not isinstance(train.get("steps"), int):
+        return "'steps' is not a whole number"
+    if not isinstance(train.get("seconds"), (int, float)):
+        return "'seconds' is not a number"
+    losses = train.get("losses")
+    if not isinstance(losses, list) or not all(isinstance(x, dict) and isinstance(x.get("loss"), (int, float))
+                                               for x in losses):
+        return "'losses' is not a list of objects with a 'loss' number"
+    return None
 
 
 def scores(group: Group, method: str, metric: str) -> dict[int, float]:
