@@ -10,7 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 from fishdip.cli import app
-from fishdip.training.checkpoint import Checkpoint, checkpoint_path
+from fishdip.training.checkpoint import Checkpoint, checkpoint_path, saved_progress
 from fishdip.training.trainer import Curve, Trainer
 from tests.conftest import FIXTURES, make_tiny_t5
 from tests.test_trainer import PAIRS, _cfg
@@ -95,6 +95,8 @@ def test_a_signal_stops_training_after_the_step_in_progress_with_its_state_saved
     with pytest.raises(KeyboardInterrupt):  # the CLI's "interrupted: ... run the same command again"
         _train(cfg, SignalledAt(path, every_seconds=1e9, at=5))  # no timed save: the signal's alone
     assert signal.getsignal(signal.SIGTERM) is handler  # the handlers are given back
+    step, seconds = saved_progress(path)  # what a dry run of the grid shows of the stopped cell
+    assert step == 5 and seconds > 0
     _, continued, weights = _train(cfg, Checkpoint(path, every_seconds=1e9))
     assert continued.resumed_at == [5]  # nothing of the 5 steps is lost
     assert [x["loss"] for x in continued.losses] == [x["loss"] for x in whole.losses]
@@ -126,6 +128,7 @@ def test_a_checkpoint_of_another_run_is_ignored(tmp_path):
     assert "a training checkpoint of another run" in said[0]
     path.write_bytes(b"not a checkpoint")  # a truncated file: start over, say so
     assert Checkpoint(path, identity={"lr": 2}).load(said.append) is None and "unreadable" in said[-1]
+    assert saved_progress(path) is None and saved_progress(tmp_path / "none.pt") is None
 
 
 def test_the_checkpoint_can_live_outside_the_run_folder(tmp_path, monkeypatch):

@@ -10,12 +10,14 @@ import sys
 import time
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from fishdip.cli import app
 from fishdip.reports.grid import _mean_std, paired
 from fishdip.reports.plots import aligned_curve
 from fishdip.runs.grid import GridError, estimate, load_grid, run_grid
+from fishdip.training.checkpoint import checkpoint_path
 from tests.conftest import REPO
 
 runner = CliRunner()
@@ -150,11 +152,18 @@ def test_grid_kill_resume_and_report(tmp_path, tiny_model_dir):
 
 
 @pytest.mark.integration
-def test_only_runs_a_slice_and_dry_run_runs_nothing(tmp_path, tiny_model_dir):
+def test_only_runs_a_slice_and_dry_run_runs_nothing(tmp_path, tiny_model_dir, monkeypatch):
     grid = load_grid(_grid(tmp_path, tiny_model_dir))
     lines = []
+    # a cell stopped midway: the dry run names where its training checkpoint stands
+    monkeypatch.setenv("FISHDIP_CHECKPOINT_DIR", str(tmp_path / "checkpoints"))
+    saved = checkpoint_path(grid.output_dir / "conll/size-6/full/episode-2", 2)
+    saved.parent.mkdir(parents=True)
+    torch.save({"where": {"step": 7}, "result": {"seconds": 150.0}}, saved)
     status = run_grid(grid, only=["conll/size-6/full"], progress=False, log=lines.append, dry_run=True)
     assert status == {"conll/size-6/full/episode-1": "pending", "conll/size-6/full/episode-2": "pending"}
+    assert "checkpoint" not in lines[1] and lines[2].endswith("its training checkpoint: step 7, 2m trained)")
+    saved.unlink()
     assert not (tmp_path / "out" / "conll").exists()
     status = run_grid(grid, only=["*/full/episode-2"], progress=False, log=lines.append)
     assert status == {"conll/size-3/full/episode-2": "finished", "conll/size-6/full/episode-2": "finished"}

@@ -53,6 +53,7 @@ from fishdip.options import ConfigError
 from fishdip.runs.config import ExperimentConfig, configs_from_options, task_class, unused_options
 from fishdip.runs.experiment import run_experiment
 from fishdip.runs.rundir import differences
+from fishdip.training.checkpoint import checkpoint_path, saved_progress
 from fishdip.training.methods import METHODS
 
 GRID_KEYS = {"output_dir", "tasks", "episodes", "methods", "metric", "options", "sizes", "method", "sweep"}
@@ -348,6 +349,16 @@ def _finished_sweep_seconds(grid: Grid, cells: list[Cell]) -> dict[tuple[str, st
     return seconds
 
 
+def _continued_note(grid: Grid, cell: Cell) -> str:
+    """A dry run's word on a cell stopped before its end: the estimate is a whole run's, but the cell
+    continues from its saved training state (training/checkpoint.py) if that still matches the run."""
+    saved = saved_progress(checkpoint_path(grid.output_dir / cell.path, cell.episode))
+    if saved is None:
+        return ""
+    step, seconds = saved
+    return f", a whole run; its training checkpoint: step {step}, {_clock(seconds)} trained"
+
+
 def _clock(seconds: float | None) -> str:
     if seconds is None:
         return "?"
@@ -399,6 +410,7 @@ def run_grid(grid: Grid, only: list[str] | None = None, progress: bool = True, l
             note = f", a {sweeps[cell.path]}-run dev sweep included" if cell.path in sweeps else ""
             if changes[cell.path]:  # e.g. a protocol file run with --model embedded, read without it
                 note += f"; finished with other settings, recorded -> grid file: {'; '.join(changes[cell.path])}"
+            note += _continued_note(grid, cell)
             log(f"  {cell.path}  (~{left([cell])}{note})")
             continue
         log(f"[{i}/{len(todo)}] {cell.path}  (left, this one included: ~{left(todo[i - 1:])})")

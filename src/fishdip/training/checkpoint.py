@@ -51,6 +51,19 @@ def checkpoint_path(output_dir: str | Path, episode: int) -> Path:
     return Path(output_dir) / "checkpoint" / f"episode-{episode}.pt"
 
 
+def saved_progress(path: Path) -> tuple[int, float] | None:
+    """The step a saved training state reached and the seconds of training it records, or None when
+    there is none or it cannot be read: for a dry run to show what a continued cell starts from
+    (whether it matches the run is judged when the run starts: ``Checkpoint.load``)."""
+    if not path.is_file():
+        return None
+    try:  # mmap: only the few entries read here come off the disk, not the weights
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return int(state["where"]["step"]), float(state["result"]["seconds"])
+    except Exception:  # a truncated or foreign file: the run itself says so when it starts
+        return None
+
+
 @dataclass
 class Checkpoint:
     """Saves a trainer's state to ``path`` at most every ``every_seconds`` (0: every step);
